@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what building and testing mesh needs on Debian bookworm, as root,
+# with only Debian's packages and the npm registry reachable. Idempotent: it
+# installs only what is missing and re-extracts the protos only when the pinned
+# version changes. Usage: bazel/setup.sh [--with-test-tools]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+PACKAGES=(
+  bazel-bootstrap bazel-rules-java bazel-platforms
+  g++ pkg-config
+  libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
+  libabsl-dev libc-ares-dev libssl-dev libyaml-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  openssl procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+    missing+=("$p")
+done
+# npm may come with a Node.js that is not Debian's (it then conflicts with
+# Debian's npm package): only install it when there is no npm command.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+# The Envoy xDS API protos: Debian has no package for them. The npm package
+# @grpc/grpc-js-xds ships them under package/deps. Pinned by version and hash.
+XDS_NPM=@grpc/grpc-js-xds@1.14.1
+XDS_SHA256=fd27db4119c139d5b59e8fe99d109bed04bff491302743ae3bf096667105c607
+DEST=.deps/xds-protos
+if [ "$(cat "$DEST/.stamp" 2>/dev/null || true)" != "$XDS_SHA256" ]; then
+  say "fetching xDS protos from npm package $XDS_NPM"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent "$XDS_NPM" >/dev/null)
+  tgz=$(ls "$tmp"/*.tgz)
+  echo "$XDS_SHA256  $tgz" | sha256sum -c --quiet - ||
+    { say "checksum mismatch for $XDS_NPM"; exit 1; }
+  tar xzf "$tgz" -C "$tmp"
+  rm -rf "$DEST"
+  mkdir -p "$DEST"
+  d="$tmp/package/deps"
+  cp -r "$d/envoy-api/envoy" "$d/xds/xds" "$d/xds/udpa" "$d/googleapis/google" \
+        "$d/protoc-gen-validate/validate" "$DEST/"
+  # The bundled validate.proto lacks StringRules.ignore_empty (field 26),
+  # which envoy/config/core/v3/protocol.proto uses. Add it before the end of
+  # the StringRules message.
+  v="$DEST/validate/validate.proto"
+  end=$(awk '/^message StringRules \{/{f=1} f&&/^}/{print NR; exit}' "$v")
+  sed -i "${end}i\\    optional bool ignore_empty = 26;" "$v"
+  echo 'workspace(name = "xds_protos")' > "$DEST/WORKSPACE"
+  echo "$XDS_SHA256" > "$DEST/.stamp"
+  say "xDS protos ready in $DEST"
+fi

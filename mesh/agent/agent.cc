@@ -1,0 +1,223 @@
+#include "mesh/agent/agent.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "mesh/agent/events.h"
+#include "mesh/common/log.h"
+#include "mesh/config/snapshot.h"
+#include "mesh/source/file_watcher.h"
+#include "mesh/xds/ads_server.h"
+
+namespace mesh {
+namespace agent {
+
+namespace {
+
+using internal::Log;
+
+struct Flags {
+  std::string config;
+  std::string socket;
+  int status_fd = -1;
+  int lifeline_fd = -1;
+};
+
+bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    auto value = [&](absl::string_view name, std::string* out) {
+      if (!absl::ConsumePrefix(&a, name)) return false;
+      *out = std::string(a);
+      return true;
+    };
+    std::string v;
+    if (value("--config=", &f->config) || value("--socket=", &f->socket)) {
+      continue;
+    }
+    if (value("--status-fd=", &v) || value("--lifeline-fd=", &v)) {
+      int* fd = absl::StartsWith(argv[i], "--status") ? &f->status_fd
+                                                      : &f->lifeline_fd;
+      if (!absl::SimpleAtoi(v, fd) || *fd < 0) {
+        *err = absl::StrCat("bad value in ", argv[i]);
+        return false;
+      }
+      continue;
+    }
+    *err = absl::StrCat("unknown flag: ", argv[i]);
+    return false;
+  }
+  if (f->config.empty() || f->socket.empty()) {
+    *err = "--config=PATH and --socket=PATH are required";
+    return false;
+  }
+  return true;
+}
+
+// Writes events to the status fd (if any). Thread-safe.
+class EventSink final : public xds::AdsServer::Observer {
+ public:
+  explicit EventSink(int fd) : fd_(fd) {}
+
+  void Emit(EventKind kind, absl::string_view version,
+            absl::string_view text) {
+    if (fd_ < 0) return;
+    const std::string line = EncodeEvent(
+        {kind, std::string(version), std::string(text)});
+    absl::MutexLock lock(&mu_);
+    size_t off = 0;
+    while (off < line.size()) {
+      ssize_t n = write(fd_, line.data() + off, line.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // The application is gone; the lifeline ends us.
+      off += static_cast<size_t>(n);
+    }
+  }
+
+  void OnAck(const xds::Caller&, absl::string_view type_url,
+             absl::string_view version) override {
+    Emit(EventKind::kAck, version, xds::TypeName(type_url));
+  }
+  void OnNack(const xds::Caller&, absl::string_view type_url,
+              absl::string_view version, absl::string_view message) override {
+    Emit(EventKind::kNack, version,
+         absl::StrCat(xds::TypeName(type_url), ": ", message));
+  }
+
+ private:
+  const int fd_;
+  absl::Mutex mu_;
+};
+
+// Blocks until the lifeline reaches EOF, or (without one) until SIGTERM or
+// SIGINT arrives.
+void WaitForEnd(int lifeline_fd) {
+  if (lifeline_fd >= 0) {
+    while (true) {
+      struct pollfd p = {lifeline_fd, POLLIN, 0};
+      int r = poll(&p, 1, -1);
+      if (r < 0 && errno == EINTR) continue;
+      char c;
+      if (r < 0 || read(lifeline_fd, &c, 1) <= 0) return;
+    }
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+}
+
+}  // namespace
+
+int RunAgent(int argc, char** argv) {
+  Flags flags;
+  std::string err;
+  if (!ParseFlags(argc, argv, &flags, &err)) {
+    Log(internal::kError, "mesh agent: " + err);
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  if (flags.lifeline_fd < 0) {
+    // Standalone: stop on SIGTERM/SIGINT, taken by sigwait in WaitForEnd.
+    // Block them before any thread starts so every thread inherits the mask.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  }
+  EventSink sink(flags.status_fd);
+
+  absl::StatusOr<std::string> data =
+      config::ReadFileToString(flags.config, config::kMaxConfigBytes);
+  absl::StatusOr<std::shared_ptr<const config::Snapshot>> snap =
+      data.ok() ? config::MakeSnapshot(*data, flags.config)
+                : absl::StatusOr<std::shared_ptr<const config::Snapshot>>(
+                      data.status());
+  if (!snap.ok()) {
+    sink.Emit(EventKind::kRejected, "", snap.status().message());
+    Log(internal::kError, absl::StrCat("mesh agent: config rejected:\n",
+                                       snap.status().message()));
+    return 3;
+  }
+
+  xds::AdsServer ads(&sink);
+  ads.SetSnapshot(*snap);
+  unlink(flags.socket.c_str());  // A stale socket from a previous agent.
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + flags.socket,
+                           grpc::InsecureServerCredentials());
+  builder.RegisterService(&ads);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) {
+    const std::string msg =
+        absl::StrCat("cannot serve ADS on unix:", flags.socket);
+    sink.Emit(EventKind::kError, "", msg);
+    Log(internal::kError, "mesh agent: " + msg);
+    return 4;
+  }
+
+  std::string current_version = (*snap)->version;
+  absl::StatusOr<std::unique_ptr<source::FileWatcher>> watcher =
+      source::FileWatcher::Start(
+          flags.config, *data,
+          [&](absl::StatusOr<std::string> contents) {
+            if (!contents.ok()) {
+              sink.Emit(EventKind::kError, current_version,
+                        contents.status().message());
+              Log(internal::kWarning,
+                  absl::StrCat("config source: ", contents.status().message(),
+                               "; keeping version ", current_version));
+              return;
+            }
+            auto next = config::MakeSnapshot(*contents, flags.config);
+            if (!next.ok()) {
+              sink.Emit(EventKind::kRejected, current_version,
+                        next.status().message());
+              Log(internal::kWarning,
+                  absl::StrCat("config rejected, keeping version ",
+                               current_version, ":\n",
+                               next.status().message()));
+              return;
+            }
+            current_version = (*next)->version;
+            ads.SetSnapshot(*next);
+            sink.Emit(EventKind::kApplied, current_version, flags.config);
+            Log(internal::kInfo,
+                absl::StrCat("config version ", current_version, " applied"));
+          });
+  if (!watcher.ok()) {
+    sink.Emit(EventKind::kError, "", watcher.status().message());
+    Log(internal::kError, absl::StrCat("mesh agent: ",
+                                       watcher.status().message()));
+    return 4;
+  }
+  sink.Emit(EventKind::kReady, (*snap)->version, flags.socket);
+
+  WaitForEnd(flags.lifeline_fd);
+
+  watcher->reset();
+  ads.Stop();
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(500));
+  unlink(flags.socket.c_str());
+  return 0;
+}
+
+}  // namespace agent
+}  // namespace mesh

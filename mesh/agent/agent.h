@@ -1,0 +1,40 @@
+// File: mesh/agent/agent.h
+//
+// The mesh agent: the process that runs the embedded control plane. It reads
+// and watches the config, keeps the last good snapshot, and serves it over
+// ADS on a unix socket to the application's gRPC xDS client (or, run by hand
+// as `mesh_agent`, to every proxyless client on a node).
+//
+// It runs outside the application's process because a gRPC server inside it
+// would cost the application's own calls +27 to +69 % CPU (docs/
+// architecture.md, "Why a separate process").
+//
+// Flags:
+//   --config=PATH        mesh config file (required)
+//   --socket=PATH        unix socket to serve ADS on (required; its directory
+//                        should be private, 0700)
+//   --status-fd=N        write events (events.h) to this fd (optional)
+//   --lifeline-fd=N      exit when this fd reaches EOF, i.e. when the
+//                        application that spawned us is gone (optional;
+//                        without it the agent runs until SIGTERM/SIGINT)
+
+#ifndef MESH_AGENT_AGENT_H_
+#define MESH_AGENT_AGENT_H_
+
+namespace mesh {
+namespace agent {
+
+// Runs the agent; returns the process exit code: 0 on a clean stop, 2 for
+// bad flags, 3 for an unusable initial config, 4 if the socket cannot be
+// served.
+int RunAgent(int argc, char** argv);
+
+// Environment variable that makes a program linked with mesh run RunAgent
+// instead of its main(): set by the library when it re-executes its own
+// binary as the agent.
+inline constexpr char kAgentEnv[] = "MESH_INTERNAL_RUN_AGENT";
+
+}  // namespace agent
+}  // namespace mesh
+
+#endif  // MESH_AGENT_AGENT_H_

@@ -1,0 +1,39 @@
+// File: mesh/agent/events.h
+//
+// The agent reports to the application over a pipe, one event per line:
+//   KIND VERSION TEXT
+// with TEXT C-escaped so that multi-line validation reports stay on one line.
+
+#ifndef MESH_AGENT_EVENTS_H_
+#define MESH_AGENT_EVENTS_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace mesh {
+namespace agent {
+
+enum class EventKind {
+  kReady,     // Serving; VERSION is the first snapshot's.
+  kApplied,   // A new snapshot is served.
+  kRejected,  // A config failed validation; TEXT is the report. Kept old.
+  kError,     // Any other problem (e.g. the file cannot be read).
+  kAck,       // The xDS client accepted VERSION; TEXT is the type.
+  kNack,      // The xDS client rejected VERSION; TEXT is "TYPE: message".
+};
+
+struct Event {
+  EventKind kind = EventKind::kError;
+  std::string version;
+  std::string text;
+};
+
+std::string EncodeEvent(const Event& e);  // Ends with '\n'.
+absl::StatusOr<Event> DecodeEvent(absl::string_view line);  // Without '\n'.
+
+}  // namespace agent
+}  // namespace mesh
+
+#endif  // MESH_AGENT_EVENTS_H_

@@ -1,0 +1,490 @@
+// Parsing and validation of the mesh/v1 config (see config.h, docs/config.md).
+//
+// yaml-cpp reports syntax errors by exception; they are caught here, at the
+// boundary, and turned into the same "FILE:LINE:COL: message" form as every
+// validation problem. Validation never stops at the first problem.
+
+#include "mesh/config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <set>
+#include <tuple>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "yaml-cpp/yaml.h"
+
+namespace mesh {
+namespace config {
+
+std::string Locality::ToString() const {
+  return absl::StrCat(region, "/", zone, "/", cluster);
+}
+
+bool Locality::operator<(const Locality& o) const {
+  return std::tie(region, zone, cluster) <
+         std::tie(o.region, o.zone, o.cluster);
+}
+
+const Service* MeshConfig::FindByAuthority(absl::string_view authority) const {
+  for (const Service& s : services) {
+    if (authority == s.hostname) return &s;
+    if (s.port != 0 && authority == absl::StrCat(s.hostname, ":", s.port)) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+namespace {
+
+// A DNS label: lowercase letters, digits and '-', not starting or ending
+// with '-', 1-63 characters.
+bool IsDnsLabel(absl::string_view s) {
+  if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') {
+    return false;
+  }
+  for (char c : s) {
+    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsDnsName(absl::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(s, '.')) {
+    if (!IsDnsLabel(label)) return false;
+  }
+  return true;
+}
+
+// SPIFFE trust domain: lowercase letters, digits, '.', '-', '_'.
+bool IsTrustDomain(absl::string_view s) {
+  if (s.empty() || s.size() > 255) return false;
+  for (char c : s) {
+    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '.' ||
+          c == '-' || c == '_')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A locality part or label: letters, digits, '.', '_', '-' (and '/' in label
+// keys), 1-128 characters.
+bool IsToken(absl::string_view s, bool allow_slash) {
+  if (s.empty() || s.size() > 128) return false;
+  for (char c : s) {
+    if (!(absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-' ||
+          (allow_slash && c == '/'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsIpLiteral(const std::string& s) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 ||
+         inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+// Collects problems and reads typed values out of YAML nodes.
+class Reader {
+ public:
+  explicit Reader(absl::string_view filename) : filename_(filename) {}
+
+  void Error(const YAML::Mark& mark, absl::string_view path,
+             absl::string_view what) {
+    if (mark.is_null()) {
+      errors_.push_back(absl::StrCat(filename_, ": ", path, ": ", what));
+    } else {
+      errors_.push_back(absl::StrCat(filename_, ":", mark.line + 1, ":",
+                                     mark.column + 1, ": ", path, ": ", what));
+    }
+  }
+
+  // Checks that `node` is a map, that it has no duplicate keys and no keys
+  // outside `allowed`. Returns false if it is not a map.
+  bool ExpectMap(const YAML::Node& node, absl::string_view path,
+                 const std::vector<absl::string_view>& allowed) {
+    if (!node.IsMap()) {
+      Error(node.Mark(), path, absl::StrCat("must be a map, got ", Kind(node)));
+      return false;
+    }
+    std::set<std::string> seen;
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) {
+        Error(kv.first.Mark(), path, "keys must be plain strings");
+        continue;
+      }
+      const std::string key = kv.first.Scalar();
+      const std::string field = Join(path, key);
+      if (!seen.insert(key).second) {
+        Error(kv.first.Mark(), field, "duplicate key");
+        continue;
+      }
+      bool known = false;
+      for (absl::string_view a : allowed) known = known || a == key;
+      if (!known) {
+        Error(kv.first.Mark(), field,
+              absl::StrCat("unknown field (expected one of: ",
+                           absl::StrJoin(allowed, ", "), ")"));
+      }
+    }
+    return true;
+  }
+
+  // Reads a scalar string. Returns false if absent (reporting it when
+  // `required`) or not a scalar.
+  bool String(const YAML::Node& map, absl::string_view key,
+              absl::string_view path, bool required, std::string* out) {
+    const YAML::Node v = map[std::string(key)];
+    const std::string field = Join(path, key);
+    if (!v.IsDefined() || v.IsNull()) {
+      if (required) Error(map.Mark(), field, "required field is missing");
+      return false;
+    }
+    if (!v.IsScalar()) {
+      Error(v.Mark(), field, absl::StrCat("must be a string, got ", Kind(v)));
+      return false;
+    }
+    *out = v.Scalar();
+    return true;
+  }
+
+  bool Uint(const YAML::Node& map, absl::string_view key,
+            absl::string_view path, bool required, uint32_t min, uint32_t max,
+            uint32_t* out) {
+    const YAML::Node v = map[std::string(key)];
+    const std::string field = Join(path, key);
+    if (!v.IsDefined() || v.IsNull()) {
+      if (required) Error(map.Mark(), field, "required field is missing");
+      return false;
+    }
+    uint64_t n = 0;
+    if (!v.IsScalar() || !absl::SimpleAtoi(v.Scalar(), &n)) {
+      Error(v.Mark(), field,
+            absl::StrCat("must be an integer, got ",
+                         v.IsScalar() ? Quote(v.Scalar()) : Kind(v)));
+      return false;
+    }
+    if (n < min || n > max) {
+      Error(v.Mark(), field,
+            absl::StrCat("must be between ", min, " and ", max, ", got ", n));
+      return false;
+    }
+    *out = static_cast<uint32_t>(n);
+    return true;
+  }
+
+  static std::string Join(absl::string_view path, absl::string_view key) {
+    return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
+  }
+
+  static std::string Quote(absl::string_view s) {
+    return absl::StrCat("\"", s.substr(0, 64), s.size() > 64 ? "..." : "",
+                        "\"");
+  }
+
+  static std::string Kind(const YAML::Node& n) {
+    switch (n.Type()) {
+      case YAML::NodeType::Map:
+        return "a map";
+      case YAML::NodeType::Sequence:
+        return "a list";
+      case YAML::NodeType::Scalar:
+        return Quote(n.Scalar());
+      default:
+        return "nothing";
+    }
+  }
+
+  const std::vector<std::string>& errors() const { return errors_; }
+
+ private:
+  std::string filename_;
+  std::vector<std::string> errors_;
+};
+
+constexpr absl::string_view kApiVersion = "mesh/v1";
+
+void ReadLocality(Reader& r, const YAML::Node& node, const std::string& path,
+                  Locality* out) {
+  if (!node.IsDefined() || node.IsNull()) {
+    r.Error(node.Mark(), path, "required field is missing");
+    return;
+  }
+  if (!r.ExpectMap(node, path, {"region", "zone", "cluster"})) return;
+  r.String(node, "region", path, /*required=*/true, &out->region);
+  r.String(node, "zone", path, false, &out->zone);
+  r.String(node, "cluster", path, false, &out->cluster);
+  const std::pair<const char*, std::string*> parts[] = {
+      {"region", &out->region}, {"zone", &out->zone},
+      {"cluster", &out->cluster}};
+  for (const auto& [key, value] : parts) {
+    if (!value->empty() && !IsToken(*value, false)) {
+      r.Error(node[key].Mark(), Reader::Join(path, key),
+              absl::StrCat("must be 1-128 letters, digits, '.', '_' or '-', "
+                           "got ",
+                           Reader::Quote(*value)));
+    }
+  }
+  if (!out->cluster.empty() && out->zone.empty()) {
+    r.Error(node.Mark(), Reader::Join(path, "cluster"),
+            "a cluster needs a zone (localities nest region > zone > "
+            "cluster)");
+  }
+}
+
+void ReadEndpoint(Reader& r, const YAML::Node& node, const std::string& path,
+                  Endpoint* ep) {
+  ep->line = node.Mark().is_null() ? 0 : node.Mark().line + 1;
+  if (!r.ExpectMap(node, path, {"address", "port", "locality", "weight",
+                                "health", "labels"})) {
+    return;
+  }
+  if (r.String(node, "address", path, true, &ep->address) &&
+      !IsIpLiteral(ep->address)) {
+    r.Error(node["address"].Mark(), Reader::Join(path, "address"),
+            absl::StrCat("must be an IPv4 or IPv6 address, got ",
+                         Reader::Quote(ep->address)));
+  }
+  r.Uint(node, "port", path, true, 1, 65535, &ep->port);
+  ReadLocality(r, node["locality"], Reader::Join(path, "locality"),
+               &ep->locality);
+  r.Uint(node, "weight", path, false, 1, 10000, &ep->weight);
+  std::string health;
+  if (r.String(node, "health", path, false, &health)) {
+    const std::string h = absl::AsciiStrToUpper(health);
+    if (h == "HEALTHY") {
+      ep->health = Health::kHealthy;
+    } else if (h == "UNHEALTHY") {
+      ep->health = Health::kUnhealthy;
+    } else if (h == "DRAINING") {
+      ep->health = Health::kDraining;
+    } else {
+      r.Error(node["health"].Mark(), Reader::Join(path, "health"),
+              absl::StrCat("must be HEALTHY, UNHEALTHY or DRAINING, got ",
+                           Reader::Quote(health)));
+    }
+  }
+  const YAML::Node labels = node["labels"];
+  const std::string lpath = Reader::Join(path, "labels");
+  if (labels.IsDefined() && !labels.IsNull()) {
+    if (!labels.IsMap()) {
+      r.Error(labels.Mark(), lpath,
+              absl::StrCat("must be a map, got ", Reader::Kind(labels)));
+    } else {
+      for (const auto& kv : labels) {
+        const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+        const std::string field = Reader::Join(lpath, key);
+        if (!IsToken(key, true)) {
+          r.Error(kv.first.Mark(), field,
+                  "label keys must be 1-128 letters, digits, '.', '_', '-' "
+                  "or '/'");
+        } else if (!kv.second.IsScalar()) {
+          r.Error(kv.second.Mark(), field, "label values must be strings");
+        } else if (!ep->labels.emplace(key, kv.second.Scalar()).second) {
+          r.Error(kv.first.Mark(), field, "duplicate key");
+        }
+      }
+    }
+  }
+}
+
+void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
+                 Service* svc) {
+  if (!r.ExpectMap(node, path, {"name", "namespace", "hostname", "port",
+                                "endpoints"})) {
+    return;
+  }
+  if (r.String(node, "name", path, true, &svc->name) &&
+      !IsDnsLabel(svc->name)) {
+    r.Error(node["name"].Mark(), Reader::Join(path, "name"),
+            absl::StrCat("must be a DNS label (lowercase letters, digits, "
+                         "'-'; at most 63), got ",
+                         Reader::Quote(svc->name)));
+  }
+  if (r.String(node, "namespace", path, false, &svc->namespace_name) &&
+      !IsDnsLabel(svc->namespace_name)) {
+    r.Error(node["namespace"].Mark(), Reader::Join(path, "namespace"),
+            absl::StrCat("must be a DNS label, got ",
+                         Reader::Quote(svc->namespace_name)));
+  }
+  if (r.String(node, "hostname", path, true, &svc->hostname) &&
+      !IsDnsName(svc->hostname)) {
+    r.Error(node["hostname"].Mark(), Reader::Join(path, "hostname"),
+            absl::StrCat("must be a lowercase DNS name such as "
+                         "\"app1.mesh.internal\", got ",
+                         Reader::Quote(svc->hostname)));
+  }
+  r.Uint(node, "port", path, false, 1, 65535, &svc->port);
+  const YAML::Node eps = node["endpoints"];
+  const std::string epath = Reader::Join(path, "endpoints");
+  if (!eps.IsDefined() || eps.IsNull()) return;  // No instances (yet).
+  if (!eps.IsSequence()) {
+    r.Error(eps.Mark(), epath,
+            absl::StrCat("must be a list, got ", Reader::Kind(eps)));
+    return;
+  }
+  std::map<std::string, int> seen;  // "addr:port" -> index
+  for (size_t i = 0; i < eps.size(); ++i) {
+    const std::string p = absl::StrCat(epath, "[", i, "]");
+    Endpoint ep;
+    ReadEndpoint(r, eps[i], p, &ep);
+    const std::string key = absl::StrCat(ep.address, ":", ep.port);
+    if (!ep.address.empty() && ep.port != 0) {
+      auto [it, inserted] = seen.emplace(key, static_cast<int>(i));
+      if (!inserted) {
+        r.Error(eps[i].Mark(), p,
+                absl::StrCat("duplicate endpoint ", key, " (also ", epath,
+                             "[", it->second, "])"));
+      }
+    }
+    svc->endpoints.push_back(std::move(ep));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
+    absl::string_view yaml, absl::string_view filename) {
+  if (yaml.size() > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(filename, ": file is ", yaml.size(),
+                     " bytes, larger than the limit of ", kMaxConfigBytes));
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    // e.mark is 0-based; e.msg is yaml-cpp's own text.
+    return absl::InvalidArgumentError(
+        e.mark.is_null()
+            ? absl::StrCat(filename, ": YAML syntax error: ", e.msg)
+            : absl::StrCat(filename, ":", e.mark.line + 1, ":",
+                           e.mark.column + 1, ": YAML syntax error: ", e.msg));
+  }
+  Reader r(filename);
+  auto cfg = std::make_shared<MeshConfig>();
+  try {
+    if (!root.IsDefined() || root.IsNull()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(filename, ": the file is empty (a config needs at "
+                                 "least apiVersion and trustDomain)"));
+    }
+    if (r.ExpectMap(root, "", {"apiVersion", "trustDomain", "services"})) {
+      std::string api;
+      if (r.String(root, "apiVersion", "", true, &api) && api != kApiVersion) {
+        r.Error(root["apiVersion"].Mark(), "apiVersion",
+                absl::StrCat("must be \"", kApiVersion, "\", got ",
+                             Reader::Quote(api)));
+      }
+      if (r.String(root, "trustDomain", "", true, &cfg->trust_domain) &&
+          !IsTrustDomain(cfg->trust_domain)) {
+        r.Error(root["trustDomain"].Mark(), "trustDomain",
+                absl::StrCat("must be a SPIFFE trust domain (lowercase "
+                             "letters, digits, '.', '-', '_'), got ",
+                             Reader::Quote(cfg->trust_domain)));
+      }
+      const YAML::Node svcs = root["services"];
+      if (svcs.IsDefined() && !svcs.IsNull()) {
+        if (!svcs.IsSequence()) {
+          r.Error(svcs.Mark(), "services",
+                  absl::StrCat("must be a list, got ", Reader::Kind(svcs)));
+        } else {
+          std::map<std::string, size_t> names, hosts;
+          for (size_t i = 0; i < svcs.size(); ++i) {
+            const std::string p = absl::StrCat("services[", i, "]");
+            Service svc;
+            ReadService(r, svcs[i], p, &svc);
+            const std::string name =
+                absl::StrCat(svc.namespace_name, "/", svc.name);
+            if (!svc.name.empty() && !names.emplace(name, i).second) {
+              r.Error(svcs[i]["name"].Mark(), p + ".name",
+                      absl::StrCat("duplicate service ", name, " (also "
+                                   "services[", names[name], "])"));
+            }
+            if (!svc.hostname.empty() &&
+                !hosts.emplace(svc.hostname, i).second) {
+              r.Error(svcs[i]["hostname"].Mark(), p + ".hostname",
+                      absl::StrCat("duplicate hostname ", svc.hostname,
+                                   " (also services[", hosts[svc.hostname],
+                                   "])"));
+            }
+            cfg->services.push_back(std::move(svc));
+          }
+        }
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    // Not expected after a successful Load, but yaml-cpp may still throw
+    // (e.g. on conversions); never let it reach the host.
+    r.Error(e.mark, "", absl::StrCat("YAML error: ", e.msg));
+  }
+  if (!r.errors().empty()) {
+    return absl::InvalidArgumentError(absl::StrJoin(r.errors(), "\n"));
+  }
+  return std::shared_ptr<const MeshConfig>(std::move(cfg));
+}
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path,
+                                             size_t max_bytes) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    const std::string msg = absl::StrCat(path, ": ", strerror(err));
+    if (err == ENOENT) return absl::NotFoundError(msg);
+    if (err == EACCES) return absl::PermissionDeniedError(msg);
+    return absl::FailedPreconditionError(msg);
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": not a regular file"));
+  }
+  std::string data;
+  char buf[65536];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const std::string msg = absl::StrCat(path, ": ", strerror(errno));
+      close(fd);
+      return absl::FailedPreconditionError(msg);
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > max_bytes) {
+      close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": file is larger than the limit of ", max_bytes, " bytes"));
+    }
+  }
+  close(fd);
+  return data;
+}
+
+absl::StatusOr<std::shared_ptr<const MeshConfig>> LoadConfigFile(
+    const std::string& path) {
+  absl::StatusOr<std::string> data = ReadFileToString(path, kMaxConfigBytes);
+  if (!data.ok()) return data.status();
+  return ParseConfig(*data, path);
+}
+
+}  // namespace config
+}  // namespace mesh

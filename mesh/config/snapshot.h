@@ -1,0 +1,41 @@
+// File: mesh/config/snapshot.h
+//
+// A Snapshot is one validated, immutable, versioned mesh config: the unit that
+// flows from a config source to the control plane. Readers hold a
+// std::shared_ptr<const Snapshot> and never lock; a new config is a new
+// Snapshot, swapped in by pointer.
+
+#ifndef MESH_CONFIG_SNAPSHOT_H_
+#define MESH_CONFIG_SNAPSHOT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "mesh/config/config.h"
+
+namespace mesh {
+namespace config {
+
+struct Snapshot {
+  // The first 12 hex digits of the SHA-256 of the source bytes: the same file
+  // gives the same version on every machine and after a restart.
+  std::string version;
+  std::string source;  // Where it came from, e.g. the file path.
+  absl::Time created;
+  std::shared_ptr<const MeshConfig> config;
+};
+
+// Hex SHA-256 prefix of `data` (12 digits).
+std::string ContentVersion(absl::string_view data);
+
+// Parses and validates `data` into a Snapshot (see ParseConfig for errors).
+absl::StatusOr<std::shared_ptr<const Snapshot>> MakeSnapshot(
+    absl::string_view data, absl::string_view source);
+
+}  // namespace config
+}  // namespace mesh
+
+#endif  // MESH_CONFIG_SNAPSHOT_H_

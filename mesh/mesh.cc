@@ -1,0 +1,580 @@
+// The Mesh object: spawns and supervises the agent (the control plane
+// process), sets gRPC's xDS bootstrap to point at it, and creates channels
+// and server builders. See mesh.h for the contract and
+// docs/architecture.md for why the control plane is a child process.
+
+#include "mesh/mesh.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <grpc/grpc.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "mesh/agent/agent.h"
+#include "mesh/agent/events.h"
+#include "mesh/common/log.h"
+#include "mesh/config/config.h"
+
+extern char** environ;
+
+namespace mesh {
+
+namespace {
+
+using internal::Log;
+
+std::atomic<bool> g_mesh_alive{false};
+
+constexpr char kBootstrapEnv[] = "GRPC_XDS_BOOTSTRAP_CONFIG";
+constexpr char kBootstrapFileEnv[] = "GRPC_XDS_BOOTSTRAP";
+// Marks a bootstrap as written by mesh in process PID (see CheckBootstrap).
+constexpr char kOwnerKey[] = "\"mesh_owner_pid\":\"";
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          absl::StrAppend(&out, "\\u00", absl::Hex(c, absl::kZeroPad2));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// gRPC reads the bootstrap once per process and child processes inherit the
+// environment. A bootstrap written by mesh in *another* process was
+// inherited (our parent uses mesh too) and is replaced; anything else
+// belongs to someone else and is left alone.
+absl::Status CheckBootstrap() {
+  if (getenv(kBootstrapFileEnv) != nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        kBootstrapFileEnv, " is set (", getenv(kBootstrapFileEnv),
+        "): gRPC's xDS bootstrap belongs to someone else in this process; "
+        "unset it to use mesh"));
+  }
+  const char* existing = getenv(kBootstrapEnv);
+  if (existing == nullptr) return absl::OkStatus();
+  const std::string mine = absl::StrCat(kOwnerKey, getpid(), "\"");
+  if (absl::StrContains(existing, kOwnerKey) &&
+      !absl::StrContains(existing, mine)) {
+    return absl::OkStatus();  // Inherited from a parent mesh process.
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      kBootstrapEnv, " is already set: gRPC's xDS bootstrap belongs to "
+      "someone else in this process; unset it to use mesh"));
+}
+
+std::string BootstrapJson(const MeshOptions& o, const std::string& socket) {
+  char host[256] = "unknown";
+  gethostname(host, sizeof(host) - 1);
+  const std::string id = absl::StrCat(
+      o.service_name.empty() ? "client" : o.service_name, "~", host, "~",
+      getpid());
+  return absl::StrCat(
+      "{\"xds_servers\":[{\"server_uri\":", JsonString("unix:" + socket),
+      ",\"channel_creds\":[{\"type\":\"insecure\"}],"
+      "\"server_features\":[\"xds_v3\"]}],"
+      "\"node\":{\"id\":", JsonString(id),
+      ",\"cluster\":", JsonString(o.service_name),
+      ",\"locality\":{\"region\":", JsonString(o.locality.region),
+      ",\"zone\":", JsonString(o.locality.zone),
+      ",\"sub_zone\":", JsonString(o.locality.cluster), "},",
+      "\"metadata\":{", kOwnerKey, getpid(), "\"}},",
+      "\"server_listener_resource_name_template\":"
+      "\"grpc/server?xds.resource.listening_address=%s\"}");
+}
+
+// Reads '\n'-terminated lines from a pipe.
+class LineReader {
+ public:
+  explicit LineReader(int fd) : fd_(fd) {}
+  // Returns false on EOF, error or timeout (`timed_out` tells which).
+  bool Next(std::string* line, absl::Time deadline, bool* timed_out) {
+    *timed_out = false;
+    while (true) {
+      const size_t nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        *line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return true;
+      }
+      int timeout_ms = -1;
+      if (deadline != absl::InfiniteFuture()) {
+        timeout_ms = static_cast<int>(
+            absl::ToInt64Milliseconds(deadline - absl::Now()));
+        if (timeout_ms <= 0) {
+          *timed_out = true;
+          return false;
+        }
+      }
+      struct pollfd p = {fd_, POLLIN, 0};
+      const int r = poll(&p, 1, timeout_ms);
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) continue;  // Re-checks the deadline.
+      char chunk[4096];
+      const ssize_t n = read(fd_, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  std::string buf_;
+};
+
+struct AgentProcess {
+  pid_t pid = -1;
+  int status_fd = -1;    // Read end: events from the agent.
+  int lifeline_fd = -1;  // Write end: closing it stops the agent.
+};
+
+absl::StatusOr<AgentProcess> SpawnAgent(const MeshOptions& o,
+                                        const std::string& socket) {
+  int status[2], lifeline[2];
+  if (pipe2(status, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe2: ", strerror(errno)));
+  }
+  if (pipe2(lifeline, O_CLOEXEC) != 0) {
+    close(status[0]);
+    close(status[1]);
+    return absl::InternalError(absl::StrCat("pipe2: ", strerror(errno)));
+  }
+  const bool self = o.agent_path.empty();
+  const std::string exe = self ? "/proc/self/exe" : o.agent_path;
+  std::vector<std::string> args = {
+      "mesh-agent", "--config=" + o.config_path, "--socket=" + socket,
+      "--status-fd=3", "--lifeline-fd=4"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!absl::StartsWith(*e, absl::StrCat(agent::kAgentEnv, "="))) {
+      env_store.push_back(*e);
+    }
+  }
+  if (self) env_store.push_back(absl::StrCat(agent::kAgentEnv, "=1"));
+  std::vector<char*> envp;
+  for (std::string& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, status[1], 3);
+  posix_spawn_file_actions_adddup2(&fa, lifeline[0], 4);
+  pid_t pid = -1;
+  const int rc =
+      posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  close(status[1]);
+  close(lifeline[0]);
+  if (rc != 0) {
+    close(status[0]);
+    close(lifeline[1]);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot start the mesh agent ", exe, ": ", strerror(rc)));
+  }
+  return AgentProcess{pid, status[0], lifeline[1]};
+}
+
+std::string DescribeExit(int wstatus) {
+  if (WIFEXITED(wstatus)) return absl::StrCat("exit code ", WEXITSTATUS(wstatus));
+  if (WIFSIGNALED(wstatus)) return absl::StrCat("signal ", WTERMSIG(wstatus));
+  return "unknown status";
+}
+
+class ServingLogger final
+    : public grpc::XdsServerServingStatusNotifierInterface {
+ public:
+  void OnServingStatusUpdate(std::string uri,
+                             ServingStatusUpdate update) override {
+    if (update.status.ok()) {
+      Log(internal::kInfo, absl::StrCat("mesh server ", uri, " serving"));
+    } else {
+      Log(internal::kWarning,
+          absl::StrCat("mesh server ", uri, " not serving: ",
+                       update.status.error_message()));
+    }
+  }
+};
+
+}  // namespace
+
+class Mesh::Impl {
+ public:
+  explicit Impl(MeshOptions o) : options_(std::move(o)) {}
+
+  ~Impl() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+      cv_.SignalAll();
+    }
+    // Closing the lifeline tells the agent to stop; its EOF on the status
+    // pipe then ends the supervisor. An agent that does not stop in 2 s is
+    // killed.
+    if (lifeline_fd_ >= 0) close(lifeline_fd_);
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Time deadline = absl::Now() + absl::Seconds(2);
+      while (!supervisor_done_ && supervisor_.joinable()) {
+        if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+      }
+      if (!supervisor_done_ && pid_ > 0) kill(pid_, SIGKILL);
+    }
+    if (supervisor_.joinable()) supervisor_.join();
+    if (status_fd_ >= 0) close(status_fd_);
+    rmdir(dir_.c_str());
+    const char* b = getenv(kBootstrapEnv);
+    if (b != nullptr &&
+        absl::StrContains(b, absl::StrCat(kOwnerKey, getpid(), "\""))) {
+      unsetenv(kBootstrapEnv);
+    }
+  }
+
+  absl::Status Start() {
+    std::string tmpl = options_.runtime_dir + "/mesh-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot create a private directory in ",
+                       options_.runtime_dir, ": ", strerror(errno)));
+    }
+    dir_ = tmpl;  // mkdtemp makes it 0700.
+    socket_ = dir_ + "/ads.sock";
+    if (socket_.size() >= 100) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "runtime_dir is too long for a unix socket path: ", socket_));
+    }
+    absl::StatusOr<AgentProcess> agent = SpawnAgent(options_, socket_);
+    if (!agent.ok()) return agent.status();
+    Adopt(*agent);
+    // Wait for "ready" (or the reason it will not come).
+    LineReader reader(status_fd_);
+    const absl::Time deadline = absl::Now() + options_.startup_timeout;
+    std::string line;
+    bool timed_out = false;
+    while (reader.Next(&line, deadline, &timed_out)) {
+      absl::StatusOr<agent::Event> e = agent::DecodeEvent(line);
+      if (!e.ok()) continue;
+      Handle(*e);
+      if (e->kind == agent::EventKind::kReady) {
+        setenv(kBootstrapEnv, BootstrapJson(options_, socket_).c_str(), 1);
+        supervisor_ = std::thread([this, r = std::move(reader)]() mutable {
+          Supervise(std::move(r));
+        });
+        return absl::OkStatus();
+      }
+      if (e->kind == agent::EventKind::kRejected ||
+          e->kind == agent::EventKind::kError) {
+        const bool missing = absl::StrContains(e->text, "No such file");
+        Reap(/*wait=*/true);
+        return missing ? absl::NotFoundError(e->text)
+                       : absl::InvalidArgumentError(e->text);
+      }
+    }
+    if (timed_out) {
+      kill(pid_, SIGKILL);
+      Reap(true);
+      return absl::UnavailableError(absl::StrCat(
+          "the mesh agent did not become ready within ",
+          absl::FormatDuration(options_.startup_timeout)));
+    }
+    const int ws = Reap(true);
+    return absl::UnavailableError(absl::StrCat(
+        "the mesh agent exited before it was ready (", DescribeExit(ws),
+        "); its log is on stderr"));
+  }
+
+  MeshStatus GetStatus() const {
+    absl::MutexLock lock(&mu_);
+    return status_;
+  }
+
+  bool WaitForStatus(const std::function<bool(const MeshStatus&)>& cond,
+                     absl::Duration timeout) const {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (true) {
+      MeshStatus s;
+      uint64_t gen;
+      {
+        absl::MutexLock lock(&mu_);
+        s = status_;
+        gen = generation_;
+      }
+      if (cond(s)) return true;  // Called without our lock held.
+      absl::MutexLock lock(&mu_);
+      while (generation_ == gen) {
+        if (cv_.WaitWithDeadline(&mu_, deadline)) return false;
+      }
+    }
+  }
+
+  const MeshOptions& options() const { return options_; }
+  const std::string& dir() const { return dir_; }
+  ServingLogger* serving_logger() { return &serving_logger_; }
+
+ private:
+  void Adopt(const AgentProcess& a) {
+    absl::MutexLock lock(&mu_);
+    pid_ = a.pid;
+    status_fd_ = a.status_fd;
+    lifeline_fd_ = a.lifeline_fd;
+  }
+
+  // Returns the wait status; -1 if there was no child.
+  int Reap(bool wait) {
+    pid_t pid;
+    {
+      absl::MutexLock lock(&mu_);
+      pid = pid_;
+    }
+    if (pid <= 0) return -1;
+    int ws = 0;
+    while (waitpid(pid, &ws, wait ? 0 : WNOHANG) < 0 && errno == EINTR) {
+    }
+    absl::MutexLock lock(&mu_);
+    pid_ = -1;
+    return ws;
+  }
+
+  void Handle(const agent::Event& e) {
+    absl::MutexLock lock(&mu_);
+    switch (e.kind) {
+      case agent::EventKind::kReady:
+        status_.control_plane_running = true;
+        status_.config_version = e.version;
+        ++status_.configs_applied;
+        break;
+      case agent::EventKind::kApplied:
+        status_.config_version = e.version;
+        ++status_.configs_applied;
+        break;
+      case agent::EventKind::kRejected:
+        ++status_.configs_rejected;
+        SetError(absl::StrCat("config rejected, keeping version ",
+                              e.version.empty() ? "(none)" : e.version, ":\n",
+                              e.text));
+        break;
+      case agent::EventKind::kError:
+        SetError(e.text);
+        break;
+      case agent::EventKind::kAck:
+        if (e.text == "EDS") status_.acked_version = e.version;
+        break;
+      case agent::EventKind::kNack:
+        ++status_.nacks;
+        SetError(absl::StrCat("gRPC rejected xDS version ", e.version, ": ",
+                              e.text));
+        break;
+    }
+    ++generation_;
+    cv_.SignalAll();
+  }
+
+  void SetError(std::string msg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    status_.last_error = std::move(msg);
+    status_.last_error_time = absl::Now();
+  }
+
+  // Reads the agent's events; restarts it (same socket, so gRPC's xDS client
+  // reconnects by itself) if it dies. gRPC keeps the last resources while
+  // the control plane is away, so calls keep flowing meanwhile.
+  void Supervise(LineReader reader) {
+    absl::Duration backoff = absl::Milliseconds(200);
+    while (true) {
+      std::string line;
+      bool timed_out;
+      while (reader.Next(&line, absl::InfiniteFuture(), &timed_out)) {
+        absl::StatusOr<agent::Event> e = agent::DecodeEvent(line);
+        if (e.ok()) {
+          Handle(*e);
+          if (e->kind == agent::EventKind::kReady) {
+            backoff = absl::Milliseconds(200);
+          }
+        } else {
+          Log(internal::kWarning, std::string(e.status().message()));
+        }
+      }
+      const int ws = Reap(true);
+      absl::MutexLock lock(&mu_);
+      close(status_fd_);
+      status_fd_ = -1;
+      status_.control_plane_running = false;
+      if (stopping_) break;
+      ++status_.control_plane_restarts;
+      SetError(absl::StrCat("the mesh agent exited (", DescribeExit(ws),
+                            "); restarting it in ",
+                            absl::FormatDuration(backoff)));
+      Log(internal::kWarning, status_.last_error);
+      ++generation_;
+      cv_.SignalAll();
+      const absl::Time retry_at = absl::Now() + backoff;
+      while (!stopping_ && !cv_.WaitWithDeadline(&mu_, retry_at)) {
+      }
+      if (stopping_) break;
+      close(lifeline_fd_);
+      lifeline_fd_ = -1;
+      mu_.Unlock();
+      absl::StatusOr<AgentProcess> a = SpawnAgent(options_, socket_);
+      mu_.Lock();
+      backoff = std::min(backoff * 2, absl::Seconds(30));
+      if (!a.ok()) {
+        SetError(std::string(a.status().message()));
+        continue;  // Loops: the reader sees EOF at once on the closed fd.
+      }
+      pid_ = a->pid;
+      status_fd_ = a->status_fd;
+      lifeline_fd_ = a->lifeline_fd;
+      reader = LineReader(status_fd_);
+    }
+    absl::MutexLock lock(&mu_);
+    supervisor_done_ = true;
+    cv_.SignalAll();
+  }
+
+  const MeshOptions options_;
+  std::string dir_;
+  std::string socket_;
+  ServingLogger serving_logger_;
+  std::thread supervisor_;
+
+  mutable absl::Mutex mu_;
+  mutable absl::CondVar cv_;
+  MeshStatus status_ ABSL_GUARDED_BY(mu_);
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool supervisor_done_ ABSL_GUARDED_BY(mu_) = false;
+  pid_t pid_ ABSL_GUARDED_BY(mu_) = -1;
+  int status_fd_ = -1;
+  int lifeline_fd_ = -1;
+};
+
+absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Create(MeshOptions options) {
+  if (options.config_path.empty()) {
+    return absl::InvalidArgumentError("MeshOptions.config_path is required");
+  }
+  if (options.startup_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "MeshOptions.startup_timeout must be positive");
+  }
+  if (options.config_path[0] != '/') {
+    // The agent may run in another working directory later: make it
+    // absolute now.
+    char cwd[4096];
+    if (getcwd(cwd, sizeof(cwd)) != nullptr) {
+      options.config_path = absl::StrCat(cwd, "/", options.config_path);
+    }
+  }
+  bool expected = false;
+  if (!g_mesh_alive.compare_exchange_strong(expected, true)) {
+    return absl::FailedPreconditionError(
+        "a mesh::Mesh is already alive in this process (gRPC's xDS "
+        "bootstrap is process-wide); share that one");
+  }
+  absl::Status st = CheckBootstrap();
+  if (!st.ok()) {
+    g_mesh_alive = false;
+    return st;
+  }
+  auto impl = std::make_unique<Impl>(std::move(options));
+  st = impl->Start();
+  if (!st.ok()) {
+    impl.reset();
+    g_mesh_alive = false;
+    return st;
+  }
+  return std::unique_ptr<Mesh>(new Mesh(std::move(impl)));
+}
+
+Mesh::Mesh(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Mesh::~Mesh() {
+  impl_.reset();
+  g_mesh_alive = false;
+}
+
+std::shared_ptr<grpc::ChannelCredentials> Mesh::ChannelCredentials() const {
+  return grpc::XdsCredentials(grpc::InsecureChannelCredentials());
+}
+
+std::shared_ptr<grpc::ServerCredentials> Mesh::ServerCredentials() const {
+  return grpc::XdsServerCredentials(grpc::InsecureServerCredentials());
+}
+
+std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
+    absl::string_view hostname, const grpc::ChannelArguments& args) const {
+  // Defaults, each applied only if the caller did not set it. Reconnect
+  // backoff: gRPC's default (1 s x 1.6^n up to 120 s) can keep a recovered
+  // locality unused for minutes; we cap it at 1 s. Keepalive finds dead
+  // connections that never close.
+  const std::pair<const char*, int> defaults[] = {
+      {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100},
+      {GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100},
+      {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000},
+      {GRPC_ARG_KEEPALIVE_TIME_MS, 10000},
+      {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000},
+  };
+  grpc::ChannelArguments merged = args;
+  grpc_channel_args c_args;
+  args.SetChannelArgs(&c_args);
+  for (const auto& [key, value] : defaults) {
+    bool set = false;
+    for (size_t i = 0; i < c_args.num_args; ++i) {
+      set = set || strcmp(c_args.args[i].key, key) == 0;
+    }
+    if (!set) merged.SetInt(key, value);
+  }
+  return grpc::CreateCustomChannel(absl::StrCat("xds:///", hostname),
+                                   ChannelCredentials(), merged);
+}
+
+std::unique_ptr<grpc::XdsServerBuilder> Mesh::NewServerBuilder() const {
+  auto b = std::make_unique<grpc::XdsServerBuilder>();
+  b->set_status_notifier(impl_->serving_logger());
+  // Let mesh clients' keepalive pings (every 10 s) through.
+  b->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                        5000);
+  return b;
+}
+
+MeshStatus Mesh::GetStatus() const { return impl_->GetStatus(); }
+
+bool Mesh::WaitForStatus(
+    const std::function<bool(const MeshStatus&)>& condition,
+    absl::Duration timeout) const {
+  return impl_->WaitForStatus(condition, timeout);
+}
+
+const std::string& Mesh::runtime_dir() const { return impl_->dir(); }
+
+}  // namespace mesh

@@ -1,0 +1,157 @@
+// File: mesh/mesh.h
+//
+// The public API of mesh, a proxyless service mesh for gRPC C++.
+//
+// A Mesh is created once per process from MeshOptions. It starts the mesh
+// agent (the embedded xDS control plane, in a child process: see
+// docs/architecture.md), points gRPC's built-in xDS client at it, and hands
+// out channels to mesh hostnames. Every call on such a channel goes straight
+// to the closest healthy instance of the destination service: same cluster,
+// then same zone, same region, then anywhere, failing over and back without
+// losing calls.
+//
+//   absl::StatusOr<std::unique_ptr<mesh::Mesh>> m = mesh::Mesh::Create({
+//       .config_path = "/etc/mesh/mesh.yaml",
+//       .service_name = "frontend",
+//       .locality = {"us-east", "us-east-a", "cluster-1"}});
+//   if (!m.ok()) { /* m.status() says what is wrong and where */ }
+//   auto stub = Greeter::NewStub((*m)->CreateChannel("greeter.mesh.internal"));
+//
+// Thread-safety: a Mesh is safe for concurrent use from multiple threads
+// without external synchronization.
+
+#ifndef MESH_MESH_H_
+#define MESH_MESH_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/xds_server_builder.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace mesh {
+
+// Where this workload runs. `cluster` is the finest level (an xDS sub_zone);
+// an empty field is "unknown".
+struct Locality {
+  std::string region;
+  std::string zone;
+  std::string cluster;
+};
+
+struct MeshOptions {
+  // Path of the mesh config file (YAML, schema mesh/v1, docs/config.md). It
+  // is watched: edits take effect without a restart; an edit that fails
+  // validation is not applied and the previous config stays in force.
+  // REQUIRES: not empty.
+  std::string config_path;
+
+  // This workload's own service name (sent to the control plane as the xDS
+  // node cluster). Default: "" (a client that serves nothing).
+  std::string service_name;
+
+  // This workload's locality: decides which instances are "closest".
+  // Default: unknown (all instances are equally far).
+  Locality locality;
+
+  // A fresh private directory (mode 0700) for the control plane's unix
+  // socket is created inside this one and removed on destruction.
+  // Default: "/tmp".
+  std::string runtime_dir = "/tmp";
+
+  // Program to run as the mesh agent. Default: "" = this program itself
+  // (/proc/self/exe), which mesh makes run the agent instead of main().
+  // Set it to the path of `mesh_agent` if re-executing this program is not
+  // possible (for example, when its binary may be replaced while running).
+  std::string agent_path;
+
+  // How long Create waits for the control plane to come up.
+  // Default: 10 seconds.
+  absl::Duration startup_timeout = absl::Seconds(10);
+};
+
+// A point-in-time view of the mesh, for status pages and health checks.
+struct MeshStatus {
+  // Version of the config the control plane serves ("" before the first),
+  // the first 12 hex digits of the SHA-256 of the config file.
+  std::string config_version;
+  // Last config version this process's gRPC xDS client accepted (ACKed) for
+  // its endpoints (EDS); "" if none yet.
+  std::string acked_version;
+  // The last problem (a rejected config, a NACK, a lost control plane), or
+  // "" if none since the start. A later success does not clear it; see
+  // last_error_time.
+  std::string last_error;
+  absl::Time last_error_time = absl::InfinitePast();
+  uint64_t configs_applied = 0;   // Including the first.
+  uint64_t configs_rejected = 0;  // Edits that failed validation.
+  uint64_t nacks = 0;             // xDS responses gRPC rejected.
+  bool control_plane_running = false;
+  uint64_t control_plane_restarts = 0;
+};
+
+class Mesh final {
+ public:
+  // Starts the mesh. Errors:
+  //   InvalidArgument     bad options, or the config fails validation (the
+  //                       message lists every problem with file:line);
+  //   NotFound            the config file does not exist;
+  //   FailedPrecondition  another Mesh is alive in this process, or another
+  //                       party already set gRPC's xDS bootstrap
+  //                       (GRPC_XDS_BOOTSTRAP or GRPC_XDS_BOOTSTRAP_CONFIG);
+  //   Unavailable         the control plane did not come up in time.
+  // REQUIRES: called before this process creates any other xDS channel or
+  // server (gRPC reads its xDS bootstrap once per process).
+  static absl::StatusOr<std::unique_ptr<Mesh>> Create(MeshOptions options);
+
+  // Stops the control plane. Channels created by this Mesh keep their last
+  // routing but receive no further updates.
+  ~Mesh();
+  Mesh(const Mesh&) = delete;
+  Mesh& operator=(const Mesh&) = delete;
+
+  // A channel to a mesh hostname ("app1.mesh.internal", or
+  // "app1.mesh.internal:PORT" if the service declares that port). A
+  // hostname the config does not know fails calls with UNAVAILABLE (the
+  // control plane reports it as not existing). `args` are added to the
+  // mesh's defaults (docs/config.md, "Built-in defaults") and win over them.
+  std::shared_ptr<grpc::Channel> CreateChannel(
+      absl::string_view hostname,
+      const grpc::ChannelArguments& args = grpc::ChannelArguments()) const;
+
+  // Credentials for channels to mesh hostnames (used by CreateChannel).
+  std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials() const;
+
+  // A server builder whose server the mesh configures: use it exactly like a
+  // grpc::ServerBuilder, listening with ServerCredentials() on a fixed port
+  // ("0.0.0.0:50051"; port 0 is not supported by gRPC's xDS server). The
+  // server starts serving once the control plane has sent its listener.
+  std::unique_ptr<grpc::XdsServerBuilder> NewServerBuilder() const;
+  std::shared_ptr<grpc::ServerCredentials> ServerCredentials() const;
+
+  MeshStatus GetStatus() const;
+
+  // Waits until `condition(status)` holds or `timeout` passes; returns
+  // whether it held. Wakes on every status change, never polls.
+  bool WaitForStatus(const std::function<bool(const MeshStatus&)>& condition,
+                     absl::Duration timeout) const;
+
+  // The directory holding the control plane socket (for diagnostics).
+  const std::string& runtime_dir() const;
+
+  class Impl;
+
+ private:
+  explicit Mesh(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mesh
+
+#endif  // MESH_MESH_H_

@@ -1,0 +1,162 @@
+#include "mesh/xds/ads_server.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "mesh/common/log.h"
+
+namespace mesh {
+namespace xds {
+
+using envoy::service::discovery::v3::DiscoveryRequest;
+using envoy::service::discovery::v3::DiscoveryResponse;
+
+AdsServer::~AdsServer() { Stop(); }
+
+void AdsServer::SetSnapshot(std::shared_ptr<const config::Snapshot> snapshot) {
+  absl::MutexLock lock(&mu_);
+  snapshot_ = std::move(snapshot);
+  cv_.SignalAll();
+}
+
+void AdsServer::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopped_ = true;
+  cv_.SignalAll();
+}
+
+grpc::Status AdsServer::StreamAggregatedResources(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<DiscoveryResponse, DiscoveryRequest>* stream) {
+  Stream s;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "stopping");
+    streams_.insert(&s);
+  }
+  // One thread reads requests (this one); one writes responses. gRPC's sync
+  // streams allow one concurrent reader and writer.
+  std::thread writer([this, &s, stream] {
+    while (WriteNext(&s, stream)) {
+    }
+  });
+  DiscoveryRequest req;
+  while (stream->Read(&req)) HandleRequest(&s, req);
+  {
+    absl::MutexLock lock(&mu_);
+    s.done = true;
+    cv_.SignalAll();
+  }
+  writer.join();
+  {
+    absl::MutexLock lock(&mu_);
+    streams_.erase(&s);
+  }
+  return grpc::Status::OK;
+}
+
+void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
+  enum { kNone, kAck, kNack } event = kNone;
+  Caller caller;
+  std::string version;
+  {
+    absl::MutexLock lock(&mu_);
+    if (req.has_node()) s->caller = CallerFromNode(req.node());
+    caller = s->caller;
+    TypeState& t = s->types[req.type_url()];
+    if (!req.response_nonce().empty() && req.response_nonce() != t.sent_nonce) {
+      return;  // Stale: answers a response that a newer one superseded.
+    }
+    if (!req.response_nonce().empty()) {
+      event = req.has_error_detail() ? kNack : kAck;
+      version = req.has_error_detail() ? t.sent_version : req.version_info();
+    }
+    std::vector<std::string> names(req.resource_names().begin(),
+                                   req.resource_names().end());
+    std::sort(names.begin(), names.end());
+    if (!t.subscribed || names != t.names) {
+      t.names = std::move(names);
+      t.subscribed = true;
+      t.dirty = true;
+      cv_.SignalAll();
+    }
+  }
+  if (event == kNack) {
+    nacks_.fetch_add(1);
+    internal::Log(internal::kWarning,
+                  absl::StrCat("xDS client ", caller.id, " rejected ",
+                               TypeName(req.type_url()), " version ", version,
+                               ": ", req.error_detail().message()));
+    if (observer_ != nullptr) {
+      observer_->OnNack(caller, req.type_url(), version,
+                        req.error_detail().message());
+    }
+  } else if (event == kAck && observer_ != nullptr) {
+    observer_->OnAck(caller, req.type_url(), version);
+  }
+}
+
+bool AdsServer::HasWork(Stream* s) {
+  if (s->done || stopped_) return true;
+  if (snapshot_ == nullptr) return false;
+  for (const auto& [type, t] : s->types) {
+    if (t.subscribed && (t.dirty || t.computed_version != snapshot_->version)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool AdsServer::WriteNext(
+    Stream* s, grpc::ServerReaderWriter<DiscoveryResponse, DiscoveryRequest>*
+                   stream) {
+  std::shared_ptr<const config::Snapshot> snap;
+  Caller caller;
+  std::string type_url;
+  std::vector<std::string> names;
+  {
+    absl::MutexLock lock(&mu_);
+    while (!HasWork(s)) cv_.Wait(&mu_);
+    if (s->done || stopped_) return false;
+    snap = snapshot_;
+    caller = s->caller;
+    for (auto& [type, t] : s->types) {
+      if (t.subscribed && (t.dirty || t.computed_version != snap->version)) {
+        type_url = type;
+        names = t.names;
+        break;
+      }
+    }
+  }
+  // Translate outside the lock: it is a pure function of its inputs.
+  std::map<std::string, google::protobuf::Any> resources =
+      Translate(*snap->config, caller, type_url, names);
+  std::map<std::string, std::string> serialized;
+  for (const auto& [name, any] : resources) {
+    serialized[name] = any.SerializeAsString();
+  }
+  DiscoveryResponse resp;
+  {
+    absl::MutexLock lock(&mu_);
+    TypeState& t = s->types[type_url];
+    const bool names_changed = t.names != names;
+    t.computed_version = snap->version;
+    if (names_changed) return true;  // Superseded; the next round redoes it.
+    const bool first = t.sent_nonce.empty();
+    if (!t.dirty && !first && serialized == t.sent) return true;
+    t.dirty = false;
+    t.sent = std::move(serialized);
+    t.sent_version = snap->version;
+    t.sent_nonce = absl::StrCat(s->next_nonce++);
+    resp.set_version_info(t.sent_version);
+    resp.set_nonce(t.sent_nonce);
+  }
+  resp.set_type_url(type_url);
+  for (auto& [name, any] : resources) *resp.add_resources() = std::move(any);
+  responses_.fetch_add(1);
+  return stream->Write(resp);
+}
+
+}  // namespace xds
+}  // namespace mesh

@@ -1,0 +1,248 @@
+#include "mesh/xds/translate.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "mesh/policy/locality.h"
+
+namespace mesh {
+namespace xds {
+
+using envoy::config::cluster::v3::Cluster;
+using envoy::config::endpoint::v3::ClusterLoadAssignment;
+using envoy::config::listener::v3::Listener;
+using envoy::config::route::v3::RouteConfiguration;
+using envoy::extensions::filters::network::http_connection_manager::v3::
+    HttpConnectionManager;
+
+namespace {
+
+// Built-in defaults (documented in docs/config.md).
+constexpr int kRetries = 2;                     // 3 attempts in all.
+constexpr int kRetryBaseMs = 25;
+constexpr int kRetryMaxMs = 250;
+constexpr int kOutlierIntervalMs = 1000;
+constexpr int kOutlierBaseEjectionMs = 5000;
+constexpr int kOutlierFailurePercent = 50;
+constexpr int kOutlierMinRequests = 5;
+
+void SetDuration(google::protobuf::Duration* d, int ms) {
+  d->set_seconds(ms / 1000);
+  d->set_nanos((ms % 1000) * 1000000);
+}
+
+void AddRouter(HttpConnectionManager* hcm) {
+  auto* f = hcm->add_http_filters();
+  f->set_name("envoy.filters.http.router");
+  f->mutable_typed_config()->PackFrom(
+      envoy::extensions::filters::http::router::v3::Router());
+}
+
+void PackHcm(const HttpConnectionManager& hcm, Listener* l) {
+  l->mutable_api_listener()->mutable_api_listener()->PackFrom(hcm);
+}
+
+}  // namespace
+
+Caller CallerFromNode(const envoy::config::core::v3::Node& node) {
+  Caller c;
+  c.id = node.id();
+  c.service = node.cluster();
+  c.locality.region = node.locality().region();
+  c.locality.zone = node.locality().zone();
+  c.locality.cluster = node.locality().sub_zone();
+  return c;
+}
+
+std::string TypeName(absl::string_view type_url) {
+  if (type_url == kListenerType) return "LDS";
+  if (type_url == kRouteType) return "RDS";
+  if (type_url == kClusterType) return "CDS";
+  if (type_url == kEndpointType) return "EDS";
+  return std::string(type_url);
+}
+
+std::string ClusterName(const config::Service& s) {
+  return absl::StrCat(s.namespace_name, "/", s.name);
+}
+
+Listener ClientListener(const config::Service& service,
+                        const std::string& name) {
+  Listener l;
+  l.set_name(name);
+  HttpConnectionManager hcm;
+  hcm.set_stat_prefix(service.hostname);
+  auto* rds = hcm.mutable_rds();
+  rds->set_route_config_name(service.hostname);
+  rds->mutable_config_source()->mutable_ads();
+  rds->mutable_config_source()->set_resource_api_version(
+      envoy::config::core::v3::V3);
+  AddRouter(&hcm);
+  PackHcm(hcm, &l);
+  return l;
+}
+
+absl::StatusOr<Listener> ServerListener(const std::string& name) {
+  if (!absl::StartsWith(name, kServerListenerPrefix)) {
+    return absl::InvalidArgumentError("not a server listener name: " + name);
+  }
+  const std::string addr = name.substr(kServerListenerPrefix.size());
+  // "IP:PORT" or "[IPv6]:PORT".
+  const size_t colon = addr.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(addr.substr(colon + 1), &port) || port == 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError("bad listening address in " + name);
+  }
+  std::string host = addr.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  Listener l;
+  l.set_name(name);
+  auto* sa = l.mutable_address()->mutable_socket_address();
+  sa->set_address(host);
+  sa->set_port_value(port);
+  HttpConnectionManager hcm;
+  hcm.set_stat_prefix("inbound");
+  auto* vh = hcm.mutable_route_config()->add_virtual_hosts();
+  vh->set_name("inbound");
+  vh->add_domains("*");
+  auto* route = vh->add_routes();
+  route->mutable_match()->set_prefix("");
+  route->mutable_non_forwarding_action();
+  AddRouter(&hcm);
+  auto* fc = l.add_filter_chains();
+  fc->set_name("inbound");
+  auto* filter = fc->add_filters();
+  filter->set_name("envoy.filters.network.http_connection_manager");
+  filter->mutable_typed_config()->PackFrom(hcm);
+  return l;
+}
+
+RouteConfiguration RouteConfig(const config::Service& service) {
+  RouteConfiguration rc;
+  rc.set_name(service.hostname);
+  auto* vh = rc.add_virtual_hosts();
+  vh->set_name(service.hostname);
+  vh->add_domains(service.hostname);
+  if (service.port != 0) {
+    vh->add_domains(absl::StrCat(service.hostname, ":", service.port));
+  }
+  auto* route = vh->add_routes();
+  route->mutable_match()->set_prefix("");
+  auto* action = route->mutable_route();
+  action->set_cluster(ClusterName(service));
+  // A call that fails with UNAVAILABLE (a refused or reset backend) is tried
+  // again; by then gRPC has usually moved to the next priority, so failover
+  // loses no call.
+  auto* retry = action->mutable_retry_policy();
+  retry->set_retry_on("unavailable");
+  retry->mutable_num_retries()->set_value(kRetries);
+  SetDuration(retry->mutable_retry_back_off()->mutable_base_interval(),
+              kRetryBaseMs);
+  SetDuration(retry->mutable_retry_back_off()->mutable_max_interval(),
+              kRetryMaxMs);
+  return rc;
+}
+
+Cluster ClusterFor(const config::Service& service) {
+  Cluster c;
+  c.set_name(ClusterName(service));
+  c.set_type(Cluster::EDS);
+  auto* eds = c.mutable_eds_cluster_config();
+  eds->set_service_name(ClusterName(service));
+  eds->mutable_eds_config()->mutable_ads();
+  eds->mutable_eds_config()->set_resource_api_version(
+      envoy::config::core::v3::V3);
+  c.set_lb_policy(Cluster::ROUND_ROBIN);
+  // Outlier detection: a backend that fails at least half of >= 5 calls in a
+  // 1 s interval is ejected for 5 s (times the number of ejections). This is
+  // what moves traffic away from a hung backend, which never refuses a
+  // connection. Success-rate ejection is off: it needs >= 5 hosts with 100
+  // calls each and would rarely act. 100 % may be ejected so that a whole
+  // failed locality fails over (gRPC applies this per priority).
+  auto* od = c.mutable_outlier_detection();
+  SetDuration(od->mutable_interval(), kOutlierIntervalMs);
+  SetDuration(od->mutable_base_ejection_time(), kOutlierBaseEjectionMs);
+  od->mutable_max_ejection_percent()->set_value(100);
+  od->mutable_enforcing_success_rate()->set_value(0);
+  od->mutable_failure_percentage_threshold()->set_value(
+      kOutlierFailurePercent);
+  od->mutable_enforcing_failure_percentage()->set_value(100);
+  od->mutable_failure_percentage_minimum_hosts()->set_value(1);
+  od->mutable_failure_percentage_request_volume()->set_value(
+      kOutlierMinRequests);
+  return c;
+}
+
+ClusterLoadAssignment LoadAssignmentFor(const config::Service& service,
+                                        const Caller& caller) {
+  ClusterLoadAssignment cla;
+  cla.set_cluster_name(ClusterName(service));
+  const policy::Plan plan = policy::ComputePlan(service, caller.locality);
+  for (size_t p = 0; p < plan.priorities.size(); ++p) {
+    for (const policy::LocalityGroup& g : plan.priorities[p].localities) {
+      auto* lle = cla.add_endpoints();
+      lle->set_priority(static_cast<uint32_t>(p));
+      lle->mutable_locality()->set_region(g.locality.region);
+      lle->mutable_locality()->set_zone(g.locality.zone);
+      lle->mutable_locality()->set_sub_zone(g.locality.cluster);
+      lle->mutable_load_balancing_weight()->set_value(g.weight);
+      for (const policy::EndpointRef& e : g.endpoints) {
+        auto* lb = lle->add_lb_endpoints();
+        lb->set_health_status(envoy::config::core::v3::HEALTHY);
+        auto* sa = lb->mutable_endpoint()->mutable_address()
+                       ->mutable_socket_address();
+        sa->set_address(e.address);
+        sa->set_port_value(e.port);
+      }
+    }
+  }
+  return cla;
+}
+
+std::map<std::string, google::protobuf::Any> Translate(
+    const config::MeshConfig& config, const Caller& caller,
+    absl::string_view type_url, const std::vector<std::string>& names) {
+  std::map<std::string, google::protobuf::Any> out;
+  auto wanted = [&names](const std::string& name) {
+    if (names.empty()) return true;
+    for (const std::string& n : names) {
+      if (n == name) return true;
+    }
+    return false;
+  };
+  if (type_url == kListenerType) {
+    for (const std::string& name : names) {
+      if (absl::StartsWith(name, kServerListenerPrefix)) {
+        absl::StatusOr<Listener> l = ServerListener(name);
+        if (l.ok()) out[name].PackFrom(*l);
+      } else if (const config::Service* s = config.FindByAuthority(name)) {
+        out[name].PackFrom(ClientListener(*s, name));
+      }
+    }
+    if (names.empty()) {
+      for (const config::Service& s : config.services) {
+        out[s.hostname].PackFrom(ClientListener(s, s.hostname));
+      }
+    }
+  } else {
+    for (const config::Service& s : config.services) {
+      if (type_url == kRouteType && wanted(s.hostname)) {
+        out[s.hostname].PackFrom(RouteConfig(s));
+      } else if (type_url == kClusterType && wanted(ClusterName(s))) {
+        out[ClusterName(s)].PackFrom(ClusterFor(s));
+      } else if (type_url == kEndpointType && wanted(ClusterName(s))) {
+        out[ClusterName(s)].PackFrom(LoadAssignmentFor(s, caller));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace xds
+}  // namespace mesh

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <tuple>
@@ -108,11 +109,14 @@ class Reader {
 
   void Error(const YAML::Mark& mark, absl::string_view path,
              absl::string_view what) {
+    const std::string where =
+        path.empty() ? std::string() : absl::StrCat(path, ": ");
     if (mark.is_null()) {
-      errors_.push_back(absl::StrCat(filename_, ": ", path, ": ", what));
+      errors_.push_back({0, 0, absl::StrCat(filename_, ": ", where, what)});
     } else {
-      errors_.push_back(absl::StrCat(filename_, ":", mark.line + 1, ":",
-                                     mark.column + 1, ": ", path, ": ", what));
+      errors_.push_back({mark.line + 1, mark.column + 1,
+                         absl::StrCat(filename_, ":", mark.line + 1, ":",
+                                      mark.column + 1, ": ", where, what)});
     }
   }
 
@@ -212,19 +216,52 @@ class Reader {
     }
   }
 
-  const std::vector<std::string>& errors() const { return errors_; }
+  bool has_errors() const { return !errors_.empty(); }
+
+  // Every problem, in file order, one per line.
+  std::string Report() {
+    std::stable_sort(errors_.begin(), errors_.end(),
+                     [](const Problem& a, const Problem& b) {
+                       return std::tie(a.line, a.column) <
+                              std::tie(b.line, b.column);
+                     });
+    std::vector<std::string> lines;
+    for (const Problem& p : errors_) lines.push_back(p.text);
+    return absl::StrJoin(lines, "\n");
+  }
 
  private:
+  struct Problem {
+    int line;
+    int column;
+    std::string text;
+  };
   std::string filename_;
-  std::vector<std::string> errors_;
+  std::vector<Problem> errors_;
 };
+
+// Messages quote user input: keep them printable ASCII whatever the input
+// (invalid UTF-8, control characters) so that logs and terminals stay sane.
+std::string Printable(absl::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\n' || (c >= 0x20 && c < 0x7f)) {
+      out += static_cast<char>(c);
+    } else {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  return out;
+}
 
 constexpr absl::string_view kApiVersion = "mesh/v1";
 
-void ReadLocality(Reader& r, const YAML::Node& node, const std::string& path,
+void ReadLocality(Reader& r, const YAML::Node& parent, const std::string& path,
                   Locality* out) {
+  const YAML::Node node = parent["locality"];
   if (!node.IsDefined() || node.IsNull()) {
-    r.Error(node.Mark(), path, "required field is missing");
+    // An absent node has no position: report at its parent.
+    r.Error(parent.Mark(), path, "required field is missing");
     return;
   }
   if (!r.ExpectMap(node, path, {"region", "zone", "cluster"})) return;
@@ -263,8 +300,7 @@ void ReadEndpoint(Reader& r, const YAML::Node& node, const std::string& path,
                          Reader::Quote(ep->address)));
   }
   r.Uint(node, "port", path, true, 1, 65535, &ep->port);
-  ReadLocality(r, node["locality"], Reader::Join(path, "locality"),
-               &ep->locality);
+  ReadLocality(r, node, Reader::Join(path, "locality"), &ep->locality);
   r.Uint(node, "weight", path, false, 1, 10000, &ep->weight);
   std::string health;
   if (r.String(node, "health", path, false, &health)) {
@@ -372,11 +408,12 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
     root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     // e.mark is 0-based; e.msg is yaml-cpp's own text.
-    return absl::InvalidArgumentError(
+    return absl::InvalidArgumentError(Printable(
         e.mark.is_null()
             ? absl::StrCat(filename, ": YAML syntax error: ", e.msg)
             : absl::StrCat(filename, ":", e.mark.line + 1, ":",
-                           e.mark.column + 1, ": YAML syntax error: ", e.msg));
+                           e.mark.column + 1, ": YAML syntax error: ",
+                           e.msg)));
   }
   Reader r(filename);
   auto cfg = std::make_shared<MeshConfig>();
@@ -435,9 +472,7 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
     // (e.g. on conversions); never let it reach the host.
     r.Error(e.mark, "", absl::StrCat("YAML error: ", e.msg));
   }
-  if (!r.errors().empty()) {
-    return absl::InvalidArgumentError(absl::StrJoin(r.errors(), "\n"));
-  }
+  if (r.has_errors()) return absl::InvalidArgumentError(Printable(r.Report()));
   return std::shared_ptr<const MeshConfig>(std::move(cfg));
 }
 

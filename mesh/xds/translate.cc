@@ -136,11 +136,13 @@ RouteConfiguration RouteConfig(const config::Service& service) {
   route->mutable_match()->set_prefix("");
   auto* action = route->mutable_route();
   action->set_cluster(ClusterName(service));
-  // A call that fails with UNAVAILABLE (a refused or reset backend) is tried
-  // again; by then gRPC has usually moved to the next priority, so failover
-  // loses no call.
+  // A call that fails with UNAVAILABLE (a refused or reset backend) or a
+  // server-sent CANCELLED (a server shutting down cancels calls it had not
+  // started) is tried again; by then gRPC has usually moved to the next
+  // priority, so failover loses no call. A call the client itself cancels
+  // or whose deadline passes is never retried.
   auto* retry = action->mutable_retry_policy();
-  retry->set_retry_on("unavailable");
+  retry->set_retry_on("unavailable,cancelled");
   retry->mutable_num_retries()->set_value(kRetries);
   SetDuration(retry->mutable_retry_back_off()->mutable_base_interval(),
               kRetryBaseMs);

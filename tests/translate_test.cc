@@ -1,0 +1,204 @@
+// The xDS translation, resource by resource: what gRPC is told for a given
+// config and caller.
+
+#include <gtest/gtest.h>
+
+#include "envoy/extensions/filters/http/router/v3/router.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "mesh/config/config.h"
+#include "mesh/xds/translate.h"
+
+namespace mesh {
+namespace xds {
+namespace {
+
+using envoy::config::cluster::v3::Cluster;
+using envoy::config::endpoint::v3::ClusterLoadAssignment;
+using envoy::config::listener::v3::Listener;
+using envoy::config::route::v3::RouteConfiguration;
+using envoy::extensions::filters::network::http_connection_manager::v3::
+    HttpConnectionManager;
+
+constexpr char kConfig[] = R"(apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: greeter
+    hostname: greeter.mesh.internal
+    port: 8080
+    endpoints:
+      - {address: 10.0.1.1, port: 50051, locality: {region: us-east, zone: a, cluster: c1}}
+      - {address: 10.0.1.2, port: 50051, locality: {region: us-east, zone: a, cluster: c1}}
+      - {address: 10.0.2.1, port: 50051, locality: {region: us-east, zone: b, cluster: c2}}
+      - {address: 10.0.3.1, port: 50051, locality: {region: eu-west, zone: x, cluster: c3}}
+      - {address: 10.0.3.2, port: 50051, locality: {region: eu-west, zone: x, cluster: c3}, health: UNHEALTHY}
+  - name: other
+    namespace: ops
+    hostname: other.mesh.internal
+)";
+
+class TranslateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = config::ParseConfig(kConfig, "t.yaml");
+    ASSERT_TRUE(c.ok()) << c.status();
+    config_ = *c;
+    caller_.locality = {"us-east", "a", "c1"};
+  }
+  const config::Service& greeter() const { return config_->services[0]; }
+
+  std::shared_ptr<const config::MeshConfig> config_;
+  Caller caller_;
+};
+
+TEST_F(TranslateTest, CallerComesFromTheNode) {
+  envoy::config::core::v3::Node node;
+  node.set_id("frontend~host~1");
+  node.set_cluster("frontend");
+  node.mutable_locality()->set_region("r");
+  node.mutable_locality()->set_zone("z");
+  node.mutable_locality()->set_sub_zone("c");
+  Caller c = CallerFromNode(node);
+  EXPECT_EQ(c.id, "frontend~host~1");
+  EXPECT_EQ(c.service, "frontend");
+  EXPECT_EQ(c.locality, (config::Locality{"r", "z", "c"}));
+}
+
+TEST_F(TranslateTest, ClientListenerPointsAtRdsOverAds) {
+  Listener l = ClientListener(greeter(), "greeter.mesh.internal");
+  EXPECT_EQ(l.name(), "greeter.mesh.internal");
+  HttpConnectionManager hcm;
+  ASSERT_TRUE(l.api_listener().api_listener().UnpackTo(&hcm));
+  EXPECT_EQ(hcm.rds().route_config_name(), "greeter.mesh.internal");
+  EXPECT_TRUE(hcm.rds().config_source().has_ads());
+  ASSERT_EQ(hcm.http_filters_size(), 1);
+  EXPECT_EQ(hcm.http_filters(0).name(), "envoy.filters.http.router");
+  EXPECT_TRUE(hcm.http_filters(0).typed_config().Is<
+              envoy::extensions::filters::http::router::v3::Router>());
+}
+
+TEST_F(TranslateTest, ServerListenerMatchesItsAddressAndDoesNotForward) {
+  auto l = ServerListener(
+      "grpc/server?xds.resource.listening_address=127.0.1.1:50051");
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->address().socket_address().address(), "127.0.1.1");
+  EXPECT_EQ(l->address().socket_address().port_value(), 50051u);
+  ASSERT_EQ(l->filter_chains_size(), 1);
+  HttpConnectionManager hcm;
+  ASSERT_TRUE(l->filter_chains(0).filters(0).typed_config().UnpackTo(&hcm));
+  const auto& route = hcm.route_config().virtual_hosts(0).routes(0);
+  EXPECT_TRUE(route.has_non_forwarding_action());
+
+  auto v6 = ServerListener(
+      "grpc/server?xds.resource.listening_address=[::]:8443");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->address().socket_address().address(), "::");
+  EXPECT_EQ(v6->address().socket_address().port_value(), 8443u);
+
+  EXPECT_FALSE(
+      ServerListener("grpc/server?xds.resource.listening_address=x").ok());
+  EXPECT_FALSE(
+      ServerListener("grpc/server?xds.resource.listening_address=a:0").ok());
+  EXPECT_FALSE(ServerListener("greeter.mesh.internal").ok());
+}
+
+TEST_F(TranslateTest, RouteRetriesUnavailableAndCancelled) {
+  RouteConfiguration rc = RouteConfig(greeter());
+  EXPECT_EQ(rc.name(), "greeter.mesh.internal");
+  ASSERT_EQ(rc.virtual_hosts_size(), 1);
+  const auto& vh = rc.virtual_hosts(0);
+  EXPECT_EQ(std::vector<std::string>(vh.domains().begin(), vh.domains().end()),
+            (std::vector<std::string>{"greeter.mesh.internal",
+                                      "greeter.mesh.internal:8080"}));
+  const auto& action = vh.routes(0).route();
+  EXPECT_EQ(action.cluster(), "default/greeter");
+  EXPECT_EQ(action.retry_policy().retry_on(), "unavailable,cancelled");
+  EXPECT_EQ(action.retry_policy().num_retries().value(), 2u);
+  EXPECT_EQ(action.retry_policy().retry_back_off().base_interval().nanos(),
+            25000000);
+}
+
+TEST_F(TranslateTest, ClusterIsEdsRoundRobinWithOutlierDetection) {
+  Cluster c = ClusterFor(greeter());
+  EXPECT_EQ(c.name(), "default/greeter");
+  EXPECT_EQ(c.type(), Cluster::EDS);
+  EXPECT_EQ(c.eds_cluster_config().service_name(), "default/greeter");
+  EXPECT_TRUE(c.eds_cluster_config().eds_config().has_ads());
+  // Never RING_HASH: it crashes libgrpc 1.51.1 (grpc/grpc#31766).
+  EXPECT_EQ(c.lb_policy(), Cluster::ROUND_ROBIN);
+  const auto& od = c.outlier_detection();
+  EXPECT_EQ(od.interval().seconds(), 1);
+  EXPECT_EQ(od.enforcing_failure_percentage().value(), 100u);
+  EXPECT_EQ(od.failure_percentage_threshold().value(), 50u);
+  EXPECT_EQ(od.enforcing_success_rate().value(), 0u);
+  EXPECT_EQ(od.max_ejection_percent().value(), 100u);
+}
+
+TEST_F(TranslateTest, LoadAssignmentOrdersPrioritiesForTheCaller) {
+  ClusterLoadAssignment cla = LoadAssignmentFor(greeter(), caller_);
+  EXPECT_EQ(cla.cluster_name(), "default/greeter");
+  ASSERT_EQ(cla.endpoints_size(), 3);
+  EXPECT_EQ(cla.endpoints(0).priority(), 0u);
+  EXPECT_EQ(cla.endpoints(0).locality().sub_zone(), "c1");
+  EXPECT_EQ(cla.endpoints(0).lb_endpoints_size(), 2);
+  EXPECT_EQ(cla.endpoints(0).load_balancing_weight().value(), 2u);
+  EXPECT_EQ(cla.endpoints(1).priority(), 1u);  // Same region (no same zone).
+  EXPECT_EQ(cla.endpoints(1).locality().sub_zone(), "c2");
+  EXPECT_EQ(cla.endpoints(2).priority(), 2u);
+  // The unhealthy endpoint is not sent at all.
+  ASSERT_EQ(cla.endpoints(2).lb_endpoints_size(), 1);
+  EXPECT_EQ(cla.endpoints(2)
+                .lb_endpoints(0)
+                .endpoint()
+                .address()
+                .socket_address()
+                .address(),
+            "10.0.3.1");
+  EXPECT_EQ(cla.endpoints(2).lb_endpoints(0).health_status(),
+            envoy::config::core::v3::HEALTHY);
+}
+
+TEST_F(TranslateTest, SameServiceLooksDifferentFromAnotherLocality) {
+  Caller eu;
+  eu.locality = {"eu-west", "x", "c3"};
+  ClusterLoadAssignment cla = LoadAssignmentFor(greeter(), eu);
+  // P0 = c3; P1 = both us-east localities, weighted 2:1 by endpoints.
+  ASSERT_EQ(cla.endpoints_size(), 3);
+  EXPECT_EQ(cla.endpoints(0).locality().sub_zone(), "c3");
+  EXPECT_EQ(cla.endpoints(0).priority(), 0u);
+  EXPECT_EQ(cla.endpoints(1).priority(), 1u);
+  EXPECT_EQ(cla.endpoints(1).locality().sub_zone(), "c1");
+  EXPECT_EQ(cla.endpoints(1).load_balancing_weight().value(), 2u);
+  EXPECT_EQ(cla.endpoints(2).priority(), 1u);
+  EXPECT_EQ(cla.endpoints(2).locality().sub_zone(), "c2");
+  EXPECT_EQ(cla.endpoints(2).load_balancing_weight().value(), 1u);
+}
+
+TEST_F(TranslateTest, TranslateAnswersOnlyExistingRequestedNames) {
+  auto lds = Translate(*config_, caller_, kListenerType,
+                       {"greeter.mesh.internal", "greeter.mesh.internal:8080",
+                        "greeter.mesh.internal:9999", "unknown.mesh.internal",
+                        "grpc/server?xds.resource.listening_address="
+                        "127.0.0.1:1"});
+  std::vector<std::string> names;
+  for (const auto& [n, any] : lds) names.push_back(n);
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "greeter.mesh.internal", "greeter.mesh.internal:8080",
+                       "grpc/server?xds.resource.listening_address="
+                       "127.0.0.1:1"}));
+  for (const auto& [n, any] : lds) EXPECT_EQ(any.type_url(), kListenerType);
+
+  auto cds = Translate(*config_, caller_, kClusterType, {});  // Wildcard.
+  EXPECT_EQ(cds.size(), 2u);
+  EXPECT_TRUE(cds.count("ops/other"));
+  auto eds = Translate(*config_, caller_, kEndpointType, {"ops/other"});
+  ASSERT_EQ(eds.size(), 1u);
+  ClusterLoadAssignment empty;
+  ASSERT_TRUE(eds["ops/other"].UnpackTo(&empty));
+  EXPECT_EQ(empty.endpoints_size(), 0);
+  EXPECT_TRUE(
+      Translate(*config_, caller_, kRouteType, {"nope.mesh.internal"}).empty());
+}
+
+}  // namespace
+}  // namespace xds
+}  // namespace mesh

@@ -1,0 +1,136 @@
+// The file watcher sees every way a config file is replaced in practice.
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <deque>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "absl/synchronization/mutex.h"
+#include "mesh/source/file_watcher.h"
+
+namespace mesh {
+namespace source {
+namespace {
+
+class FileWatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/mesh-fw-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/mesh.yaml";
+  }
+  void TearDown() override {
+    watcher_.reset();
+    (void)!system(("rm -rf " + dir_).c_str());
+  }
+
+  void Watch(const std::string& initial) {
+    auto w = FileWatcher::Start(path_, initial,
+                                [this](absl::StatusOr<std::string> s) {
+                                  absl::MutexLock l(&mu_);
+                                  events_.push_back(
+                                      s.ok() ? *s : "ERROR " +
+                                                        s.status().ToString());
+                                });
+    ASSERT_TRUE(w.ok()) << w.status();
+    watcher_ = *std::move(w);
+  }
+
+  // The next reported event, waiting at most 10 s.
+  std::string Next() {
+    absl::MutexLock l(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](std::deque<std::string>* q) {
+                               return !q->empty();
+                             },
+                             &events_),
+                         absl::Seconds(10));
+    if (events_.empty()) return "TIMEOUT";
+    std::string e = events_.front();
+    events_.pop_front();
+    return e;
+  }
+
+  static void WriteFile(const std::string& path, const std::string& data) {
+    std::ofstream f(path, std::ios::trunc);
+    f << data;
+  }
+  void ReplaceAtomically(const std::string& data) {
+    WriteFile(path_ + ".tmp", data);
+    ASSERT_EQ(rename((path_ + ".tmp").c_str(), path_.c_str()), 0);
+  }
+
+  std::string dir_, path_;
+  absl::Mutex mu_;
+  std::deque<std::string> events_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<FileWatcher> watcher_;
+};
+
+TEST_F(FileWatcherTest, SeesAtomicRename) {
+  WriteFile(path_, "v1");
+  Watch("v1");
+  ReplaceAtomically("v2");
+  EXPECT_EQ(Next(), "v2");
+  ReplaceAtomically("v3");
+  EXPECT_EQ(Next(), "v3");
+}
+
+TEST_F(FileWatcherTest, SeesInPlaceWriteOnceComplete) {
+  WriteFile(path_, "v1");
+  Watch("v1");
+  WriteFile(path_, "v2 longer content");
+  EXPECT_EQ(Next(), "v2 longer content");
+}
+
+TEST_F(FileWatcherTest, DoesNotReportUnchangedContent) {
+  WriteFile(path_, "v1");
+  Watch("v1");
+  ReplaceAtomically("v1");  // Same bytes: not reported...
+  ReplaceAtomically("v2");  // ...so the next event is this one.
+  EXPECT_EQ(Next(), "v2");
+}
+
+TEST_F(FileWatcherTest, SeesKubernetesConfigMapSymlinkSwap) {
+  // The kubelet's layout: mesh.yaml -> ..data/mesh.yaml, ..data -> ..v1;
+  // an update writes ..v2 and renames a new ..data symlink over the old one.
+  ASSERT_EQ(mkdir((dir_ + "/..v1").c_str(), 0755), 0);
+  WriteFile(dir_ + "/..v1/mesh.yaml", "v1");
+  ASSERT_EQ(symlink("..v1", (dir_ + "/..data").c_str()), 0);
+  ASSERT_EQ(symlink("..data/mesh.yaml", path_.c_str()), 0);
+  Watch("v1");
+  ASSERT_EQ(mkdir((dir_ + "/..v2").c_str(), 0755), 0);
+  WriteFile(dir_ + "/..v2/mesh.yaml", "v2");
+  ASSERT_EQ(symlink("..v2", (dir_ + "/..data_tmp").c_str()), 0);
+  ASSERT_EQ(rename((dir_ + "/..data_tmp").c_str(), (dir_ + "/..data").c_str()),
+            0);
+  EXPECT_EQ(Next(), "v2");
+}
+
+TEST_F(FileWatcherTest, ReportsADeletedFileThenItsReturn) {
+  WriteFile(path_, "v1");
+  Watch("v1");
+  ASSERT_EQ(unlink(path_.c_str()), 0);
+  const std::string e = Next();
+  EXPECT_EQ(e, "ERROR NOT_FOUND: " + path_ + ": No such file or directory");
+  ReplaceAtomically("v2");
+  EXPECT_EQ(Next(), "v2");
+}
+
+TEST(FileWatcherStartTest, FailsClearlyForAMissingDirectory) {
+  auto w = FileWatcher::Start("/nonexistent-dir/mesh.yaml", "",
+                              [](absl::StatusOr<std::string>) {});
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.status().message(),
+            "cannot watch directory /nonexistent-dir: No such file or "
+            "directory");
+}
+
+}  // namespace
+}  // namespace source
+}  // namespace mesh

@@ -372,6 +372,7 @@ class Mesh::Impl {
     switch (e.kind) {
       case agent::EventKind::kReady:
         status_.control_plane_running = true;
+        status_.control_plane_pid = pid_;
         status_.config_version = e.version;
         ++status_.configs_applied;
         break;
@@ -430,6 +431,7 @@ class Mesh::Impl {
       close(status_fd_);
       status_fd_ = -1;
       status_.control_plane_running = false;
+      status_.control_plane_pid = -1;
       if (stopping_) break;
       ++status_.control_plane_restarts;
       SetError(absl::StrCat("the mesh agent exited (", DescribeExit(ws),

@@ -93,6 +93,7 @@ struct MeshStatus {
   uint64_t configs_rejected = 0;  // Edits that failed validation.
   uint64_t nacks = 0;             // xDS responses gRPC rejected.
   bool control_plane_running = false;
+  int64_t control_plane_pid = -1;  // The agent process, while running.
   uint64_t control_plane_restarts = 0;
 };
 

@@ -179,13 +179,22 @@ TEST_F(TranslateTest, TranslateAnswersOnlyExistingRequestedNames) {
                         "greeter.mesh.internal:9999", "unknown.mesh.internal",
                         "grpc/server?xds.resource.listening_address="
                         "127.0.0.1:1"});
-  std::vector<std::string> names;
-  for (const auto& [n, any] : lds) names.push_back(n);
-  EXPECT_EQ(names, (std::vector<std::string>{
-                       "greeter.mesh.internal", "greeter.mesh.internal:8080",
-                       "grpc/server?xds.resource.listening_address="
-                       "127.0.0.1:1"}));
+  ASSERT_EQ(lds.size(), 5u);
   for (const auto& [n, any] : lds) EXPECT_EQ(any.type_url(), kListenerType);
+  // Known hostnames route through RDS; unknown ones get a listener without
+  // virtual hosts, so calls fail at once instead of after 15 s.
+  HttpConnectionManager hcm;
+  Listener known, unknown;
+  ASSERT_TRUE(lds["greeter.mesh.internal:8080"].UnpackTo(&known));
+  ASSERT_TRUE(known.api_listener().api_listener().UnpackTo(&hcm));
+  EXPECT_EQ(hcm.rds().route_config_name(), "greeter.mesh.internal");
+  for (const char* name :
+       {"greeter.mesh.internal:9999", "unknown.mesh.internal"}) {
+    ASSERT_TRUE(lds[name].UnpackTo(&unknown));
+    ASSERT_TRUE(unknown.api_listener().api_listener().UnpackTo(&hcm));
+    EXPECT_TRUE(hcm.has_route_config()) << name;
+    EXPECT_EQ(hcm.route_config().virtual_hosts_size(), 0) << name;
+  }
 
   auto cds = Translate(*config_, caller_, kClusterType, {});  // Wildcard.
   EXPECT_EQ(cds.size(), 2u);

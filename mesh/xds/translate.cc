@@ -84,6 +84,21 @@ Listener ClientListener(const config::Service& service,
   return l;
 }
 
+Listener UnknownHostListener(const std::string& name) {
+  // An inline route table without virtual hosts: gRPC fails calls at once
+  // with UNAVAILABLE "could not find VirtualHost for NAME in
+  // RouteConfiguration" (instead of waiting out its 15 s does-not-exist
+  // timer), and recovers by itself when the hostname is added.
+  Listener l;
+  l.set_name(name);
+  HttpConnectionManager hcm;
+  hcm.set_stat_prefix("unknown");
+  hcm.mutable_route_config()->set_name("mesh-unknown-hostname");
+  AddRouter(&hcm);
+  PackHcm(hcm, &l);
+  return l;
+}
+
 absl::StatusOr<Listener> ServerListener(const std::string& name) {
   if (!absl::StartsWith(name, kServerListenerPrefix)) {
     return absl::InvalidArgumentError("not a server listener name: " + name);
@@ -225,6 +240,8 @@ std::map<std::string, google::protobuf::Any> Translate(
         if (l.ok()) out[name].PackFrom(*l);
       } else if (const config::Service* s = config.FindByAuthority(name)) {
         out[name].PackFrom(ClientListener(*s, name));
+      } else {
+        out[name].PackFrom(UnknownHostListener(name));
       }
     }
     if (names.empty()) {

@@ -9,6 +9,9 @@
 //   LDS  "app1.mesh.internal" (or "app1.mesh.internal:PORT" when the service
 //        declares a port): the client listener of a channel to
 //        xds:///app1.mesh.internal.
+//   LDS  any other name: a listener that fails calls at once with
+//        UNAVAILABLE "could not find VirtualHost for NAME" (hostname not in
+//        the config), rather than after gRPC's 15 s does-not-exist timer.
 //   LDS  "grpc/server?xds.resource.listening_address=IP:PORT": the listener
 //        of a mesh server (grpc::XdsServerBuilder) on that address.
 //   RDS  "app1.mesh.internal": routes of that hostname.
@@ -67,7 +70,8 @@ std::string TypeName(absl::string_view type_url);
 std::string ClusterName(const config::Service& service);
 
 // The resources of one type that exist among `names`, keyed by name. Names
-// that do not exist are left out (the client then treats them as absent).
+// that do not exist are left out (the client then treats them as absent),
+// except client listeners (see UnknownHostListener).
 // Empty `names` means all resources of the type (an xDS wildcard request;
 // server listeners cannot be enumerated and are only returned by name).
 std::map<std::string, google::protobuf::Any> Translate(
@@ -77,6 +81,8 @@ std::map<std::string, google::protobuf::Any> Translate(
 // The builders behind Translate, one per resource, exposed for tests.
 envoy::config::listener::v3::Listener ClientListener(
     const config::Service& service, const std::string& name);
+envoy::config::listener::v3::Listener UnknownHostListener(
+    const std::string& name);
 absl::StatusOr<envoy::config::listener::v3::Listener> ServerListener(
     const std::string& name);
 envoy::config::route::v3::RouteConfiguration RouteConfig(

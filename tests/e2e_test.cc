@@ -1,0 +1,333 @@
+// End to end: a Mesh in this process (caller in us-east/us-east-a/cluster-1)
+// and real greeter servers on loopback in four localities. Shows that only
+// the closest locality serves while healthy, that failover and failback lose
+// no call, that config edits take effect and bad ones are rejected with the
+// old routing kept, and that a lost control plane is restarted.
+
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/str_replace.h"
+#include "examples/greeter/greeter_service.h"
+#include "mesh/config/snapshot.h"
+#include "mesh/mesh.h"
+
+namespace mesh {
+namespace {
+
+using examples::Greeter;
+using examples::GreeterService;
+using examples::HelloReply;
+using examples::HelloRequest;
+
+constexpr char kHost[] = "greeter.mesh.internal";
+constexpr char kC1[] = "us-east/us-east-a/cluster-1";
+constexpr char kC2[] = "us-east/us-east-b/cluster-2";
+constexpr char kC3[] = "eu-west/eu-west-a/cluster-3";
+
+// One greeter instance on 127.0.0.1; restartable on the same port.
+class Backend {
+ public:
+  Backend(std::string name, std::string locality)
+      : service_(name, locality), locality_(std::move(locality)) {}
+  ~Backend() { Stop(); }
+
+  void Start() {
+    if (server_) return;
+    grpc::ServerBuilder b;
+    b.AddListeningPort(absl::StrCat("127.0.0.1:", port_),
+                       grpc::InsecureServerCredentials(), &port_);
+    b.RegisterService(&service_);
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_GT(port_, 0);
+  }
+  void Stop() {
+    if (!server_) return;
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(100));
+    server_.reset();
+  }
+  int port() const { return port_; }
+  std::string Yaml(const std::string& extra = "") const {
+    std::vector<std::string> p = absl::StrSplit(locality_, '/');
+    return absl::StrCat("      - {address: 127.0.0.1, port: ", port_, extra,
+                        ", locality: {region: ", p[0], ", zone: ", p[1],
+                        ", cluster: ", p[2], "}}\n");
+  }
+
+ private:
+  GreeterService service_;
+  const std::string locality_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+class MeshE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/mesh-e2e-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = new std::string(tmpl);
+    c1a_ = new Backend("c1a", kC1);
+    c1b_ = new Backend("c1b", kC1);
+    c2_ = new Backend("c2", kC2);
+    c3_ = new Backend("c3", kC3);
+    for (Backend* b : {c1a_, c1b_, c2_, c3_}) b->Start();
+    WriteConfig(BaseConfig());
+    auto m = Mesh::Create({.config_path = *dir_ + "/mesh.yaml",
+                           .service_name = "e2e-client",
+                           .locality = {"us-east", "us-east-a", "cluster-1"}});
+    ASSERT_TRUE(m.ok()) << m.status();
+    mesh_ = m->release();
+    stub_ = Greeter::NewStub(mesh_->CreateChannel(kHost)).release();
+  }
+  static void TearDownTestSuite() {
+    delete stub_;
+    delete mesh_;
+    for (Backend* b : {c1a_, c1b_, c2_, c3_}) delete b;
+    (void)!system(("rm -rf " + *dir_).c_str());
+    delete dir_;
+  }
+
+  // Every test starts from all backends up, the base config applied and
+  // cluster-1 serving.
+  void SetUp() override {
+    ASSERT_NE(mesh_, nullptr);
+    for (Backend* b : {c1a_, c1b_, c2_, c3_}) b->Start();
+    Apply(BaseConfig());
+    ASSERT_TRUE(AwaitServedBy(kC1));
+  }
+
+  static std::string BaseConfig(const std::string& c1_extra = "") {
+    return absl::StrCat(
+        "apiVersion: mesh/v1\ntrustDomain: example.org\nservices:\n"
+        "  - name: greeter\n    hostname: ", kHost, "\n    endpoints:\n",
+        c1a_->Yaml(c1_extra), c1b_->Yaml(c1_extra), c2_->Yaml(),
+        c3_->Yaml());
+  }
+
+  static void WriteConfig(const std::string& yaml) {
+    const std::string path = *dir_ + "/mesh.yaml";
+    {
+      std::ofstream f(path + ".tmp", std::ios::trunc);
+      f << yaml;
+    }
+    ASSERT_EQ(rename((path + ".tmp").c_str(), path.c_str()), 0);
+  }
+
+  // Writes `yaml` and waits until the control plane serves it.
+  static void Apply(const std::string& yaml) {
+    WriteConfig(yaml);
+    const std::string v = config::ContentVersion(yaml);
+    ASSERT_TRUE(mesh_->WaitForStatus(
+        [&](const MeshStatus& s) { return s.config_version == v; },
+        absl::Seconds(10)))
+        << "config " << v << " not applied; last error: "
+        << mesh_->GetStatus().last_error;
+  }
+
+  // One call; returns the serving locality, or "ERROR <code> <message>".
+  static std::string Call() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
+    HelloRequest req;
+    req.set_name("e2e");
+    HelloReply reply;
+    grpc::Status st = stub_->SayHello(&ctx, req, &reply);
+    if (!st.ok()) {
+      return absl::StrCat("ERROR ", st.error_code(), " ", st.error_message());
+    }
+    return reply.locality();
+  }
+
+  // Calls until one is served by `locality` (at most 20 s; failover after
+  // an outlier ejection may take its 5 s ejection time).
+  static bool AwaitServedBy(const std::string& locality) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      if (Call() == locality) return true;
+    }
+    return false;
+  }
+
+  static std::map<std::string, int> CallMany(int n) {
+    std::map<std::string, int> out;
+    for (int i = 0; i < n; ++i) ++out[Call()];
+    return out;
+  }
+
+  // Calls continuously on another thread until stopped (bounded: at most
+  // 100000 calls or 60 s), counting results.
+  class Load {
+   public:
+    Load() {
+      thread_ = std::thread([this] {
+        const absl::Time end = absl::Now() + absl::Seconds(60);
+        for (int i = 0; i < 100000 && !stop_ && absl::Now() < end; ++i) {
+          const std::string r = Call();
+          absl::MutexLock l(&mu_);
+          ++results_[r];
+        }
+      });
+    }
+    std::map<std::string, int> Stop() {
+      stop_ = true;
+      thread_.join();
+      absl::MutexLock l(&mu_);
+      return results_;
+    }
+
+   private:
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+    absl::Mutex mu_;
+    std::map<std::string, int> results_;
+  };
+
+  static int Failures(const std::map<std::string, int>& results) {
+    int n = 0;
+    for (const auto& [k, v] : results) {
+      if (absl::StartsWith(k, "ERROR")) n += v;
+    }
+    return n;
+  }
+
+  static std::string* dir_;
+  static Backend *c1a_, *c1b_, *c2_, *c3_;
+  static Mesh* mesh_;
+  static Greeter::Stub* stub_;
+};
+
+std::string* MeshE2eTest::dir_;
+Backend *MeshE2eTest::c1a_, *MeshE2eTest::c1b_, *MeshE2eTest::c2_,
+    *MeshE2eTest::c3_;
+Mesh* MeshE2eTest::mesh_;
+Greeter::Stub* MeshE2eTest::stub_;
+
+TEST_F(MeshE2eTest, OnlyTheLocalClusterServesWhileHealthy) {
+  EXPECT_EQ(CallMany(200), (std::map<std::string, int>{{kC1, 200}}));
+  const MeshStatus s = mesh_->GetStatus();
+  EXPECT_TRUE(s.control_plane_running);
+  EXPECT_EQ(s.nacks, 0u);
+  EXPECT_EQ(s.acked_version, s.config_version);
+}
+
+TEST_F(MeshE2eTest, FailsOverToTheSameRegionWithoutAFailedCall) {
+  Load load;
+  c1a_->Stop();
+  c1b_->Stop();
+  ASSERT_TRUE(AwaitServedBy(kC2));
+  std::map<std::string, int> during = load.Stop();
+  EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
+  EXPECT_EQ(during.count(kC3), 0u);  // Same region (P1) before elsewhere.
+  EXPECT_EQ(CallMany(100), (std::map<std::string, int>{{kC2, 100}}));
+}
+
+TEST_F(MeshE2eTest, FailsOverFurtherWhenTheRegionIsDown) {
+  c1a_->Stop();
+  c1b_->Stop();
+  c2_->Stop();
+  Load load;
+  ASSERT_TRUE(AwaitServedBy(kC3));
+  std::map<std::string, int> during = load.Stop();
+  EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
+  EXPECT_EQ(CallMany(100), (std::map<std::string, int>{{kC3, 100}}));
+}
+
+TEST_F(MeshE2eTest, TrafficReturnsWhenTheLocalClusterRestarts) {
+  c1a_->Stop();
+  c1b_->Stop();
+  ASSERT_TRUE(AwaitServedBy(kC2));
+  Load load;
+  c1a_->Start();
+  c1b_->Start();
+  ASSERT_TRUE(AwaitServedBy(kC1));
+  std::map<std::string, int> during = load.Stop();
+  EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
+  EXPECT_EQ(CallMany(100), (std::map<std::string, int>{{kC1, 100}}));
+}
+
+TEST_F(MeshE2eTest, ConfigEditTakesEffectWithoutAFailedCall) {
+  Load load;
+  Apply(BaseConfig(", health: UNHEALTHY"));
+  ASSERT_TRUE(AwaitServedBy(kC2));
+  std::map<std::string, int> during = load.Stop();
+  EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
+  EXPECT_EQ(CallMany(100), (std::map<std::string, int>{{kC2, 100}}));
+}
+
+TEST_F(MeshE2eTest, BadEditIsRejectedAndTheOldRoutingKeepsWorking) {
+  const MeshStatus before = mesh_->GetStatus();
+  // Would drain cluster-1, but the file is invalid: nothing of it applies.
+  WriteConfig(absl::StrReplaceAll(BaseConfig(", health: UNHEALTHY"),
+                                  {{"apiVersion: mesh/v1", "apiVersion: v9"}}));
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [&](const MeshStatus& s) {
+        return s.configs_rejected == before.configs_rejected + 1;
+      },
+      absl::Seconds(10)));
+  const MeshStatus after = mesh_->GetStatus();
+  EXPECT_EQ(after.config_version, before.config_version);
+  EXPECT_EQ(after.last_error,
+            absl::StrCat("config rejected, keeping version ",
+                         before.config_version, ":\n", *dir_,
+                         "/mesh.yaml:1:13: apiVersion: must be \"mesh/v1\", "
+                         "got \"v9\""));
+  EXPECT_EQ(CallMany(100), (std::map<std::string, int>{{kC1, 100}}));
+}
+
+TEST_F(MeshE2eTest, UnknownHostnameFailsWithUnavailable) {
+  auto stub = Greeter::NewStub(mesh_->CreateChannel("nope.mesh.internal"));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  HelloReply reply;
+  grpc::Status st = stub->SayHello(&ctx, HelloRequest(), &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << st.error_message();
+  EXPECT_TRUE(absl::StrContains(
+      st.error_message(), "could not find VirtualHost for nope.mesh.internal"))
+      << st.error_message();
+}
+
+TEST_F(MeshE2eTest, ASecondMeshInTheProcessIsAClearError) {
+  auto m = Mesh::Create({.config_path = *dir_ + "/mesh.yaml"});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(m.status().message(), "already alive"));
+}
+
+TEST_F(MeshE2eTest, ALostControlPlaneIsRestartedAndCallsKeepFlowing) {
+  const MeshStatus before = mesh_->GetStatus();
+  ASSERT_GT(before.control_plane_pid, 0);
+  Load load;
+  ASSERT_EQ(kill(static_cast<pid_t>(before.control_plane_pid), SIGKILL), 0);
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [&](const MeshStatus& s) {
+        return s.control_plane_restarts == before.control_plane_restarts + 1 &&
+               s.control_plane_running;
+      },
+      absl::Seconds(10)));
+  // The restarted agent serves edits to the same, reconnected, client.
+  Apply(BaseConfig(", health: UNHEALTHY"));
+  ASSERT_TRUE(AwaitServedBy(kC2));
+  std::map<std::string, int> during = load.Stop();
+  EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
+  EXPECT_TRUE(absl::StrContains(mesh_->GetStatus().last_error,
+                                "the mesh agent exited (signal 9)"));
+}
+
+}  // namespace
+}  // namespace mesh

@@ -4,7 +4,10 @@
 // no call, that config edits take effect and bad ones are rejected with the
 // old routing kept, and that a lost control plane is restarted.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -327,6 +330,50 @@ TEST_F(MeshE2eTest, ALostControlPlaneIsRestartedAndCallsKeepFlowing) {
   EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
   EXPECT_TRUE(absl::StrContains(mesh_->GetStatus().last_error,
                                 "the mesh agent exited (signal 9)"));
+}
+
+// gRPC's xDS server needs a fixed port: take a free one from the kernel.
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a = {};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+TEST_F(MeshE2eTest, MeshServerServesOnceTheControlPlaneSendsItsListener) {
+  const int port = FreePort();
+  ASSERT_GT(port, 0);
+  GreeterService service("mesh-served", kC1);
+  auto builder = mesh_->NewServerBuilder();
+  builder->AddListeningPort(absl::StrCat("127.0.0.1:", port),
+                            mesh_->ServerCredentials());
+  builder->RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder->BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  Apply(absl::StrCat(BaseConfig(),
+                     "  - name: served\n    hostname: served.mesh.internal\n"
+                     "    endpoints:\n      - {address: 127.0.0.1, port: ",
+                     port,
+                     ", locality: {region: us-east, zone: us-east-a, "
+                     "cluster: cluster-1}}\n"));
+  auto stub = Greeter::NewStub(mesh_->CreateChannel("served.mesh.internal"));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ctx.set_wait_for_ready(true);  // Until the server has its listener.
+  HelloReply reply;
+  grpc::Status st = stub->SayHello(&ctx, HelloRequest(), &reply);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(reply.instance(), "mesh-served");
+  EXPECT_EQ(service.calls(), 1u);
+  server->Shutdown(std::chrono::system_clock::now());
 }
 
 }  // namespace

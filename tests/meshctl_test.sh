@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# meshctl validate: exit codes, the summary line, every error on stderr, and
+# no crash on random or truncated input.
+set -u
+MESHCTL=$1
+DATA=$(dirname "$2")
+fails=0
+check() {  # check NAME EXPECTED ACTUAL
+  if [ "$2" != "$3" ]; then
+    echo "FAIL $1"; echo "  expected: $2"; echo "  actual:   $3"; fails=$((fails + 1))
+  else
+    echo "ok   $1"
+  fi
+}
+out=$("$MESHCTL" validate "$DATA/good.yaml" 2>/tmp/meshctl_err.$$); rc=$?
+check "valid file exits 0" 0 "$rc"
+check "valid file summary" \
+  "$DATA/good.yaml: valid (version $(sha256sum "$DATA/good.yaml" | cut -c1-12), trust domain example.org, 1 service(s), 2 endpoint(s))" "$out"
+check "valid file writes no stderr" "" "$(cat /tmp/meshctl_err.$$)"
+
+out=$("$MESHCTL" validate "$DATA/good.yaml" "$DATA/bad.yaml" 2>/tmp/meshctl_err.$$); rc=$?
+check "any invalid file exits 1" 1 "$rc"
+check "every error on stderr, in file order" \
+"$DATA/bad.yaml:7:36: services[0].endpoints[0].port: must be between 1 and 65535, got 99999
+$DATA/bad.yaml:8:19: services[0].endpoints[1].address: must be an IPv4 or IPv6 address, got \"not-an-ip\"
+$DATA/bad.yaml:8:72: services[0].endpoints[1].colour: unknown field (expected one of: address, port, locality, weight, health, labels)" \
+  "$(cat /tmp/meshctl_err.$$)"
+
+"$MESHCTL" validate /nonexistent.yaml 2>/tmp/meshctl_err.$$; rc=$?
+check "missing file exits 1" 1 "$rc"
+check "missing file message" "/nonexistent.yaml: No such file or directory" "$(cat /tmp/meshctl_err.$$)"
+"$MESHCTL" validate >/dev/null 2>&1; check "no files is a usage error" 2 $?
+"$MESHCTL" frobnicate >/dev/null 2>&1; check "unknown command is a usage error" 2 $?
+
+# Never crashes: 300 pseudo-random files (fixed seed, so reproducible) and
+# every 7th-byte truncation of a good file. Exit 0 or 1 only; never a signal.
+tmp=$(mktemp -d)
+crashes=0
+for i in $(seq 1 300); do
+  openssl enc -aes-128-ctr -nosalt -pass "pass:seed$i" -pbkdf2 \
+    < /dev/zero 2>/dev/null | head -c $((i * 13)) > "$tmp/r$i.yaml"
+  "$MESHCTL" validate "$tmp/r$i.yaml" >/dev/null 2>&1; rc=$?
+  [ $rc -le 1 ] || { echo "crash (exit $rc) on random input $i"; crashes=$((crashes + 1)); }
+done
+size=$(stat -c %s "$DATA/good.yaml")
+for n in $(seq 0 7 "$size"); do
+  head -c "$n" "$DATA/good.yaml" > "$tmp/t.yaml"
+  "$MESHCTL" validate "$tmp/t.yaml" >/dev/null 2>&1; rc=$?
+  [ $rc -le 1 ] || { echo "crash (exit $rc) on truncation at $n"; crashes=$((crashes + 1)); }
+done
+rm -rf "$tmp" /tmp/meshctl_err.$$
+check "no crash on random or truncated input" 0 "$crashes"
+[ $fails -eq 0 ]

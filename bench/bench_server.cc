@@ -1,0 +1,31 @@
+// bench_server: a plain gRPC greeter for the benchmarks, on 127.0.0.1. Prints
+// its port on stdout, then serves until SIGTERM/SIGINT. It is the same server
+// for every variant, so its cost does not enter the comparison.
+
+#include <signal.h>
+
+#include <iostream>
+
+#include <grpcpp/grpcpp.h>
+
+#include "examples/greeter/greeter_service.h"
+
+int main() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  mesh::examples::GreeterService service("bench", "bench/bench/bench");
+  int port = 0;
+  grpc::ServerBuilder b;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(&service);
+  auto server = b.BuildAndStart();
+  if (!server) return 1;
+  std::cout << port << std::endl;
+  int sig;
+  sigwait(&set, &sig);
+  server->Shutdown(std::chrono::system_clock::now());
+  return 0;
+}

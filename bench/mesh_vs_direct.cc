@@ -1,0 +1,246 @@
+// mesh_vs_direct: the cost of the mesh on the data path. Calls one server
+// through a direct channel and through a mesh channel, in interleaved rounds,
+// and reports per-call client CPU and latency percentiles as ratios to direct
+// from the same round. Also reports the CPU the mesh agent (the control
+// plane process) used meanwhile.
+//
+//   mesh_vs_direct --port=PORT [--rounds=5] [--calls=20000] [--payload=1024]
+//
+// Run by bench/mesh_vs_direct.sh, which starts bench_server.
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "greeter.grpc.pb.h"
+#include "mesh/mesh.h"
+
+namespace {
+
+using mesh::examples::Greeter;
+using mesh::examples::HelloReply;
+using mesh::examples::HelloRequest;
+using Clock = std::chrono::steady_clock;
+
+double CpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// utime + stime of another process, in seconds (0 if unreadable).
+double ProcessCpuSeconds(int64_t pid) {
+  std::ifstream f(absl::StrCat("/proc/", pid, "/stat"));
+  std::string s((std::istreambuf_iterator<char>(f)),
+                std::istreambuf_iterator<char>());
+  const size_t close = s.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(s.substr(close + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);
+  }
+  return ticks / sysconf(_SC_CLK_TCK);
+}
+
+struct Result {
+  double cpu_us_per_call = 0;
+  double p50_us = 0, p99_us = 0;
+  double qps = 0;
+  int failed = 0;
+};
+
+// Closed loop: `inflight` calls outstanding until `calls` are done, driven
+// by one thread on one completion queue.
+Result Run(Greeter::Stub* stub, int calls, int inflight, int payload) {
+  struct Call {
+    grpc::ClientContext ctx;
+    HelloReply reply;
+    grpc::Status status;
+    Clock::time_point start;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<HelloReply>> rpc;
+  };
+  grpc::CompletionQueue cq;
+  HelloRequest req;
+  req.set_name("bench");
+  req.set_payload(std::string(payload, 'x'));
+  std::vector<double> lat;
+  lat.reserve(calls);
+  int started = 0, failed = 0;
+  auto start_one = [&]() {
+    auto* c = new Call;
+    c->ctx.set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(10));
+    c->start = Clock::now();
+    c->rpc = stub->AsyncSayHello(&c->ctx, req, &cq);
+    c->rpc->Finish(&c->reply, &c->status, c);
+    ++started;
+  };
+  const double cpu0 = CpuSeconds();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < inflight && started < calls; ++i) start_one();
+  void* tag;
+  bool ok;
+  while (lat.size() + failed < static_cast<size_t>(calls) &&
+         cq.Next(&tag, &ok)) {
+    auto* c = static_cast<Call*>(tag);
+    if (c->status.ok()) {
+      lat.push_back(
+          std::chrono::duration<double, std::micro>(Clock::now() - c->start)
+              .count());
+    } else {
+      ++failed;
+    }
+    delete c;
+    if (started < calls) start_one();
+  }
+  const double wall =
+      std::chrono::duration<double>(Clock::now() - t0).count();
+  Result r;
+  r.cpu_us_per_call = (CpuSeconds() - cpu0) * 1e6 / calls;
+  std::sort(lat.begin(), lat.end());
+  if (!lat.empty()) {
+    r.p50_us = lat[lat.size() / 2];
+    r.p99_us = lat[std::min(lat.size() - 1, lat.size() * 99 / 100)];
+  }
+  r.qps = calls / wall;
+  r.failed = failed;
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return r;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+bool Flag(absl::string_view arg, absl::string_view name, int* out) {
+  return absl::ConsumePrefix(&arg, name) && absl::SimpleAtoi(arg, out);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int port = 0, rounds = 5, calls = 20000, payload = 1024;
+  for (int i = 1; i < argc; ++i) {
+    if (!Flag(argv[i], "--port=", &port) &&
+        !Flag(argv[i], "--rounds=", &rounds) &&
+        !Flag(argv[i], "--calls=", &calls) &&
+        !Flag(argv[i], "--payload=", &payload)) {
+      std::cerr << "usage: mesh_vs_direct --port=PORT [--rounds=N] "
+                   "[--calls=N] [--payload=BYTES]\n";
+      return 2;
+    }
+  }
+  if (port <= 0 || rounds <= 0 || calls <= 0 || payload < 0) {
+    std::cerr << "mesh_vs_direct: --port is required; counts must be > 0\n";
+    return 2;
+  }
+  char dir[] = "/tmp/mesh-bench-XXXXXX";
+  if (mkdtemp(dir) == nullptr) return 1;
+  const std::string config = std::string(dir) + "/mesh.yaml";
+  std::ofstream(config) << "apiVersion: mesh/v1\ntrustDomain: bench.local\n"
+                           "services:\n  - name: greeter\n"
+                           "    hostname: greeter.mesh.internal\n"
+                           "    endpoints:\n      - {address: 127.0.0.1, "
+                           "port: "
+                        << port
+                        << ", locality: {region: r, zone: z, cluster: c}}\n";
+  auto m = mesh::Mesh::Create({.config_path = config,
+                               .service_name = "bench",
+                               .locality = {"r", "z", "c"}});
+  if (!m.ok()) {
+    std::cerr << m.status() << "\n";
+    return 1;
+  }
+  const int64_t agent_pid = (*m)->GetStatus().control_plane_pid;
+  std::map<std::string, std::unique_ptr<Greeter::Stub>> stubs;
+  stubs["direct"] = Greeter::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  stubs["mesh"] =
+      Greeter::NewStub((*m)->CreateChannel("greeter.mesh.internal"));
+  for (auto& [name, stub] : stubs) {
+    Result w = Run(stub.get(), 2000, 4, payload);  // Warm up, connect.
+    if (w.failed) {
+      std::cerr << name << ": warm-up calls failed\n";
+      return 1;
+    }
+  }
+  std::cout << absl::StrFormat(
+      "# mesh vs direct: %d rounds x %d calls, %d-byte payload, "
+      "variants interleaved (order alternates per round)\n",
+      rounds, calls, payload);
+  std::cout << "| in flight | variant | CPU us/call | p50 us | p99 us | "
+               "QPS | CPU ratio | p50 ratio | p99 ratio |\n"
+               "|---|---|---|---|---|---|---|---|---|\n";
+  int total_failed = 0;
+  for (int inflight : {1, 16}) {
+    std::map<std::string, std::vector<Result>> res;
+    std::vector<double> cpu_ratio, p50_ratio, p99_ratio;
+    double agent_cpu = 0;
+    for (int r = 0; r < rounds; ++r) {
+      std::vector<std::string> order = {"direct", "mesh"};
+      if (r % 2) std::reverse(order.begin(), order.end());
+      for (const std::string& v : order) {
+        const double a0 = ProcessCpuSeconds(agent_pid);
+        res[v].push_back(Run(stubs[v].get(), calls, inflight, payload));
+        agent_cpu += ProcessCpuSeconds(agent_pid) - a0;
+        total_failed += res[v].back().failed;
+      }
+      const Result& d = res["direct"].back();
+      const Result& me = res["mesh"].back();
+      cpu_ratio.push_back(me.cpu_us_per_call / d.cpu_us_per_call);
+      p50_ratio.push_back(me.p50_us / d.p50_us);
+      p99_ratio.push_back(me.p99_us / d.p99_us);
+    }
+    for (const char* v : {"direct", "mesh"}) {
+      std::vector<double> cpu, p50, p99, qps;
+      for (const Result& x : res[v]) {
+        cpu.push_back(x.cpu_us_per_call);
+        p50.push_back(x.p50_us);
+        p99.push_back(x.p99_us);
+        qps.push_back(x.qps);
+      }
+      const bool is_mesh = std::string(v) == "mesh";
+      auto range = [](std::vector<double> x) {
+        std::sort(x.begin(), x.end());
+        return absl::StrFormat("%.2f (%.2f-%.2f)", x[x.size() / 2], x.front(),
+                               x.back());
+      };
+      std::cout << absl::StrFormat(
+          "| %d | %s | %.1f | %.0f | %.0f | %.0f | %s | %s | %s |\n",
+          inflight, v, Median(cpu), Median(p50), Median(p99), Median(qps),
+          is_mesh ? range(cpu_ratio) : "1", is_mesh ? range(p50_ratio) : "1",
+          is_mesh ? range(p99_ratio) : "1");
+    }
+    std::cout << absl::StrFormat(
+        "| %d | mesh agent (control plane) | %.3f CPU us per mesh call | | "
+        "| | | | |\n",
+        inflight, agent_cpu * 1e6 / (rounds * calls * 2));
+  }
+  std::cout << "\nratios: median of per-round mesh/direct (min-max); "
+               "failed calls: "
+            << total_failed << "\n";
+  stubs.clear();
+  m->reset();  // Stop the agent before its config goes away.
+  std::remove(config.c_str());
+  rmdir(dir);
+  return total_failed == 0 ? 0 : 1;
+}

@@ -5,6 +5,12 @@
 // plane process) used meanwhile.
 //
 //   mesh_vs_direct --port=PORT [--rounds=5] [--calls=20000] [--payload=1024]
+//   mesh_vs_direct --port=PORT --only=direct|mesh --calls=N [--inflight=K]
+//       [--inproc_server]
+//       runs one variant once (for instruction counts under callgrind:
+//       bench/instructions_per_call.sh). --inproc_server also runs an idle
+//       sync gRPC server inside this process, as a naive embedded control
+//       plane would: the hosting mesh avoids (docs/architecture.md).
 //
 // Run by bench/mesh_vs_direct.sh, which starts bench_server.
 
@@ -138,9 +144,21 @@ bool Flag(absl::string_view arg, absl::string_view name, int* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int port = 0, rounds = 5, calls = 20000, payload = 1024;
+  int port = 0, rounds = 5, calls = 20000, payload = 1024, inflight_only = 1;
+  std::string only;
+  bool inproc_server = false;
   for (int i = 1; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (a == "--inproc_server") {
+      inproc_server = true;
+      continue;
+    }
+    if (absl::ConsumePrefix(&a, "--only=")) {
+      only = std::string(a);
+      continue;
+    }
     if (!Flag(argv[i], "--port=", &port) &&
+        !Flag(argv[i], "--inflight=", &inflight_only) &&
         !Flag(argv[i], "--rounds=", &rounds) &&
         !Flag(argv[i], "--calls=", &calls) &&
         !Flag(argv[i], "--payload=", &payload)) {
@@ -171,17 +189,46 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int64_t agent_pid = (*m)->GetStatus().control_plane_pid;
+  // An idle in-process server (sync API), for the comparison only.
+  mesh::examples::Greeter::Service idle_service;
+  std::unique_ptr<grpc::Server> idle_server;
+  if (inproc_server) {
+    grpc::ServerBuilder b;
+    b.AddListeningPort(absl::StrCat("unix:", dir, "/idle.sock"),
+                       grpc::InsecureServerCredentials());
+    b.RegisterService(&idle_service);
+    idle_server = b.BuildAndStart();
+  }
   std::map<std::string, std::unique_ptr<Greeter::Stub>> stubs;
   stubs["direct"] = Greeter::NewStub(grpc::CreateChannel(
       absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   stubs["mesh"] =
       Greeter::NewStub((*m)->CreateChannel("greeter.mesh.internal"));
   for (auto& [name, stub] : stubs) {
+    if (!only.empty() && name != only) continue;
     Result w = Run(stub.get(), 2000, 4, payload);  // Warm up, connect.
     if (w.failed) {
       std::cerr << name << ": warm-up calls failed\n";
       return 1;
     }
+  }
+  if (!only.empty()) {
+    if (!stubs.count(only)) {
+      std::cerr << "--only must be direct or mesh\n";
+      return 2;
+    }
+    Result r = Run(stubs[only].get(), calls, inflight_only, payload);
+    std::cout << absl::StrFormat(
+        "%s%s calls=%d inflight=%d failed=%d cpu_us_per_call=%.2f "
+        "p50_us=%.1f p99_us=%.1f qps=%.0f\n",
+        only, inproc_server ? "+inproc_server" : "", calls, inflight_only,
+        r.failed, r.cpu_us_per_call, r.p50_us, r.p99_us, r.qps);
+    if (idle_server) idle_server->Shutdown();
+    stubs.clear();
+    m->reset();
+    std::remove(config.c_str());
+    rmdir(dir);
+    return r.failed == 0 ? 0 : 1;
   }
   std::cout << absl::StrFormat(
       "# mesh vs direct: %d rounds x %d calls, %d-byte payload, "

@@ -158,6 +158,14 @@ struct AgentProcess {
   int lifeline_fd = -1;  // Write end: closing it stops the agent.
 };
 
+// MeshOptions::agent_path, else $MESH_AGENT_PATH, else this program.
+std::string AgentPath(const MeshOptions& o) {
+  if (!o.agent_path.empty()) return o.agent_path;
+  const char* env = getenv("MESH_AGENT_PATH");
+  if (env != nullptr && env[0] != '\0') return env;
+  return "/proc/self/exe";
+}
+
 absl::StatusOr<AgentProcess> SpawnAgent(const MeshOptions& o,
                                         const std::string& socket) {
   int status[2], lifeline[2];
@@ -169,8 +177,8 @@ absl::StatusOr<AgentProcess> SpawnAgent(const MeshOptions& o,
     close(status[1]);
     return absl::InternalError(absl::StrCat("pipe2: ", strerror(errno)));
   }
-  const bool self = o.agent_path.empty();
-  const std::string exe = self ? "/proc/self/exe" : o.agent_path;
+  const std::string exe = AgentPath(o);
+  const bool self = exe == "/proc/self/exe";
   std::vector<std::string> args = {
       "mesh-agent", "--config=" + o.config_path, "--socket=" + socket,
       "--status-fd=3", "--lifeline-fd=4"};
@@ -311,8 +319,11 @@ class Mesh::Impl {
     }
     const int ws = Reap(true);
     return absl::UnavailableError(absl::StrCat(
-        "the mesh agent exited before it was ready (", DescribeExit(ws),
-        "); its log is on stderr"));
+        "the mesh agent (", AgentPath(options_),
+        ") exited before it was ready (", DescribeExit(ws),
+        "); its log is on stderr. If this program runs under a wrapper that "
+        "replaces /proc/self/exe (e.g. valgrind), set MeshOptions::agent_path "
+        "or MESH_AGENT_PATH to the mesh_agent binary"));
   }
 
   MeshStatus GetStatus() const {

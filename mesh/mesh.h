@@ -65,10 +65,11 @@ struct MeshOptions {
   // Default: "/tmp".
   std::string runtime_dir = "/tmp";
 
-  // Program to run as the mesh agent. Default: "" = this program itself
+  // Program to run as the mesh agent. Default: "" = the environment
+  // variable MESH_AGENT_PATH if set, else this program itself
   // (/proc/self/exe), which mesh makes run the agent instead of main().
-  // Set it to the path of `mesh_agent` if re-executing this program is not
-  // possible (for example, when its binary may be replaced while running).
+  // Set it to the path of `mesh_agent` where re-executing this program does
+  // not work (under valgrind, /proc/self/exe is valgrind).
   std::string agent_path;
 
   // How long Create waits for the control plane to come up.

@@ -262,7 +262,8 @@ class Mesh::Impl {
     }
     if (supervisor_.joinable()) supervisor_.join();
     if (status_fd_ >= 0) close(status_fd_);
-    rmdir(dir_.c_str());
+    if (!socket_.empty()) unlink(socket_.c_str());  // If the agent was killed.
+    if (!dir_.empty()) rmdir(dir_.c_str());
     const char* b = getenv(kBootstrapEnv);
     if (b != nullptr &&
         absl::StrContains(b, absl::StrCat(kOwnerKey, getpid(), "\""))) {

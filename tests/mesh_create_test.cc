@@ -1,0 +1,124 @@
+// Mesh::Create refuses what it cannot do, clearly, and leaves nothing behind:
+// no agent process, and the next Create works.
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "mesh/mesh.h"
+
+namespace mesh {
+namespace {
+
+class MeshCreateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/mesh-create-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    unsetenv("GRPC_XDS_BOOTSTRAP");
+    unsetenv("GRPC_XDS_BOOTSTRAP_CONFIG");
+  }
+  void TearDown() override {
+    (void)!system(("rm -rf " + dir_).c_str());
+    unsetenv("GRPC_XDS_BOOTSTRAP");
+    unsetenv("GRPC_XDS_BOOTSTRAP_CONFIG");
+  }
+  std::string Write(const std::string& yaml) {
+    const std::string path = dir_ + "/mesh.yaml";
+    std::ofstream(path) << yaml;
+    return path;
+  }
+
+  std::string dir_;
+};
+
+constexpr char kValid[] =
+    "apiVersion: mesh/v1\ntrustDomain: example.org\nservices: []\n";
+
+TEST_F(MeshCreateTest, RequiresAConfigPath) {
+  auto m = Mesh::Create({});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.status().message(), "MeshOptions.config_path is required");
+}
+
+TEST_F(MeshCreateTest, MissingConfigIsNotFound) {
+  auto m = Mesh::Create({.config_path = dir_ + "/nope.yaml"});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(m.status().message(),
+            dir_ + "/nope.yaml: No such file or directory");
+}
+
+TEST_F(MeshCreateTest, InvalidConfigListsEveryProblem) {
+  const std::string path =
+      Write("apiVersion: mesh/v0\ntrustDomain: Bad\nservices: []\n");
+  auto m = Mesh::Create({.config_path = path});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(m.status().message(),
+            path + ":1:13: apiVersion: must be \"mesh/v1\", got \"mesh/v0\"\n" +
+                path +
+                ":2:14: trustDomain: must be a SPIFFE trust domain (lowercase "
+                "letters, digits, '.', '-', '_'), got \"Bad\"");
+  // Nothing is left running: a valid Create works right after.
+  auto ok = Mesh::Create({.config_path = Write(kValid)});
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
+TEST_F(MeshCreateTest, RefusesABootstrapThatBelongsToSomeoneElse) {
+  setenv("GRPC_XDS_BOOTSTRAP_CONFIG", "{\"xds_servers\":[]}", 1);
+  auto m = Mesh::Create({.config_path = Write(kValid)});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(m.status().message(),
+                                "GRPC_XDS_BOOTSTRAP_CONFIG is already set"))
+      << m.status();
+  unsetenv("GRPC_XDS_BOOTSTRAP_CONFIG");
+  setenv("GRPC_XDS_BOOTSTRAP", "/etc/xds.json", 1);
+  m = Mesh::Create({.config_path = Write(kValid)});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(m.status().message(),
+                                "GRPC_XDS_BOOTSTRAP is set (/etc/xds.json)"));
+}
+
+TEST_F(MeshCreateTest, ReplacesABootstrapInheritedFromAParentMeshProcess) {
+  // What a child of a mesh application sees in its environment.
+  setenv("GRPC_XDS_BOOTSTRAP_CONFIG",
+         "{\"node\":{\"metadata\":{\"mesh_owner_pid\":\"1\"}}}", 1);
+  auto m = Mesh::Create({.config_path = Write(kValid)});
+  ASSERT_TRUE(m.ok()) << m.status();
+  const std::string b = getenv("GRPC_XDS_BOOTSTRAP_CONFIG");
+  EXPECT_TRUE(absl::StrContains(
+      b, "\"mesh_owner_pid\":\"" + std::to_string(getpid()) + "\""));
+  EXPECT_TRUE(absl::StrContains(b, "unix:" + (*m)->runtime_dir()));
+  // The socket directory is private.
+  struct stat st;
+  ASSERT_EQ(stat((*m)->runtime_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  const std::string dir = (*m)->runtime_dir();
+  m->reset();
+  // Destruction removes the directory and our bootstrap.
+  EXPECT_NE(access(dir.c_str(), F_OK), 0);
+  EXPECT_EQ(getenv("GRPC_XDS_BOOTSTRAP_CONFIG"), nullptr);
+}
+
+TEST_F(MeshCreateTest, ABadAgentPathIsAClearError) {
+  auto m = Mesh::Create(
+      {.config_path = Write(kValid), .agent_path = "/nonexistent/agent"});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(m.status().message(),
+            "cannot start the mesh agent /nonexistent/agent: No such file or "
+            "directory");
+}
+
+}  // namespace
+}  // namespace mesh

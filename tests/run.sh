@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 bazel/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 echo "[tests] building and running all tests (bazel test //...)" >&2
-bazel test //... --nocache_test_results "$@" 2>&1 | tee /tmp/mesh-tests.$$.log
+bazel test //... --keep_going --nocache_test_results "$@" 2>&1 | tee /tmp/mesh-tests.$$.log
 rc=${PIPESTATUS[0]}
 
 passed=0

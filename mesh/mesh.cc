@@ -246,12 +246,13 @@ class Mesh::Impl {
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
+      // Closing the lifeline tells the agent to stop; its EOF on the status
+      // pipe then ends the supervisor. An agent that does not stop in 2 s is
+      // killed.
+      if (lifeline_fd_ >= 0) close(lifeline_fd_);
+      lifeline_fd_ = -1;
       cv_.SignalAll();
     }
-    // Closing the lifeline tells the agent to stop; its EOF on the status
-    // pipe then ends the supervisor. An agent that does not stop in 2 s is
-    // killed.
-    if (lifeline_fd_ >= 0) close(lifeline_fd_);
     {
       absl::MutexLock lock(&mu_);
       const absl::Time deadline = absl::Now() + absl::Seconds(2);
@@ -261,7 +262,11 @@ class Mesh::Impl {
       if (!supervisor_done_ && pid_ > 0) kill(pid_, SIGKILL);
     }
     if (supervisor_.joinable()) supervisor_.join();
-    if (status_fd_ >= 0) close(status_fd_);
+    {
+      absl::MutexLock lock(&mu_);
+      if (status_fd_ >= 0) close(status_fd_);
+      status_fd_ = -1;
+    }
     if (!socket_.empty()) unlink(socket_.c_str());  // If the agent was killed.
     if (!dir_.empty()) rmdir(dir_.c_str());
     const char* b = getenv(kBootstrapEnv);
@@ -288,7 +293,7 @@ class Mesh::Impl {
     if (!agent.ok()) return agent.status();
     Adopt(*agent);
     // Wait for "ready" (or the reason it will not come).
-    LineReader reader(status_fd_);
+    LineReader reader(agent->status_fd);
     const absl::Time deadline = absl::Now() + options_.startup_timeout;
     std::string line;
     bool timed_out = false;
@@ -312,7 +317,7 @@ class Mesh::Impl {
       }
     }
     if (timed_out) {
-      kill(pid_, SIGKILL);
+      kill(agent->pid, SIGKILL);
       Reap(true);
       return absl::UnavailableError(absl::StrCat(
           "the mesh agent did not become ready within ",
@@ -469,6 +474,10 @@ class Mesh::Impl {
       pid_ = a->pid;
       status_fd_ = a->status_fd;
       lifeline_fd_ = a->lifeline_fd;
+      if (stopping_) {  // The destructor ran while we were spawning.
+        close(lifeline_fd_);
+        lifeline_fd_ = -1;
+      }
       reader = LineReader(status_fd_);
     }
     absl::MutexLock lock(&mu_);
@@ -489,8 +498,9 @@ class Mesh::Impl {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool supervisor_done_ ABSL_GUARDED_BY(mu_) = false;
   pid_t pid_ ABSL_GUARDED_BY(mu_) = -1;
-  int status_fd_ = -1;
-  int lifeline_fd_ = -1;
+  // Written by Start (before the supervisor exists) and by the supervisor.
+  int status_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  int lifeline_fd_ ABSL_GUARDED_BY(mu_) = -1;
 };
 
 absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Create(MeshOptions options) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -132,6 +133,16 @@ int RunAgent(int argc, char** argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
+  if (flags.lifeline_fd >= 0) {
+    // Spawned by an application: drop every descriptor we inherited except
+    // stdio and our two pipes, so that the agent never holds the
+    // application's sockets or files open.
+    const int keep = std::max(flags.status_fd, flags.lifeline_fd);
+    for (int fd = 3; fd < keep; ++fd) {
+      if (fd != flags.status_fd && fd != flags.lifeline_fd) close(fd);
+    }
+    close_range(static_cast<unsigned>(keep) + 1, ~0U, 0);
+  }
   if (flags.lifeline_fd < 0) {
     // Standalone: stop on SIGTERM/SIGINT, taken by sigwait in WaitForEnd.
     // Block them before any thread starts so every thread inherits the mask.

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -330,6 +331,64 @@ TEST_F(MeshE2eTest, ALostControlPlaneIsRestartedAndCallsKeepFlowing) {
   EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
   EXPECT_TRUE(absl::StrContains(mesh_->GetStatus().last_error,
                                 "the mesh agent exited (signal 9)"));
+}
+
+// A server in its own process that is frozen (SIGSTOP): connections stay
+// open and nothing answers, so nothing refuses or resets. The default CDS
+// outlier detection must eject it so that calls go to the next locality.
+TEST_F(MeshE2eTest, CallsLeaveAHungServerForTheNextLocality) {
+  const std::string server = std::string(getenv("TEST_SRCDIR")) +
+                             "/mesh/bench/bench_server";
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(out[1], 1);
+    execl(server.c_str(), server.c_str(), nullptr);
+    _exit(127);
+  }
+  close(out[1]);
+  char buf[16] = {0};
+  ASSERT_GT(read(out[0], buf, sizeof(buf) - 1), 0);
+  close(out[0]);
+  const int port = atoi(buf);
+  ASSERT_GT(port, 0);
+  Apply(absl::StrCat(
+      "apiVersion: mesh/v1\ntrustDomain: example.org\nservices:\n"
+      "  - name: greeter\n    hostname: ", kHost, "\n    endpoints:\n"
+      "      - {address: 127.0.0.1, port: ", port,
+      ", locality: {region: us-east, zone: us-east-a, cluster: cluster-1}}\n",
+      c2_->Yaml()));
+  // bench_server answers with locality "bench/bench/bench".
+  ASSERT_TRUE(AwaitServedBy("bench/bench/bench"));
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  // Calls with a short deadline: those that reach the hung server fail with
+  // DEADLINE_EXCEEDED (the documented cost of a hang) until it is ejected.
+  const absl::Time start = absl::Now();
+  bool moved = false;
+  std::map<std::string, int> results;
+  while (!moved && absl::Now() - start < absl::Seconds(20)) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::milliseconds(200));
+    HelloReply reply;
+    grpc::Status st = stub_->SayHello(&ctx, HelloRequest(), &reply);
+    ++results[st.ok() ? reply.locality()
+                      : absl::StrCat("ERROR ", st.error_code())];
+    moved = st.ok() && reply.locality() == kC2;
+  }
+  const absl::Duration took = absl::Now() - start;
+  kill(pid, SIGCONT);
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(moved) << ::testing::PrintToString(results);
+  for (const auto& [k, v] : results) {
+    EXPECT_TRUE(k == kC2 || k == "ERROR 4") << k;  // 4 = DEADLINE_EXCEEDED
+  }
+  // Ejection runs on a 1 s interval after >= 5 failed calls.
+  EXPECT_LT(took, absl::Seconds(5)) << ::testing::PrintToString(results);
+  EXPECT_EQ(CallMany(50), (std::map<std::string, int>{{kC2, 50}}));
 }
 
 // gRPC's xDS server needs a fixed port: take a free one from the kernel.

@@ -1,6 +1,8 @@
 // Mesh::Create refuses what it cannot do, clearly, and leaves nothing behind:
 // no agent process, and the next Create works.
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -108,6 +110,32 @@ TEST_F(MeshCreateTest, ReplacesABootstrapInheritedFromAParentMeshProcess) {
   // Destruction removes the directory and our bootstrap.
   EXPECT_NE(access(dir.c_str(), F_OK), 0);
   EXPECT_EQ(getenv("GRPC_XDS_BOOTSTRAP_CONFIG"), nullptr);
+}
+
+TEST_F(MeshCreateTest, TheAgentHoldsNoneOfTheApplicationsDescriptors) {
+  // A descriptor the application opened without O_CLOEXEC (a listening
+  // socket, say) must not be kept open by the agent.
+  const std::string marker = dir_ + "/marker";
+  const int fd = open(marker.c_str(), O_CREAT | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  auto m = Mesh::Create({.config_path = Write(kValid)});
+  ASSERT_TRUE(m.ok()) << m.status();
+  const std::string fds =
+      "/proc/" + std::to_string((*m)->GetStatus().control_plane_pid) + "/fd";
+  DIR* d = opendir(fds.c_str());
+  ASSERT_NE(d, nullptr);
+  int count = 0;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    char target[4096] = {0};
+    (void)!readlink((fds + "/" + e->d_name).c_str(), target,
+                    sizeof(target) - 1);
+    EXPECT_NE(std::string(target), marker) << "agent holds fd " << e->d_name;
+    ++count;
+  }
+  closedir(d);
+  EXPECT_GT(count, 3);  // It did see its own descriptors.
+  close(fd);
 }
 
 TEST_F(MeshCreateTest, ABadAgentPathIsAClearError) {

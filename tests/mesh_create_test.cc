@@ -116,8 +116,12 @@ TEST_F(MeshCreateTest, TheAgentHoldsNoneOfTheApplicationsDescriptors) {
   // A descriptor the application opened without O_CLOEXEC (a listening
   // socket, say) must not be kept open by the agent.
   const std::string marker = dir_ + "/marker";
-  const int fd = open(marker.c_str(), O_CREAT | O_RDWR, 0600);
-  ASSERT_GE(fd, 0);
+  // At a high number: fds 3 and 4 are replaced by the agent's pipes.
+  const int low = open(marker.c_str(), O_CREAT | O_RDWR, 0600);
+  ASSERT_GE(low, 0);
+  const int fd = fcntl(low, F_DUPFD, 100);  // Without FD_CLOEXEC.
+  close(low);
+  ASSERT_GE(fd, 100);
   auto m = Mesh::Create({.config_path = Write(kValid)});
   ASSERT_TRUE(m.ok()) << m.status();
   const std::string fds =

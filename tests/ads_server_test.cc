@@ -16,6 +16,7 @@
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 #include "mesh/config/snapshot.h"
 #include "mesh/xds/ads_server.h"
+#include "tests/temp_dir.h"
 
 namespace mesh {
 namespace xds {
@@ -137,10 +138,8 @@ std::string EndpointIp(const DiscoveryResponse& r) {
 class AdsServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/mesh-ads-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    target_ = "unix:" + dir_ + "/ads.sock";
+    ASSERT_FALSE(dir_.path().empty());
+    target_ = "unix:" + dir_.path() + "/ads.sock";
     ads_ = std::make_unique<AdsServer>(&recorder_);
     ads_->SetSnapshot(Snap("10.0.0.1"));
     grpc::ServerBuilder b;
@@ -152,12 +151,11 @@ class AdsServerTest : public ::testing::Test {
   void TearDown() override {
     ads_->Stop();
     server_->Shutdown();
-    unlink((dir_ + "/ads.sock").c_str());
-    rmdir(dir_.c_str());
   }
 
   Recorder recorder_;
-  std::string dir_, target_;
+  testing::TempDir dir_{"mesh-ads-test"};
+  std::string target_;
   std::unique_ptr<AdsServer> ads_;
   std::unique_ptr<grpc::Server> server_;
 };

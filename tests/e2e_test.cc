@@ -26,6 +26,7 @@
 #include "examples/greeter/greeter_service.h"
 #include "mesh/config/snapshot.h"
 #include "mesh/mesh.h"
+#include "tests/temp_dir.h"
 
 namespace mesh {
 namespace {
@@ -81,9 +82,9 @@ class Backend {
 class MeshE2eTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    char tmpl[] = "/tmp/mesh-e2e-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = new std::string(tmpl);
+    tmp_ = new testing::TempDir("mesh-e2e");
+    ASSERT_FALSE(tmp_->path().empty());
+    dir_ = new std::string(tmp_->path());
     c1a_ = new Backend("c1a", kC1);
     c1b_ = new Backend("c1b", kC1);
     c2_ = new Backend("c2", kC2);
@@ -101,8 +102,8 @@ class MeshE2eTest : public ::testing::Test {
     delete stub_;
     delete mesh_;
     for (Backend* b : {c1a_, c1b_, c2_, c3_}) delete b;
-    (void)!system(("rm -rf " + *dir_).c_str());
     delete dir_;
+    delete tmp_;
   }
 
   // Every test starts from all backends up, the base config applied and
@@ -209,12 +210,14 @@ class MeshE2eTest : public ::testing::Test {
     return n;
   }
 
+  static testing::TempDir* tmp_;
   static std::string* dir_;
   static Backend *c1a_, *c1b_, *c2_, *c3_;
   static Mesh* mesh_;
   static Greeter::Stub* stub_;
 };
 
+testing::TempDir* MeshE2eTest::tmp_;
 std::string* MeshE2eTest::dir_;
 Backend *MeshE2eTest::c1a_, *MeshE2eTest::c1b_, *MeshE2eTest::c2_,
     *MeshE2eTest::c3_;

@@ -12,6 +12,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "mesh/source/file_watcher.h"
+#include "tests/temp_dir.h"
 
 namespace mesh {
 namespace source {
@@ -20,15 +21,11 @@ namespace {
 class FileWatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/mesh-fw-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    ASSERT_FALSE(tmp_.path().empty());
+    dir_ = tmp_.path();
     path_ = dir_ + "/mesh.yaml";
   }
-  void TearDown() override {
-    watcher_.reset();
-    (void)!system(("rm -rf " + dir_).c_str());
-  }
+  void TearDown() override { watcher_.reset(); }
 
   void Watch(const std::string& initial) {
     auto w = FileWatcher::Start(path_, initial,
@@ -66,6 +63,7 @@ class FileWatcherTest : public ::testing::Test {
     ASSERT_EQ(rename((path_ + ".tmp").c_str(), path_.c_str()), 0);
   }
 
+  testing::TempDir tmp_{"mesh-fw-test"};
   std::string dir_, path_;
   absl::Mutex mu_;
   std::deque<std::string> events_ ABSL_GUARDED_BY(mu_);

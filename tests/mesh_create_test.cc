@@ -13,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "mesh/mesh.h"
+#include "tests/temp_dir.h"
 
 namespace mesh {
 namespace {
@@ -20,14 +21,12 @@ namespace {
 class MeshCreateTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/mesh-create-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    ASSERT_FALSE(tmp_.path().empty());
+    dir_ = tmp_.path();
     unsetenv("GRPC_XDS_BOOTSTRAP");
     unsetenv("GRPC_XDS_BOOTSTRAP_CONFIG");
   }
   void TearDown() override {
-    (void)!system(("rm -rf " + dir_).c_str());
     unsetenv("GRPC_XDS_BOOTSTRAP");
     unsetenv("GRPC_XDS_BOOTSTRAP_CONFIG");
   }
@@ -37,6 +36,7 @@ class MeshCreateTest : public ::testing::Test {
     return path;
   }
 
+  testing::TempDir tmp_{"mesh-create"};
   std::string dir_;
 };
 

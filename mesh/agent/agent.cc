@@ -227,6 +227,15 @@ int RunAgent(int argc, char** argv) {
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(500));
   unlink(flags.socket.c_str());
+  if (flags.lifeline_fd >= 0) {
+    // The application made this private directory for us; if it died
+    // without cleaning up (SIGKILL), nobody else will. rmdir only removes
+    // it when empty.
+    const size_t slash = flags.socket.rfind('/');
+    if (slash != std::string::npos && slash > 0) {
+      rmdir(flags.socket.substr(0, slash).c_str());
+    }
+  }
   return 0;
 }
 

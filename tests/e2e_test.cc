@@ -366,6 +366,9 @@ TEST_F(MeshE2eTest, CallsLeaveAHungServerForTheNextLocality) {
   // bench_server answers with locality "bench/bench/bench".
   ASSERT_TRUE(AwaitServedBy("bench/bench/bench"));
   ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  int wstatus = 0;  // Until it is really stopped, not just signalled.
+  ASSERT_EQ(waitpid(pid, &wstatus, WUNTRACED), pid);
+  ASSERT_TRUE(WIFSTOPPED(wstatus));
   // Calls with a short deadline: those that reach the hung server fail with
   // DEADLINE_EXCEEDED (the documented cost of a hang) until it is ejected.
   const absl::Time start = absl::Now();

@@ -8,6 +8,8 @@
 // It never crashes on any input: every file goes through the same validating
 // loader as the library, which turns all problems into messages.
 
+#include <stdlib.h>
+
 #include <iostream>
 #include <string>
 
@@ -29,8 +31,14 @@ int Validate(int argc, char** argv) {
     return 2;
   }
   int bad = 0;
+  // Under `bazel run`, the working directory is the runfiles tree; resolve
+  // relative paths against the directory the user ran bazel from.
+  const char* cwd = getenv("BUILD_WORKING_DIRECTORY");
   for (int i = 2; i < argc; ++i) {
-    const std::string path = argv[i];
+    std::string path = argv[i];
+    if (cwd != nullptr && !path.empty() && path[0] != '/') {
+      path = std::string(cwd) + "/" + path;
+    }
     absl::StatusOr<std::string> data =
         mesh::config::ReadFileToString(path, mesh::config::kMaxConfigBytes);
     if (!data.ok()) {

@@ -27,6 +27,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "mesh/agent/agent.h"
 #include "mesh/agent/events.h"
@@ -98,6 +99,15 @@ std::string BootstrapJson(const MeshOptions& o, const std::string& socket) {
   const std::string id = absl::StrCat(
       o.service_name.empty() ? "client" : o.service_name, "~", host, "~",
       getpid());
+  // Labels travel as node.metadata.labels (a JSON object of strings).
+  std::string labels;
+  if (!o.labels.empty()) {
+    std::vector<std::string> kv;
+    for (const auto& [k, v] : o.labels) {
+      kv.push_back(absl::StrCat(JsonString(k), ":", JsonString(v)));
+    }
+    labels = absl::StrCat(",\"labels\":{", absl::StrJoin(kv, ","), "}");
+  }
   return absl::StrCat(
       "{\"xds_servers\":[{\"server_uri\":", JsonString("unix:" + socket),
       ",\"channel_creds\":[{\"type\":\"insecure\"}],"
@@ -107,7 +117,7 @@ std::string BootstrapJson(const MeshOptions& o, const std::string& socket) {
       ",\"locality\":{\"region\":", JsonString(o.locality.region),
       ",\"zone\":", JsonString(o.locality.zone),
       ",\"sub_zone\":", JsonString(o.locality.cluster), "},",
-      "\"metadata\":{", kOwnerKey, getpid(), "\"}},",
+      "\"metadata\":{", kOwnerKey, getpid(), "\"", labels, "}},",
       "\"server_listener_resource_name_template\":"
       "\"grpc/server?xds.resource.listening_address=%s\"}");
 }

@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -59,6 +60,10 @@ struct MeshOptions {
   // This workload's locality: decides which instances are "closest".
   // Default: unknown (all instances are equally far).
   Locality locality;
+
+  // This workload's labels (e.g. {"version": "v2"}), compared with endpoint
+  // labels by a service's `localityPolicy.failoverPriority`. Default: none.
+  std::map<std::string, std::string> labels;
 
   // A fresh private directory (mode 0700) for the control plane's unix
   // socket is created inside this one and removed on destruction.

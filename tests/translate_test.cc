@@ -134,7 +134,7 @@ TEST_F(TranslateTest, ClusterIsEdsRoundRobinWithOutlierDetection) {
 }
 
 TEST_F(TranslateTest, LoadAssignmentOrdersPrioritiesForTheCaller) {
-  ClusterLoadAssignment cla = LoadAssignmentFor(greeter(), caller_);
+  ClusterLoadAssignment cla = LoadAssignmentFor(*config_, greeter(), caller_);
   EXPECT_EQ(cla.cluster_name(), "default/greeter");
   ASSERT_EQ(cla.endpoints_size(), 3);
   EXPECT_EQ(cla.endpoints(0).priority(), 0u);
@@ -160,7 +160,7 @@ TEST_F(TranslateTest, LoadAssignmentOrdersPrioritiesForTheCaller) {
 TEST_F(TranslateTest, SameServiceLooksDifferentFromAnotherLocality) {
   Caller eu;
   eu.locality = {"eu-west", "x", "c3"};
-  ClusterLoadAssignment cla = LoadAssignmentFor(greeter(), eu);
+  ClusterLoadAssignment cla = LoadAssignmentFor(*config_, greeter(), eu);
   // P0 = c3; P1 = both us-east localities, weighted 2:1 by endpoints.
   ASSERT_EQ(cla.endpoints_size(), 3);
   EXPECT_EQ(cla.endpoints(0).locality().sub_zone(), "c3");

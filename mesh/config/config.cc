@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "yaml-cpp/yaml.h"
 
 namespace mesh {
@@ -37,10 +38,31 @@ bool Locality::operator<(const Locality& o) const {
          std::tie(o.region, o.zone, o.cluster);
 }
 
+bool LocalityPattern::Matches(const Locality& l) const {
+  return (region == "*" || region == l.region) &&
+         (zone == "*" || zone == l.zone) &&
+         (cluster == "*" || cluster == l.cluster);
+}
+
+std::string LocalityPattern::ToString() const {
+  if (cluster != "*") return absl::StrCat(region, "/", zone, "/", cluster);
+  if (zone != "*") return absl::StrCat(region, "/", zone, "/*");
+  return region == "*" ? "*" : absl::StrCat(region, "/*");
+}
+
 const Service* MeshConfig::FindByAuthority(absl::string_view authority) const {
   for (const Service& s : services) {
     if (authority == s.hostname) return &s;
     if (s.port != 0 && authority == absl::StrCat(s.hostname, ":", s.port)) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+const Service* MeshConfig::FindByName(absl::string_view name) const {
+  for (const Service& s : services) {
+    if (name == s.name || name == absl::StrCat(s.namespace_name, "/", s.name)) {
       return &s;
     }
   }
@@ -341,11 +363,319 @@ void ReadEndpoint(Reader& r, const YAML::Node& node, const std::string& path,
   }
 }
 
+// "region[/zone[/cluster]]" with "*" wildcards.
+bool ParsePattern(absl::string_view text, LocalityPattern* out) {
+  std::vector<std::string> parts = absl::StrSplit(text, '/');
+  if (parts.empty() || parts.size() > 3) return false;
+  for (const std::string& p : parts) {
+    if (p != "*" && !IsToken(p, false)) return false;
+  }
+  out->region = parts[0];
+  out->zone = parts.size() > 1 ? parts[1] : "*";
+  out->cluster = parts.size() > 2 ? parts[2] : "*";
+  // A wildcard may only be followed by wildcards ("*/zone" means nothing).
+  if ((out->region == "*" && (out->zone != "*" || out->cluster != "*")) ||
+      (out->zone == "*" && out->cluster != "*")) {
+    return false;
+  }
+  return true;
+}
+
+constexpr absl::string_view kPatternHelp =
+    "must be a locality pattern \"region[/zone[/cluster]]\" where a part may "
+    "be \"*\" (then so must the parts after it)";
+
+bool ReadPattern(Reader& r, const YAML::Node& node, const std::string& path,
+                 LocalityPattern* out) {
+  if (!node.IsScalar() || !ParsePattern(node.Scalar(), out)) {
+    r.Error(node.Mark(), path,
+            absl::StrCat(kPatternHelp, ", got ", Reader::Kind(node)));
+    return false;
+  }
+  return true;
+}
+
+// "5s", "250ms", "1m". Returns milliseconds.
+bool Duration(Reader& r, const YAML::Node& map, absl::string_view key,
+              absl::string_view path, int64_t min_ms, int64_t max_ms,
+              int64_t* out) {
+  const YAML::Node v = map[std::string(key)];
+  if (!v.IsDefined() || v.IsNull()) return false;
+  absl::Duration d;
+  const std::string field = Reader::Join(path, key);
+  if (!v.IsScalar() || !absl::ParseDuration(v.Scalar(), &d)) {
+    r.Error(v.Mark(), field,
+            absl::StrCat("must be a duration such as \"5s\" or \"250ms\", "
+                         "got ",
+                         Reader::Kind(v)));
+    return false;
+  }
+  const int64_t ms = absl::ToInt64Milliseconds(d);
+  if (ms < min_ms || ms > max_ms) {
+    r.Error(v.Mark(), field,
+            absl::StrCat("must be between ", min_ms, "ms and ", max_ms,
+                         "ms, got ", v.Scalar()));
+    return false;
+  }
+  *out = ms;
+  return true;
+}
+
+void ReadFailover(Reader& r, const YAML::Node& list, const std::string& path,
+                  std::vector<FailoverRule>* out) {
+  if (!list.IsSequence() || list.size() == 0) {
+    r.Error(list.Mark(), path,
+            absl::StrCat("must be a non-empty list of {from, to} rules, got ",
+                         Reader::Kind(list)));
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string p = absl::StrCat(path, "[", i, "]");
+    const YAML::Node n = list[i];
+    if (!r.ExpectMap(n, p, {"from", "to"})) continue;
+    FailoverRule rule;
+    rule.line = n.Mark().line + 1;
+    bool ok = true;
+    if (!n["from"].IsDefined()) {
+      r.Error(n.Mark(), p + ".from", "required field is missing");
+      ok = false;
+    } else if (ReadPattern(r, n["from"], p + ".from", &rule.from)) {
+      if (rule.from.region == "*" || rule.from.cluster != "*") {
+        r.Error(n["from"].Mark(), p + ".from",
+                "must name a region or a region/zone");
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    const YAML::Node to = n["to"];
+    if (!to.IsDefined() || !to.IsSequence() || to.size() == 0) {
+      r.Error(to.IsDefined() ? to.Mark() : n.Mark(), p + ".to",
+              "must be a non-empty list of locality patterns");
+      ok = false;
+    } else {
+      for (size_t j = 0; j < to.size(); ++j) {
+        LocalityPattern t;
+        if (ReadPattern(r, to[j], absl::StrCat(p, ".to[", j, "]"), &t)) {
+          rule.to.push_back(t);
+        } else {
+          ok = false;
+        }
+      }
+    }
+    for (const FailoverRule& other : *out) {
+      if (ok && other.from.ToString() == rule.from.ToString()) {
+        r.Error(n["from"].Mark(), p + ".from",
+                absl::StrCat("duplicate rule for ", rule.from.ToString(),
+                             " (also on line ", other.line, ")"));
+        ok = false;
+      }
+    }
+    if (ok) out->push_back(std::move(rule));
+  }
+}
+
+void ReadDistribute(Reader& r, const YAML::Node& list, const std::string& path,
+                    std::vector<DistributeRule>* out) {
+  if (!list.IsSequence() || list.size() == 0) {
+    r.Error(list.Mark(), path,
+            absl::StrCat("must be a non-empty list of {from, to} rules, got ",
+                         Reader::Kind(list)));
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string p = absl::StrCat(path, "[", i, "]");
+    const YAML::Node n = list[i];
+    if (!r.ExpectMap(n, p, {"from", "to"})) continue;
+    DistributeRule rule;
+    rule.line = n.Mark().line + 1;
+    bool ok = n["from"].IsDefined()
+                  ? ReadPattern(r, n["from"], p + ".from", &rule.from)
+                  : (r.Error(n.Mark(), p + ".from",
+                             "required field is missing"),
+                     false);
+    const YAML::Node to = n["to"];
+    if (!to.IsDefined() || !to.IsMap() || to.size() == 0) {
+      r.Error(to.IsDefined() ? to.Mark() : n.Mark(), p + ".to",
+              "must be a non-empty map of locality pattern to weight");
+      ok = false;
+    } else {
+      uint64_t sum = 0;
+      std::set<std::string> seen;
+      for (const auto& kv : to) {
+        LocalityPattern t;
+        const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+        const std::string field = absl::StrCat(p, ".to.", key);
+        if (!ReadPattern(r, kv.first, field, &t)) {
+          ok = false;
+          continue;
+        }
+        if (!seen.insert(t.ToString()).second) {
+          r.Error(kv.first.Mark(), field, "duplicate key");
+          ok = false;
+          continue;
+        }
+        uint64_t w = 0;
+        if (!kv.second.IsScalar() || !absl::SimpleAtoi(kv.second.Scalar(), &w) ||
+            w < 1 || w > 100) {
+          r.Error(kv.second.Mark(), field,
+                  absl::StrCat("must be a weight between 1 and 100, got ",
+                               Reader::Kind(kv.second)));
+          ok = false;
+          continue;
+        }
+        sum += w;
+        rule.to.push_back({t, static_cast<uint32_t>(w)});
+      }
+      if (ok && sum != 100) {
+        r.Error(to.Mark(), p + ".to",
+                absl::StrCat("weights must sum to 100, got ", sum));
+        ok = false;
+      }
+    }
+    for (const DistributeRule& other : *out) {
+      if (ok && other.from.ToString() == rule.from.ToString()) {
+        r.Error(n["from"].Mark(), p + ".from",
+                absl::StrCat("duplicate rule for ", rule.from.ToString(),
+                             " (also on line ", other.line, ")"));
+        ok = false;
+      }
+    }
+    if (ok) out->push_back(std::move(rule));
+  }
+}
+
+void ReadLocalityPolicy(Reader& r, const YAML::Node& node,
+                        const std::string& path, LocalityPolicy* lp) {
+  if (!r.ExpectMap(node, path, {"failoverPriority", "failover", "distribute",
+                                "zoneAware", "spillover"})) {
+    return;
+  }
+  int rules = 0;
+  std::vector<std::string> given;
+  for (const char* k : {"failoverPriority", "failover", "distribute",
+                        "zoneAware"}) {
+    if (node[k].IsDefined() && !node[k].IsNull()) {
+      ++rules;
+      given.push_back(k);
+    }
+  }
+  if (rules > 1) {
+    r.Error(node.Mark(), path,
+            absl::StrCat("set at most one of failoverPriority, failover, "
+                         "distribute and zoneAware; got ",
+                         absl::StrJoin(given, " and ")));
+  }
+  const YAML::Node fp = node["failoverPriority"];
+  if (fp.IsDefined() && !fp.IsNull()) {
+    const std::string p = path + ".failoverPriority";
+    if (!fp.IsSequence() || fp.size() == 0) {
+      r.Error(fp.Mark(), p,
+              absl::StrCat("must be a non-empty list of label keys, got ",
+                           Reader::Kind(fp)));
+    } else {
+      std::set<std::string> seen;
+      for (size_t i = 0; i < fp.size(); ++i) {
+        const std::string k = fp[i].IsScalar() ? fp[i].Scalar() : "";
+        if (!IsToken(k, true)) {
+          r.Error(fp[i].Mark(), absl::StrCat(p, "[", i, "]"),
+                  "must be a label key (or region, zone, cluster)");
+        } else if (!seen.insert(k).second) {
+          r.Error(fp[i].Mark(), absl::StrCat(p, "[", i, "]"),
+                  absl::StrCat("duplicate label key ", k));
+        } else {
+          lp->failover_priority.push_back(k);
+        }
+      }
+    }
+  }
+  if (node["failover"].IsDefined() && !node["failover"].IsNull()) {
+    ReadFailover(r, node["failover"], path + ".failover", &lp->failover);
+  }
+  if (node["distribute"].IsDefined() && !node["distribute"].IsNull()) {
+    ReadDistribute(r, node["distribute"], path + ".distribute",
+                   &lp->distribute);
+  }
+  const YAML::Node za = node["zoneAware"];
+  if (za.IsDefined() && !za.IsNull()) {
+    const std::string p = path + ".zoneAware";
+    if (r.ExpectMap(za, p, {"minEndpoints"})) {
+      lp->zone_aware = true;
+      r.Uint(za, "minEndpoints", p, false, 1, 1000000,
+             &lp->zone_aware_min_endpoints);
+    }
+  }
+  const YAML::Node sp = node["spillover"];
+  if (sp.IsDefined() && !sp.IsNull()) {
+    const std::string p = path + ".spillover";
+    if (r.ExpectMap(sp, p,
+                    {"mode", "overprovisioningFactor", "panicThreshold"})) {
+      std::string mode;
+      if (r.String(sp, "mode", p, false, &mode)) {
+        if (mode == "proportional") {
+          lp->spillover = SpilloverMode::kProportional;
+        } else if (mode == "failover") {
+          lp->spillover = SpilloverMode::kFailover;
+        } else {
+          r.Error(sp["mode"].Mark(), p + ".mode",
+                  absl::StrCat("must be proportional or failover, got ",
+                               Reader::Quote(mode)));
+        }
+      }
+      const YAML::Node of = sp["overprovisioningFactor"];
+      if (of.IsDefined() && !of.IsNull()) {
+        double f = 0;
+        if (!of.IsScalar() || !absl::SimpleAtod(of.Scalar(), &f) || f < 1.0 ||
+            f > 10.0) {
+          r.Error(of.Mark(), p + ".overprovisioningFactor",
+                  absl::StrCat("must be a number between 1.0 and 10.0, got ",
+                               Reader::Kind(of)));
+        } else {
+          lp->overprovisioning_percent =
+              static_cast<uint32_t>(f * 100 + 0.5);
+        }
+      }
+      r.Uint(sp, "panicThreshold", p, false, 0, 100,
+             &lp->panic_threshold_percent);
+    }
+  }
+}
+
+void ReadHealthCheck(Reader& r, const YAML::Node& node,
+                     const std::string& path, HealthCheck* hc) {
+  if (!r.ExpectMap(node, path, {"interval", "timeout", "healthyThreshold",
+                                "unhealthyThreshold", "serviceName"})) {
+    return;
+  }
+  hc->enabled = true;
+  Duration(r, node, "interval", path, 100, 3600000, &hc->interval_ms);
+  Duration(r, node, "timeout", path, 10, 60000, &hc->timeout_ms);
+  if (hc->timeout_ms > hc->interval_ms) {
+    r.Error(node.Mark(), path + ".timeout",
+            absl::StrCat("must not exceed the interval (", hc->interval_ms,
+                         "ms), got ", hc->timeout_ms, "ms"));
+  }
+  r.Uint(node, "healthyThreshold", path, false, 1, 100,
+         &hc->healthy_threshold);
+  r.Uint(node, "unhealthyThreshold", path, false, 1, 100,
+         &hc->unhealthy_threshold);
+  r.String(node, "serviceName", path, false, &hc->service_name);
+}
+
 void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
                  Service* svc) {
   if (!r.ExpectMap(node, path, {"name", "namespace", "hostname", "port",
-                                "endpoints"})) {
+                                "endpoints", "localityPolicy",
+                                "healthCheck"})) {
     return;
+  }
+  if (node["localityPolicy"].IsDefined() && !node["localityPolicy"].IsNull()) {
+    ReadLocalityPolicy(r, node["localityPolicy"], path + ".localityPolicy",
+                       &svc->locality_policy);
+  }
+  if (node["healthCheck"].IsDefined() && !node["healthCheck"].IsNull()) {
+    ReadHealthCheck(r, node["healthCheck"], path + ".healthCheck",
+                    &svc->health_check);
   }
   if (r.String(node, "name", path, true, &svc->name) &&
       !IsDnsLabel(svc->name)) {

@@ -53,6 +53,71 @@ struct Endpoint {
   int line = 0;  // 1-based line in the source file, for messages.
 };
 
+// A locality with wildcards, written "region/zone/cluster"; a part that is
+// "*" or left out matches anything ("us-east", "us-east/*/c1").
+struct LocalityPattern {
+  std::string region = "*";
+  std::string zone = "*";
+  std::string cluster = "*";
+
+  bool Matches(const Locality& l) const;
+  std::string ToString() const;
+};
+
+// Explicit failover: callers in `from` (a region, or region/zone) go, after
+// their own region, to `to` in order, then to everything else.
+struct FailoverRule {
+  LocalityPattern from;
+  std::vector<LocalityPattern> to;
+  int line = 0;
+};
+
+// Distribute: callers matching `from` send each `to` pattern its weight (the
+// weights sum to 100); localities matching no pattern get no traffic.
+struct DistributeRule {
+  LocalityPattern from;
+  std::vector<std::pair<LocalityPattern, uint32_t>> to;
+  int line = 0;
+};
+
+enum class SpilloverMode {
+  // Envoy's health-proportional spillover: a level takes
+  // min(100 %, healthy % x overprovisioning factor) of the traffic; the rest
+  // spills to the next level.
+  kProportional,
+  // A level takes all traffic while it has any healthy endpoint.
+  kFailover,
+};
+
+struct LocalityPolicy {
+  // At most one of the next four is set (validated).
+  // Istio's failoverPriority: label keys ("region", "zone", "cluster" name
+  // the locality; others are endpoint labels compared with the caller's).
+  std::vector<std::string> failover_priority;
+  std::vector<FailoverRule> failover;
+  std::vector<DistributeRule> distribute;
+  // Envoy's zone-aware routing inside the caller's region.
+  bool zone_aware = false;
+  // Zone-aware routing needs at least this many healthy endpoints of the
+  // destination in the caller's region (Envoy's min_cluster_size).
+  uint32_t zone_aware_min_endpoints = 6;
+
+  SpilloverMode spillover = SpilloverMode::kProportional;
+  uint32_t overprovisioning_percent = 140;  // Factor 1.4.
+  uint32_t panic_threshold_percent = 50;
+};
+
+// Active health checking with grpc.health.v1.Health/Check, by the control
+// plane. Off unless `enabled`.
+struct HealthCheck {
+  bool enabled = false;
+  int64_t interval_ms = 5000;
+  int64_t timeout_ms = 1000;
+  uint32_t healthy_threshold = 2;
+  uint32_t unhealthy_threshold = 3;
+  std::string service_name;  // The HealthCheckRequest.service field.
+};
+
 struct Service {
   std::string name;
   std::string namespace_name = "default";
@@ -62,7 +127,13 @@ struct Service {
   // created for "hostname:port". 0 = not set.
   uint32_t port = 0;
   std::vector<Endpoint> endpoints;
+  LocalityPolicy locality_policy;
+  HealthCheck health_check;
 };
+
+// Health known beyond the config (from active health checks), by
+// "address:port". Overrides the config's health for the endpoints it names.
+using HealthOverrides = std::map<std::string, Health>;
 
 // A validated configuration. Immutable once built; shared by pointer.
 struct MeshConfig {
@@ -72,6 +143,8 @@ struct MeshConfig {
   // Returns the service whose hostname (or "hostname:port") is `authority`,
   // or nullptr.
   const Service* FindByAuthority(absl::string_view authority) const;
+  // The service named `name` ("name" or "namespace/name"), or nullptr.
+  const Service* FindByName(absl::string_view name) const;
 };
 
 // Hard limits on input, so that hostile files cannot exhaust the host.

@@ -26,6 +26,8 @@ struct Snapshot {
   std::string source;  // Where it came from, e.g. the file path.
   absl::Time created;
   std::shared_ptr<const MeshConfig> config;
+  // Results of active health checks; empty when none are configured.
+  HealthOverrides health;
 };
 
 // Hex SHA-256 prefix of `data` (12 digits).

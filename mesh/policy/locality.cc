@@ -1,11 +1,414 @@
 #include "mesh/policy/locality.h"
 
-#include <map>
+#include <algorithm>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace mesh {
 namespace policy {
+
+namespace {
+
+using config::Endpoint;
+using config::Health;
+using config::Locality;
+
+// Locality weights are integers; proportions are scaled by this so that a
+// 0.1 % share still has a weight of 100.
+constexpr double kWeightScale = 100000;
+
+struct Ep {
+  const Endpoint* e;
+  bool healthy;
+};
+
+struct Level {
+  std::string name;
+  std::vector<Ep> eps;
+};
+
+std::string Key(const Endpoint& e) {
+  return absl::StrCat(e.address, ":", e.port);
+}
+
+// Groups `eps` by locality (weight = sum of endpoint weights), keeping only
+// healthy endpoints unless `all`.
+std::vector<LocalityGroup> Group(const std::vector<Ep>& eps, bool all) {
+  std::map<Locality, LocalityGroup> groups;
+  for (const Ep& ep : eps) {
+    if (!all && !ep.healthy) continue;
+    LocalityGroup& g = groups[ep.e->locality];
+    g.locality = ep.e->locality;
+    g.weight += ep.e->weight;
+    g.endpoints.push_back({ep.e->address, ep.e->port});
+  }
+  std::vector<LocalityGroup> out;
+  for (auto& [loc, g] : groups) out.push_back(std::move(g));
+  return out;
+}
+
+uint64_t TotalWeight(const std::vector<LocalityGroup>& groups) {
+  uint64_t w = 0;
+  for (const LocalityGroup& g : groups) w += g.weight;
+  return w;
+}
+
+// Scales each group's weight so that the groups together weigh `share`
+// (0..1) of kWeightScale, each in proportion to its own weight; at least 1.
+void Scale(std::vector<LocalityGroup>* groups, double share) {
+  const uint64_t total = TotalWeight(*groups);
+  for (LocalityGroup& g : *groups) {
+    g.weight = std::max<uint32_t>(
+        1, static_cast<uint32_t>(share * kWeightScale * g.weight / total + 0.5));
+  }
+}
+
+void AddPriority(Plan* plan, std::vector<LocalityGroup> groups,
+                 std::string why) {
+  if (groups.empty()) return;
+  Priority p;
+  p.localities = std::move(groups);
+  p.why = std::move(why);
+  plan->priorities.push_back(std::move(p));
+}
+
+std::string LabelValue(const std::string& key, const Locality& loc,
+                       const std::map<std::string, std::string>& labels) {
+  if (key == "region") return loc.region;
+  if (key == "zone") return loc.zone;
+  if (key == "cluster") return loc.cluster;
+  auto it = labels.find(key);
+  return it == labels.end() ? "" : it->second;
+}
+
+std::vector<Level> ProximityLevels(const std::vector<Ep>& eps,
+                                   const Locality& caller) {
+  std::vector<Level> levels(4);
+  for (int i = 0; i < 4; ++i) {
+    levels[i].name = ProximityName(static_cast<Proximity>(i));
+  }
+  for (const Ep& ep : eps) {
+    levels[static_cast<int>(ProximityOf(caller, ep.e->locality))]
+        .eps.push_back(ep);
+  }
+  return levels;
+}
+
+std::vector<Level> FailoverPriorityLevels(const std::vector<Ep>& eps,
+                                          const Caller& caller,
+                                          const std::vector<std::string>& keys) {
+  const size_t n = keys.size();
+  std::vector<Level> levels(n + 1);
+  for (size_t k = 0; k <= n; ++k) {
+    levels[n - k].name =
+        k == 0 ? "no label matches"
+               : absl::StrCat("matches ", absl::StrJoin(keys.begin(),
+                                                        keys.begin() + k, ", "));
+  }
+  for (const Ep& ep : eps) {
+    size_t k = 0;
+    while (k < n) {
+      const std::string mine = LabelValue(keys[k], caller.locality,
+                                          caller.labels);
+      if (mine.empty() ||
+          mine != LabelValue(keys[k], ep.e->locality, ep.e->labels)) {
+        break;
+      }
+      ++k;
+    }
+    levels[n - k].eps.push_back(ep);
+  }
+  return levels;
+}
+
+std::vector<Level> ExplicitFailoverLevels(const std::vector<Ep>& eps,
+                                          const Caller& caller,
+                                          const config::FailoverRule& rule) {
+  std::vector<Level> levels;
+  for (int i = 0; i < 3; ++i) {
+    levels.push_back({ProximityName(static_cast<Proximity>(i)), {}});
+  }
+  for (const config::LocalityPattern& t : rule.to) {
+    levels.push_back({absl::StrCat("failover target ", t.ToString()), {}});
+  }
+  levels.push_back({"elsewhere (after the failover targets)", {}});
+  for (const Ep& ep : eps) {
+    const Proximity p = ProximityOf(caller.locality, ep.e->locality);
+    if (p != Proximity::kElsewhere) {
+      levels[static_cast<int>(p)].eps.push_back(ep);
+      continue;
+    }
+    size_t i = 0;
+    while (i < rule.to.size() && !rule.to[i].Matches(ep.e->locality)) ++i;
+    levels[3 + i].eps.push_back(ep);
+  }
+  return levels;
+}
+
+// Turns ordered levels into priorities (see the spillover contract in the
+// header).
+void Spill(const std::vector<Level>& all_levels,
+           const config::LocalityPolicy& lp, Plan* plan) {
+  std::vector<const Level*> levels;
+  for (const Level& l : all_levels) {
+    if (!l.eps.empty()) levels.push_back(&l);
+  }
+  std::vector<int> healthy(levels.size(), 0);
+  int any_healthy = 0;
+  for (size_t i = 0; i < levels.size(); ++i) {
+    for (const Ep& ep : levels[i]->eps) healthy[i] += ep.healthy;
+    any_healthy += healthy[i];
+  }
+  if (any_healthy == 0) {
+    // Nothing is healthy: panic, as Envoy does. Use every endpoint, closest
+    // level first; gRPC skips those it cannot reach.
+    plan->notes.push_back(
+        "no healthy endpoint: panic, every endpoint is used, closest first");
+    for (const Level* l : levels) {
+      AddPriority(plan, Group(l->eps, true), l->name + " (panic)");
+    }
+    return;
+  }
+  if (lp.spillover == config::SpilloverMode::kFailover) {
+    plan->notes.push_back(
+        "spillover mode failover: a level takes all traffic while it has a "
+        "healthy endpoint");
+    for (size_t i = 0; i < levels.size(); ++i) {
+      if (healthy[i] > 0) {
+        AddPriority(plan, Group(levels[i]->eps, false), levels[i]->name);
+      }
+    }
+    return;
+  }
+  // Proportional spillover (Envoy): health, then load, per level.
+  const double factor = lp.overprovisioning_percent / 100.0;
+  std::vector<uint32_t> health(levels.size()), load(levels.size(), 0);
+  std::vector<bool> panic(levels.size(), false);
+  uint32_t health_sum = 0;
+  for (size_t i = 0; i < levels.size(); ++i) {
+    const int total = static_cast<int>(levels[i]->eps.size());
+    health[i] = std::min<uint32_t>(
+        100, healthy[i] * lp.overprovisioning_percent / total);
+    panic[i] = healthy[i] > 0 &&
+               healthy[i] * 100 < static_cast<int>(lp.panic_threshold_percent) *
+                                      total;
+    health_sum += health[i];
+  }
+  if (health_sum >= 100) {
+    uint32_t rest = 100;
+    for (size_t i = 0; i < levels.size(); ++i) {
+      load[i] = std::min(rest, health[i]);
+      rest -= load[i];
+    }
+  } else {
+    // Not enough healthy capacity anywhere: scale loads up in proportion to
+    // health (Envoy's normalisation), rounding remainder to the first.
+    uint32_t given = 0;
+    for (size_t i = 0; i < levels.size(); ++i) {
+      load[i] = health[i] * 100 / health_sum;
+      given += load[i];
+    }
+    for (size_t i = 0; i < levels.size() && given < 100; ++i) {
+      if (health[i] > 0) {
+        load[i] += 100 - given;
+        given = 100;
+      }
+    }
+    plan->notes.push_back(absl::StrCat(
+        "total health ", health_sum,
+        " < 100: loads scaled up in proportion to health"));
+  }
+  std::vector<LocalityGroup> p0;
+  std::vector<std::string> p0_why;
+  for (size_t i = 0; i < levels.size(); ++i) {
+    const int total = static_cast<int>(levels[i]->eps.size());
+    plan->notes.push_back(absl::StrFormat(
+        "level %d (%s): %d of %d healthy, health = min(100, %d%% x %.2f) = "
+        "%d, load %d%%%s",
+        i, levels[i]->name, healthy[i], total, healthy[i] * 100 / total,
+        factor, health[i], load[i],
+        panic[i] ? absl::StrCat(" (panic: below ", lp.panic_threshold_percent,
+                                "% healthy, all its endpoints are used)")
+                 : ""));
+    if (load[i] == 0) continue;
+    std::vector<LocalityGroup> groups = Group(levels[i]->eps, panic[i]);
+    Scale(&groups, load[i] / 100.0);
+    for (LocalityGroup& g : groups) {
+      g.why = absl::StrCat(levels[i]->name, ", ", load[i], "% of traffic");
+      p0.push_back(std::move(g));
+    }
+    p0_why.push_back(absl::StrCat(levels[i]->name, " ", load[i], "%"));
+  }
+  std::sort(p0.begin(), p0.end(),
+            [](const LocalityGroup& a, const LocalityGroup& b) {
+              return a.locality < b.locality;
+            });
+  AddPriority(plan, std::move(p0),
+              p0_why.size() == 1
+                  ? p0_why[0]
+                  : absl::StrCat("spillover: ", absl::StrJoin(p0_why, ", ")));
+  for (size_t i = 0; i < levels.size(); ++i) {
+    if (load[i] == 0 && healthy[i] > 0) {
+      AddPriority(plan, Group(levels[i]->eps, false),
+                  levels[i]->name + " (failover)");
+    }
+  }
+}
+
+void Distribute(const std::vector<Ep>& eps, const config::DistributeRule& rule,
+                Plan* plan) {
+  // Each locality goes to the first pattern that matches it.
+  std::vector<std::vector<Ep>> per_pattern(rule.to.size());
+  for (const Ep& ep : eps) {
+    if (!ep.healthy) continue;
+    size_t i = 0;
+    while (i < rule.to.size() && !rule.to[i].first.Matches(ep.e->locality)) {
+      ++i;
+    }
+    if (i == rule.to.size()) {
+      plan->excluded.push_back(
+          absl::StrCat(Key(*ep.e), " (", ep.e->locality.ToString(),
+                       " is not in the distribute rule for ",
+                       rule.from.ToString(), ")"));
+      continue;
+    }
+    per_pattern[i].push_back(ep);
+  }
+  std::vector<LocalityGroup> p0;
+  for (size_t i = 0; i < rule.to.size(); ++i) {
+    const auto& [pattern, weight] = rule.to[i];
+    std::vector<LocalityGroup> groups = Group(per_pattern[i], false);
+    if (groups.empty()) {
+      plan->notes.push_back(absl::StrCat(
+          pattern.ToString(), " (", weight,
+          "%) has no healthy endpoint: its share goes to the others"));
+      continue;
+    }
+    plan->notes.push_back(absl::StrCat(pattern.ToString(), ": ", weight,
+                                       "% over ", groups.size(),
+                                       " locality(ies) by endpoint weight"));
+    Scale(&groups, weight / 100.0);
+    for (LocalityGroup& g : groups) {
+      g.why = absl::StrCat("distribute ", pattern.ToString(), " ", weight, "%");
+      p0.push_back(std::move(g));
+    }
+  }
+  std::sort(p0.begin(), p0.end(),
+            [](const LocalityGroup& a, const LocalityGroup& b) {
+              return a.locality < b.locality;
+            });
+  AddPriority(plan, std::move(p0),
+              absl::StrCat("distribute for ", rule.from.ToString()));
+}
+
+// Envoy's zone-aware routing inside the caller's region. Returns false (and
+// says why) when it does not apply; the caller then uses the default order.
+bool ZoneAware(const std::vector<Ep>& eps, const Caller& caller,
+               const config::LocalityPolicy& lp, Plan* plan,
+               const HealthOverrides& health) {
+  const Locality& me = caller.locality;
+  if (caller.own_service == nullptr || me.zone.empty()) {
+    plan->notes.push_back(
+        "zone-aware routing needs the caller's zone and its own service in "
+        "the config; using the default order");
+    return false;
+  }
+  std::map<std::string, double> dest, own;  // zone -> healthy endpoints
+  double dest_total = 0, own_total = 0;
+  for (const Ep& ep : eps) {
+    if (ep.healthy && ep.e->locality.region == me.region) {
+      dest[ep.e->locality.zone] += 1;
+      dest_total += 1;
+    }
+  }
+  for (const Endpoint& e : caller.own_service->endpoints) {
+    auto it = health.find(Key(e));
+    const Health h = it == health.end() ? e.health : it->second;
+    if (h == Health::kHealthy && e.locality.region == me.region) {
+      own[e.locality.zone] += 1;
+      own_total += 1;
+    }
+  }
+  if (dest_total < lp.zone_aware_min_endpoints || own_total == 0) {
+    plan->notes.push_back(absl::StrFormat(
+        "zone-aware routing skipped: %d healthy destination endpoints in "
+        "%s (minimum %d), %d of the caller's own; using the default order",
+        static_cast<int>(dest_total), me.region, lp.zone_aware_min_endpoints,
+        static_cast<int>(own_total)));
+    return false;
+  }
+  std::map<std::string, double> share;
+  const double up_local = dest[me.zone] / dest_total;
+  const double lo_local = own[me.zone] / own_total;
+  if (up_local >= lo_local) {
+    share[me.zone] = 1.0;
+    plan->notes.push_back(absl::StrFormat(
+        "zone %s holds %.1f%% of the destination and %.1f%% of the callers: "
+        "all traffic stays local",
+        me.zone, up_local * 100, lo_local * 100));
+  } else {
+    share[me.zone] = up_local / lo_local;
+    const double residual = 1.0 - share[me.zone];
+    double surplus_total = 0;
+    std::map<std::string, double> surplus;
+    for (const auto& [zone, n] : dest) {
+      if (zone == me.zone) continue;
+      surplus[zone] = std::max(0.0, n / dest_total - own[zone] / own_total);
+      surplus_total += surplus[zone];
+    }
+    plan->notes.push_back(absl::StrFormat(
+        "zone %s holds %.1f%% of the destination for %.1f%% of the callers: "
+        "%.1f%% stays local, %.1f%% goes to zones with surplus capacity",
+        me.zone, up_local * 100, lo_local * 100, share[me.zone] * 100,
+        residual * 100));
+    for (const auto& [zone, s] : surplus) {
+      // No zone has a surplus (rounding): spread by capacity instead.
+      const double part = surplus_total > 0
+                               ? s / surplus_total
+                               : dest[zone] / (dest_total - dest[me.zone]);
+      share[zone] = residual * part;
+      plan->notes.push_back(absl::StrFormat(
+          "zone %s: %.1f%% of destination, %.1f%% of callers, surplus "
+          "%.1f%%: gets %.1f%%",
+          zone, dest[zone] / dest_total * 100, own[zone] / own_total * 100,
+          s * 100, share[zone] * 100));
+    }
+  }
+  std::vector<LocalityGroup> p0;
+  std::vector<Ep> region_rest, elsewhere;
+  std::map<std::string, std::vector<Ep>> by_zone;
+  for (const Ep& ep : eps) {
+    if (ep.e->locality.region != me.region) {
+      elsewhere.push_back(ep);
+    } else if (share.count(ep.e->locality.zone) &&
+               share[ep.e->locality.zone] > 0) {
+      by_zone[ep.e->locality.zone].push_back(ep);
+    } else {
+      region_rest.push_back(ep);
+    }
+  }
+  for (auto& [zone, zeps] : by_zone) {
+    std::vector<LocalityGroup> groups = Group(zeps, false);
+    if (groups.empty()) continue;
+    Scale(&groups, share[zone]);
+    for (LocalityGroup& g : groups) {
+      g.why = absl::StrFormat("zone-aware, zone %s %.1f%%", zone,
+                              share[zone] * 100);
+      p0.push_back(std::move(g));
+    }
+  }
+  AddPriority(plan, std::move(p0),
+              absl::StrCat("zone-aware inside ", me.region));
+  AddPriority(plan, Group(region_rest, false),
+              "same region, zones without surplus (failover)");
+  AddPriority(plan, Group(elsewhere, false), "elsewhere (failover)");
+  return true;
+}
+
+}  // namespace
 
 const char* ProximityName(Proximity p) {
   switch (p) {
@@ -21,8 +424,7 @@ const char* ProximityName(Proximity p) {
   return "?";
 }
 
-Proximity ProximityOf(const config::Locality& caller,
-                      const config::Locality& ep) {
+Proximity ProximityOf(const Locality& caller, const Locality& ep) {
   if (caller.region.empty() || caller.region != ep.region) {
     return Proximity::kElsewhere;
   }
@@ -35,52 +437,87 @@ Proximity ProximityOf(const config::Locality& caller,
   return Proximity::kSameCluster;
 }
 
-Plan ComputePlan(const config::Service& service,
-                 const config::Locality& caller) {
+Plan ComputePlan(const config::Service& service, const Caller& caller,
+                 const HealthOverrides& health) {
   Plan plan;
-  // level -> locality -> group; std::map keeps the output deterministic.
-  std::map<Proximity, std::map<config::Locality, LocalityGroup>> levels;
-  for (const config::Endpoint& ep : service.endpoints) {
-    if (ep.health != config::Health::kHealthy) {
+  const config::LocalityPolicy& lp = service.locality_policy;
+  // Effective health, in a fixed order whatever the config's order.
+  std::vector<Ep> eps;
+  for (const Endpoint& e : service.endpoints) eps.push_back({&e, false});
+  std::sort(eps.begin(), eps.end(), [](const Ep& a, const Ep& b) {
+    return std::tie(a.e->locality, a.e->address, a.e->port) <
+           std::tie(b.e->locality, b.e->address, b.e->port);
+  });
+  for (Ep& ep : eps) {
+    auto it = health.find(Key(*ep.e));
+    const Health h = it == health.end() ? ep.e->health : it->second;
+    ep.healthy = h == Health::kHealthy;
+    if (!ep.healthy) {
       plan.excluded.push_back(absl::StrCat(
-          ep.address, ":", ep.port, " (",
-          ep.health == config::Health::kUnhealthy ? "UNHEALTHY" : "DRAINING",
-          ")"));
-      continue;
+          Key(*ep.e), " (", h == Health::kUnhealthy ? "UNHEALTHY" : "DRAINING",
+          it == health.end() ? "" : ", health check", ")"));
     }
-    LocalityGroup& g = levels[ProximityOf(caller, ep.locality)][ep.locality];
-    g.locality = ep.locality;
-    g.weight += ep.weight;
-    g.endpoints.push_back({ep.address, ep.port});
   }
-  for (auto& [proximity, groups] : levels) {
-    Priority p;
-    p.proximity = proximity;
-    for (auto& [loc, group] : groups) p.localities.push_back(std::move(group));
-    plan.priorities.push_back(std::move(p));
+
+  for (const config::DistributeRule& rule : lp.distribute) {
+    if (rule.from.Matches(caller.locality)) {
+      plan.rule = absl::StrCat("distribute (rule for ", rule.from.ToString(),
+                               ", line ", rule.line, ")");
+      Distribute(eps, rule, &plan);
+      return plan;
+    }
   }
+  if (lp.zone_aware) {
+    plan.rule = "zone-aware";
+    if (ZoneAware(eps, caller, lp, &plan, health)) return plan;
+  }
+  std::vector<Level> levels;
+  const config::FailoverRule* failover = nullptr;
+  for (const config::FailoverRule& rule : lp.failover) {
+    if (rule.from.Matches(caller.locality)) {
+      failover = &rule;
+      break;
+    }
+  }
+  if (!lp.failover_priority.empty()) {
+    plan.rule = absl::StrCat("failoverPriority [",
+                             absl::StrJoin(lp.failover_priority, ", "), "]");
+    levels = FailoverPriorityLevels(eps, caller, lp.failover_priority);
+  } else if (failover != nullptr) {
+    plan.rule = absl::StrCat("failover from ", failover->from.ToString(),
+                             " (line ", failover->line, ")");
+    levels = ExplicitFailoverLevels(eps, caller, *failover);
+  } else {
+    if (plan.rule.empty()) {
+      plan.rule = !lp.distribute.empty() || !lp.failover.empty()
+                      ? "proximity (no rule matches this caller)"
+                      : "proximity";
+    }
+    levels = ProximityLevels(eps, caller.locality);
+  }
+  Spill(levels, lp, &plan);
   return plan;
 }
 
 std::string Plan::Explain() const {
-  std::string out;
+  std::string out = absl::StrCat("rule: ", rule, "\n");
+  for (const std::string& n : notes) absl::StrAppend(&out, "  ", n, "\n");
   for (size_t i = 0; i < priorities.size(); ++i) {
     const Priority& p = priorities[i];
-    uint64_t total = 0;
-    for (const LocalityGroup& g : p.localities) total += g.weight;
-    absl::StrAppend(&out, "priority ", i, " (", ProximityName(p.proximity),
-                    "):\n");
+    const uint64_t total = TotalWeight(p.localities);
+    absl::StrAppend(&out, "priority ", i, ": ", p.why, "\n");
     for (const LocalityGroup& g : p.localities) {
-      absl::StrAppend(&out, "  ", g.locality.ToString(), " weight ", g.weight,
-                      " (", total ? g.weight * 100 / total : 0, "% of P", i,
-                      "), ", g.endpoints.size(), " endpoint(s):");
+      absl::StrAppend(
+          &out, "  ", g.locality.ToString(),
+          absl::StrFormat(" %.1f%%", total ? g.weight * 100.0 / total : 0.0),
+          " (weight ", g.weight, g.why.empty() ? "" : "; " + g.why, "):");
       for (const EndpointRef& e : g.endpoints) {
         absl::StrAppend(&out, " ", e.address, ":", e.port);
       }
       absl::StrAppend(&out, "\n");
     }
   }
-  if (priorities.empty()) absl::StrAppend(&out, "no healthy endpoints\n");
+  if (priorities.empty()) absl::StrAppend(&out, "no endpoints to use\n");
   for (const std::string& e : excluded) {
     absl::StrAppend(&out, "excluded: ", e, "\n");
   }

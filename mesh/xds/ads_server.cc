@@ -131,7 +131,7 @@ bool AdsServer::WriteNext(
   }
   // Translate outside the lock: it is a pure function of its inputs.
   std::map<std::string, google::protobuf::Any> resources =
-      Translate(*snap->config, caller, type_url, names);
+      Translate(*snap->config, caller, type_url, names, snap->health);
   std::map<std::string, std::string> serialized;
   for (const auto& [name, any] : resources) {
     serialized[name] = any.SerializeAsString();

@@ -5,7 +5,6 @@
 #include "absl/strings/str_cat.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
-#include "mesh/policy/locality.h"
 
 namespace mesh {
 namespace xds {
@@ -53,6 +52,13 @@ Caller CallerFromNode(const envoy::config::core::v3::Node& node) {
   c.locality.region = node.locality().region();
   c.locality.zone = node.locality().zone();
   c.locality.cluster = node.locality().sub_zone();
+  const auto& md = node.metadata().fields();
+  auto it = md.find("labels");
+  if (it != md.end() && it->second.has_struct_value()) {
+    for (const auto& [k, v] : it->second.struct_value().fields()) {
+      if (v.has_string_value()) c.labels[k] = v.string_value();
+    }
+  }
   return c;
 }
 
@@ -196,11 +202,24 @@ Cluster ClusterFor(const config::Service& service) {
   return c;
 }
 
-ClusterLoadAssignment LoadAssignmentFor(const config::Service& service,
-                                        const Caller& caller) {
+policy::Plan PlanFor(const config::MeshConfig& config,
+                     const config::Service& service, const Caller& caller,
+                     const config::HealthOverrides& health) {
+  policy::Caller pc;
+  pc.locality = caller.locality;
+  pc.labels = caller.labels;
+  pc.own_service =
+      caller.service.empty() ? nullptr : config.FindByName(caller.service);
+  return policy::ComputePlan(service, pc, health);
+}
+
+ClusterLoadAssignment LoadAssignmentFor(const config::MeshConfig& config,
+                                        const config::Service& service,
+                                        const Caller& caller,
+                                        const config::HealthOverrides& health) {
   ClusterLoadAssignment cla;
   cla.set_cluster_name(ClusterName(service));
-  const policy::Plan plan = policy::ComputePlan(service, caller.locality);
+  const policy::Plan plan = PlanFor(config, service, caller, health);
   for (size_t p = 0; p < plan.priorities.size(); ++p) {
     for (const policy::LocalityGroup& g : plan.priorities[p].localities) {
       auto* lle = cla.add_endpoints();
@@ -224,7 +243,8 @@ ClusterLoadAssignment LoadAssignmentFor(const config::Service& service,
 
 std::map<std::string, google::protobuf::Any> Translate(
     const config::MeshConfig& config, const Caller& caller,
-    absl::string_view type_url, const std::vector<std::string>& names) {
+    absl::string_view type_url, const std::vector<std::string>& names,
+    const config::HealthOverrides& health) {
   std::map<std::string, google::protobuf::Any> out;
   auto wanted = [&names](const std::string& name) {
     if (names.empty()) return true;
@@ -256,7 +276,8 @@ std::map<std::string, google::protobuf::Any> Translate(
       } else if (type_url == kClusterType && wanted(ClusterName(s))) {
         out[ClusterName(s)].PackFrom(ClusterFor(s));
       } else if (type_url == kEndpointType && wanted(ClusterName(s))) {
-        out[ClusterName(s)].PackFrom(LoadAssignmentFor(s, caller));
+        out[ClusterName(s)].PackFrom(
+            LoadAssignmentFor(config, s, caller, health));
       }
     }
   }

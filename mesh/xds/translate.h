@@ -38,6 +38,7 @@
 #include "envoy/config/route/v3/route.pb.h"
 #include "google/protobuf/any.pb.h"
 #include "mesh/config/config.h"
+#include "mesh/policy/locality.h"
 
 namespace mesh {
 namespace xds {
@@ -59,6 +60,7 @@ struct Caller {
   std::string id;       // node.id
   std::string service;  // node.cluster: the caller's own service name
   config::Locality locality;
+  std::map<std::string, std::string> labels;  // node.metadata.labels
 };
 
 Caller CallerFromNode(const envoy::config::core::v3::Node& node);
@@ -74,9 +76,11 @@ std::string ClusterName(const config::Service& service);
 // except client listeners (see UnknownHostListener).
 // Empty `names` means all resources of the type (an xDS wildcard request;
 // server listeners cannot be enumerated and are only returned by name).
+// `health` overrides endpoint health (active health checks).
 std::map<std::string, google::protobuf::Any> Translate(
     const config::MeshConfig& config, const Caller& caller,
-    absl::string_view type_url, const std::vector<std::string>& names);
+    absl::string_view type_url, const std::vector<std::string>& names,
+    const config::HealthOverrides& health = {});
 
 // The builders behind Translate, one per resource, exposed for tests.
 envoy::config::listener::v3::Listener ClientListener(
@@ -89,7 +93,13 @@ envoy::config::route::v3::RouteConfiguration RouteConfig(
     const config::Service& service);
 envoy::config::cluster::v3::Cluster ClusterFor(const config::Service& service);
 envoy::config::endpoint::v3::ClusterLoadAssignment LoadAssignmentFor(
-    const config::Service& service, const Caller& caller);
+    const config::MeshConfig& config, const config::Service& service,
+    const Caller& caller, const config::HealthOverrides& health = {});
+
+// The locality plan behind LoadAssignmentFor, with its explanation.
+policy::Plan PlanFor(const config::MeshConfig& config,
+                     const config::Service& service, const Caller& caller,
+                     const config::HealthOverrides& health = {});
 
 }  // namespace xds
 }  // namespace mesh

@@ -140,7 +140,7 @@ TEST_F(TranslateTest, LoadAssignmentOrdersPrioritiesForTheCaller) {
   EXPECT_EQ(cla.endpoints(0).priority(), 0u);
   EXPECT_EQ(cla.endpoints(0).locality().sub_zone(), "c1");
   EXPECT_EQ(cla.endpoints(0).lb_endpoints_size(), 2);
-  EXPECT_EQ(cla.endpoints(0).load_balancing_weight().value(), 2u);
+  EXPECT_EQ(cla.endpoints(0).load_balancing_weight().value(), 100000u);
   EXPECT_EQ(cla.endpoints(1).priority(), 1u);  // Same region (no same zone).
   EXPECT_EQ(cla.endpoints(1).locality().sub_zone(), "c2");
   EXPECT_EQ(cla.endpoints(2).priority(), 2u);
@@ -161,16 +161,17 @@ TEST_F(TranslateTest, SameServiceLooksDifferentFromAnotherLocality) {
   Caller eu;
   eu.locality = {"eu-west", "x", "c3"};
   ClusterLoadAssignment cla = LoadAssignmentFor(*config_, greeter(), eu);
-  // P0 = c3; P1 = both us-east localities, weighted 2:1 by endpoints.
+  // c3 has 1 of 2 endpoints healthy: health = 50 % x 1.4 = 70, so 70 %
+  // stays in c3 and 30 % spills to us-east (c1 and c2, 2:1 by endpoints),
+  // all in priority 0 with computed weights.
   ASSERT_EQ(cla.endpoints_size(), 3);
   EXPECT_EQ(cla.endpoints(0).locality().sub_zone(), "c3");
-  EXPECT_EQ(cla.endpoints(0).priority(), 0u);
-  EXPECT_EQ(cla.endpoints(1).priority(), 1u);
+  EXPECT_EQ(cla.endpoints(0).load_balancing_weight().value(), 70000u);
   EXPECT_EQ(cla.endpoints(1).locality().sub_zone(), "c1");
-  EXPECT_EQ(cla.endpoints(1).load_balancing_weight().value(), 2u);
-  EXPECT_EQ(cla.endpoints(2).priority(), 1u);
+  EXPECT_EQ(cla.endpoints(1).load_balancing_weight().value(), 20000u);
   EXPECT_EQ(cla.endpoints(2).locality().sub_zone(), "c2");
-  EXPECT_EQ(cla.endpoints(2).load_balancing_weight().value(), 1u);
+  EXPECT_EQ(cla.endpoints(2).load_balancing_weight().value(), 10000u);
+  for (const auto& lle : cla.endpoints()) EXPECT_EQ(lle.priority(), 0u);
 }
 
 TEST_F(TranslateTest, TranslateAnswersOnlyExistingRequestedNames) {

@@ -191,6 +191,136 @@ INSTANTIATE_TEST_SUITE_P(
       return info.param.name;
     });
 
+TEST(ConfigTest, ParsesLocalityPoliciesAndHealthChecks) {
+  auto cfg = ParseConfig(R"(apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: a
+    hostname: a.mesh.internal
+    localityPolicy:
+      failoverPriority: [region, zone, version]
+      spillover: {mode: failover, overprovisioningFactor: 1.25, panicThreshold: 30}
+    healthCheck: {interval: 2s, timeout: 250ms, healthyThreshold: 1, unhealthyThreshold: 2, serviceName: greeter}
+  - name: b
+    hostname: b.mesh.internal
+    localityPolicy:
+      failover:
+        - {from: us-east, to: [eu-west, ap-south/ap-south-1]}
+  - name: c
+    hostname: c.mesh.internal
+    localityPolicy:
+      distribute:
+        - from: us-east/us-east-a/*
+          to: {"us-east/us-east-a/*": 80, "us-east/us-east-b": 20}
+  - name: d
+    hostname: d.mesh.internal
+    localityPolicy: {zoneAware: {minEndpoints: 3}}
+)",
+                         "p.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  const auto& s = (*cfg)->services;
+  const LocalityPolicy& a = s[0].locality_policy;
+  EXPECT_EQ(a.failover_priority,
+            (std::vector<std::string>{"region", "zone", "version"}));
+  EXPECT_EQ(a.spillover, SpilloverMode::kFailover);
+  EXPECT_EQ(a.overprovisioning_percent, 125u);
+  EXPECT_EQ(a.panic_threshold_percent, 30u);
+  const HealthCheck& hc = s[0].health_check;
+  EXPECT_TRUE(hc.enabled);
+  EXPECT_EQ(hc.interval_ms, 2000);
+  EXPECT_EQ(hc.timeout_ms, 250);
+  EXPECT_EQ(hc.healthy_threshold, 1u);
+  EXPECT_EQ(hc.unhealthy_threshold, 2u);
+  EXPECT_EQ(hc.service_name, "greeter");
+  ASSERT_EQ(s[1].locality_policy.failover.size(), 1u);
+  EXPECT_EQ(s[1].locality_policy.failover[0].from.ToString(), "us-east/*");
+  EXPECT_EQ(s[1].locality_policy.failover[0].to[1].ToString(),
+            "ap-south/ap-south-1/*");
+  ASSERT_EQ(s[2].locality_policy.distribute.size(), 1u);
+  const DistributeRule& d = s[2].locality_policy.distribute[0];
+  EXPECT_EQ(d.from.ToString(), "us-east/us-east-a/*");
+  EXPECT_EQ(d.to[1].first.ToString(), "us-east/us-east-b/*");
+  EXPECT_EQ(d.to[1].second, 20u);
+  EXPECT_TRUE(s[3].locality_policy.zone_aware);
+  EXPECT_EQ(s[3].locality_policy.zone_aware_min_endpoints, 3u);
+  // Defaults.
+  EXPECT_EQ(s[1].locality_policy.spillover, SpilloverMode::kProportional);
+  EXPECT_EQ(s[1].locality_policy.overprovisioning_percent, 140u);
+  EXPECT_EQ(s[1].locality_policy.panic_threshold_percent, 50u);
+  EXPECT_FALSE(s[1].health_check.enabled);
+}
+
+TEST(ConfigTest, LocalityPatternsMatch) {
+  LocalityPattern p;
+  p.region = "us-east";
+  EXPECT_TRUE(p.Matches({"us-east", "a", "c"}));
+  EXPECT_FALSE(p.Matches({"eu-west", "a", "c"}));
+  p.zone = "a";
+  EXPECT_TRUE(p.Matches({"us-east", "a", "x"}));
+  EXPECT_FALSE(p.Matches({"us-east", "b", "x"}));
+  EXPECT_TRUE(LocalityPattern().Matches({"any", "thing", "at-all"}));
+}
+
+TEST(ConfigTest, RejectsBadLocalityPoliciesWithExactMessages) {
+  auto cfg = ParseConfig(R"(apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: a
+    hostname: a.mesh.internal
+    localityPolicy:
+      failoverPriority: [region, region]
+      distribute:
+        - from: "*/zone"
+          to: {"us-east": 70, "eu-west": 20}
+        - from: us-east
+          to: {"us-east": 101}
+      spillover: {mode: sometimes, overprovisioningFactor: 0.5, panicThreshold: 101}
+    healthCheck: {interval: 1s, timeout: 2s, unhealthyThreshold: 0, colour: red}
+  - name: b
+    hostname: b.mesh.internal
+    localityPolicy:
+      failover:
+        - {from: "*", to: []}
+        - {from: us-east/a/c1, to: [eu-west]}
+)",
+                         "p.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(
+      std::string(cfg.status().message()),
+      "p.yaml:7:7: services[0].localityPolicy: set at most one of "
+      "failoverPriority, failover, distribute and zoneAware; got "
+      "failoverPriority and distribute\n"
+      "p.yaml:7:34: services[0].localityPolicy.failoverPriority[1]: "
+      "duplicate label key region\n"
+      "p.yaml:9:17: services[0].localityPolicy.distribute[0].from: must be a "
+      "locality pattern \"region[/zone[/cluster]]\" where a part may be "
+      "\"*\" (then so must the parts after it), got \"*/zone\"\n"
+      "p.yaml:10:15: services[0].localityPolicy.distribute[0].to: weights "
+      "must sum to 100, got 90\n"
+      "p.yaml:12:27: services[0].localityPolicy.distribute[1].to.us-east: "
+      "must be a weight between 1 and 100, got \"101\"\n"
+      "p.yaml:13:25: services[0].localityPolicy.spillover.mode: must be "
+      "proportional or failover, got \"sometimes\"\n"
+      "p.yaml:13:60: services[0].localityPolicy.spillover."
+      "overprovisioningFactor: must be a number between 1.0 and 10.0, got "
+      "\"0.5\"\n"
+      "p.yaml:13:81: services[0].localityPolicy.spillover.panicThreshold: "
+      "must be between 0 and 100, got 101\n"
+      "p.yaml:14:18: services[0].healthCheck.timeout: must not exceed the "
+      "interval (1000ms), got 2000ms\n"
+      "p.yaml:14:66: services[0].healthCheck.unhealthyThreshold: must be "
+      "between 1 and 100, got 0\n"
+      "p.yaml:14:69: services[0].healthCheck.colour: unknown field (expected "
+      "one of: interval, timeout, healthyThreshold, unhealthyThreshold, "
+      "serviceName)\n"
+      "p.yaml:19:18: services[1].localityPolicy.failover[0].from: must name "
+      "a region or a region/zone\n"
+      "p.yaml:19:27: services[1].localityPolicy.failover[0].to: must be a "
+      "non-empty list of locality patterns\n"
+      "p.yaml:20:18: services[1].localityPolicy.failover[1].from: must name "
+      "a region or a region/zone");
+}
+
 TEST(ConfigTest, RejectsOversizedInput) {
   std::string big(kMaxConfigBytes + 1, '#');
   auto cfg = ParseConfig(big, "big.yaml");

@@ -501,18 +501,19 @@ void ReadDistribute(Reader& r, const YAML::Node& list, const std::string& path,
       ok = false;
     } else {
       uint64_t sum = 0;
+      bool weights_ok = true;  // Independent of `from`: report both.
       std::set<std::string> seen;
       for (const auto& kv : to) {
         LocalityPattern t;
         const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
         const std::string field = absl::StrCat(p, ".to.", key);
         if (!ReadPattern(r, kv.first, field, &t)) {
-          ok = false;
+          weights_ok = false;
           continue;
         }
         if (!seen.insert(t.ToString()).second) {
           r.Error(kv.first.Mark(), field, "duplicate key");
-          ok = false;
+          weights_ok = false;
           continue;
         }
         uint64_t w = 0;
@@ -521,17 +522,18 @@ void ReadDistribute(Reader& r, const YAML::Node& list, const std::string& path,
           r.Error(kv.second.Mark(), field,
                   absl::StrCat("must be a weight between 1 and 100, got ",
                                Reader::Kind(kv.second)));
-          ok = false;
+          weights_ok = false;
           continue;
         }
         sum += w;
         rule.to.push_back({t, static_cast<uint32_t>(w)});
       }
-      if (ok && sum != 100) {
+      if (weights_ok && sum != 100) {
         r.Error(to.Mark(), p + ".to",
                 absl::StrCat("weights must sum to 100, got ", sum));
-        ok = false;
+        weights_ok = false;
       }
+      ok = ok && weights_ok;
     }
     for (const DistributeRule& other : *out) {
       if (ok && other.from.ToString() == rule.from.ToString()) {

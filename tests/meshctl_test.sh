@@ -32,6 +32,30 @@ check "missing file message" "/nonexistent.yaml: No such file or directory" "$(c
 "$MESHCTL" validate >/dev/null 2>&1; check "no files is a usage error" 2 $?
 "$MESHCTL" frobnicate >/dev/null 2>&1; check "unknown command is a usage error" 2 $?
 
+# explain: the plan for a caller, with the rule and the numbers.
+out=$("$MESHCTL" explain --config="$DATA/spillover.yaml" \
+      --from=us-east/us-east-a/cluster-1 greeter.mesh.internal); rc=$?
+check "explain exits 0" 0 "$rc"
+check "explain shows the spillover priority" \
+  "priority 0: spillover: same cluster 93%, same region 7%" \
+  "$(echo "$out" | grep '^priority 0')"
+check "explain shows the failover priority" \
+  "priority 1: elsewhere (failover)" "$(echo "$out" | grep '^priority 1')"
+check "explain lists excluded endpoints" \
+  "excluded: 10.1.0.3:50051 (UNHEALTHY)" "$(echo "$out" | grep '^excluded')"
+out=$("$MESHCTL" explain --config "$DATA/spillover.yaml" \
+      --from eu-west/eu-west-a/cluster-3 greeter.mesh.internal)
+check "explain depends on the caller's locality" \
+  "priority 0: same cluster 100%" "$(echo "$out" | grep "^priority 0")"
+"$MESHCTL" explain --config="$DATA/spillover.yaml" --from=a/b/c \
+  nope.mesh.internal 2>/tmp/meshctl_err.$$; rc=$?
+check "explain of an unknown hostname exits 1" 1 "$rc"
+check "explain of an unknown hostname says so" \
+  "meshctl explain: nope.mesh.internal is not a hostname in $DATA/spillover.yaml" \
+  "$(cat /tmp/meshctl_err.$$)"
+"$MESHCTL" explain greeter.mesh.internal >/dev/null 2>&1
+check "explain without --config is a usage error" 2 $?
+
 # Never crashes: 300 pseudo-random files (fixed seed, so reproducible) and
 # every 7th-byte truncation of a good file. Exit 0 or 1 only; never a signal.
 tmp=$(mktemp -d)

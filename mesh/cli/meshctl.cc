@@ -4,6 +4,11 @@
 //                              (one summary line each on stdout), 1 if any
 //                              is not (every problem on stderr), 2 on bad
 //                              usage.
+//   meshctl explain --config FILE --from REGION/ZONE/CLUSTER
+//           [--service NAME] [--label KEY=VALUE]... HOSTNAME
+//                              print how a caller in that locality reaches
+//                              HOSTNAME: priorities, localities, weights and
+//                              the rule and numbers behind each.
 //
 // It never crashes on any input: every file goes through the same validating
 // loader as the library, which turns all problems into messages.
@@ -11,19 +16,106 @@
 #include <stdlib.h>
 
 #include <iostream>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "mesh/config/config.h"
 #include "mesh/config/snapshot.h"
+#include "mesh/xds/translate.h"
 
 namespace {
 
 constexpr char kUsage[] =
     "usage: meshctl validate FILE...\n"
+    "       meshctl explain --config FILE --from REGION/ZONE/CLUSTER\n"
+    "               [--service NAME] [--label KEY=VALUE]... HOSTNAME\n"
     "\n"
-    "  validate FILE...  check mesh config files (schema mesh/v1, see\n"
-    "                    docs/config.md); exit 0 if all are valid, 1 if not\n";
+    "  validate  check mesh config files (schema mesh/v1, see\n"
+    "            docs/config.md); exit 0 if all are valid, 1 if not\n"
+    "  explain   show the priorities, localities and weights a caller in\n"
+    "            the given locality (running as service NAME, with the\n"
+    "            given labels) gets for HOSTNAME, and why\n";
+
+// Resolves `path` against the directory bazel run was started from.
+std::string UserPath(std::string path) {
+  const char* cwd = getenv("BUILD_WORKING_DIRECTORY");
+  if (cwd != nullptr && !path.empty() && path[0] != '/') {
+    path = std::string(cwd) + "/" + path;
+  }
+  return path;
+}
+
+int Explain(int argc, char** argv) {
+  std::string config_path, from, service, hostname;
+  std::map<std::string, std::string> labels;
+  for (int i = 2; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (absl::ConsumePrefix(&a, "--config=")) {
+      config_path = std::string(a);
+    } else if (absl::ConsumePrefix(&a, "--from=")) {
+      from = std::string(a);
+    } else if (absl::ConsumePrefix(&a, "--service=")) {
+      service = std::string(a);
+    } else if (absl::ConsumePrefix(&a, "--label=")) {
+      std::pair<std::string, std::string> kv =
+          absl::StrSplit(a, absl::MaxSplits('=', 1));
+      if (kv.first.empty()) {
+        std::cerr << "meshctl explain: --label needs KEY=VALUE\n";
+        return 2;
+      }
+      labels[kv.first] = kv.second;
+    } else if ((a == "--config" || a == "--from" || a == "--service" ||
+                a == "--label") &&
+               i + 1 < argc) {
+      // Also accept "--flag value".
+      const std::string v = argv[++i];
+      if (a == "--config") config_path = v;
+      if (a == "--from") from = v;
+      if (a == "--service") service = v;
+      if (a == "--label") {
+        std::pair<std::string, std::string> kv =
+            absl::StrSplit(v, absl::MaxSplits('=', 1));
+        labels[kv.first] = kv.second;
+      }
+    } else if (!a.empty() && a[0] != '-' && hostname.empty()) {
+      hostname = std::string(a);
+    } else {
+      std::cerr << "meshctl explain: unexpected argument " << argv[i] << "\n"
+                << kUsage;
+      return 2;
+    }
+  }
+  if (config_path.empty() || hostname.empty()) {
+    std::cerr << "meshctl explain: --config and HOSTNAME are required\n"
+              << kUsage;
+    return 2;
+  }
+  auto cfg = mesh::config::LoadConfigFile(UserPath(config_path));
+  if (!cfg.ok()) {
+    std::cerr << cfg.status().message() << "\n";
+    return 1;
+  }
+  const mesh::config::Service* s = (*cfg)->FindByAuthority(hostname);
+  if (s == nullptr) {
+    std::cerr << "meshctl explain: " << hostname
+              << " is not a hostname in " << config_path << "\n";
+    return 1;
+  }
+  std::vector<std::string> parts = absl::StrSplit(from, '/');
+  parts.resize(3);
+  mesh::xds::Caller caller;
+  caller.locality = {parts[0], parts[1], parts[2]};
+  caller.service = service;
+  caller.labels = labels;
+  std::cout << hostname << " (service " << s->namespace_name << "/"
+            << s->name << ") from " << caller.locality.ToString()
+            << (service.empty() ? "" : " as " + service) << "\n"
+            << mesh::xds::PlanFor(**cfg, *s, caller).Explain();
+  return 0;
+}
 
 int Validate(int argc, char** argv) {
   if (argc < 3) {
@@ -33,12 +125,8 @@ int Validate(int argc, char** argv) {
   int bad = 0;
   // Under `bazel run`, the working directory is the runfiles tree; resolve
   // relative paths against the directory the user ran bazel from.
-  const char* cwd = getenv("BUILD_WORKING_DIRECTORY");
   for (int i = 2; i < argc; ++i) {
-    std::string path = argv[i];
-    if (cwd != nullptr && !path.empty() && path[0] != '/') {
-      path = std::string(cwd) + "/" + path;
-    }
+    const std::string path = UserPath(argv[i]);
     absl::StatusOr<std::string> data =
         mesh::config::ReadFileToString(path, mesh::config::kMaxConfigBytes);
     if (!data.ok()) {
@@ -73,6 +161,7 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = argv[1];
   if (cmd == "validate") return Validate(argc, argv);
+  if (cmd == "explain") return Explain(argc, argv);
   std::cerr << "meshctl: unknown command \"" << cmd << "\"\n" << kUsage;
   return 2;
 }

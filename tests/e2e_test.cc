@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <thread>
 
@@ -172,6 +173,17 @@ class MeshE2eTest : public ::testing::Test {
     std::map<std::string, int> out;
     for (int i = 0; i < n; ++i) ++out[Call()];
     return out;
+  }
+
+  // Locality counts over `n` calls, once `locality` has served a call (so
+  // the new EDS is in force). Printed for the record.
+  static std::map<std::string, int> SharesAfter(const std::string& locality,
+                                                int n) {
+    if (!AwaitServedBy(locality)) return {{"never served by " + locality, 1}};
+    std::map<std::string, int> got = CallMany(n);
+    std::cout << "observed over " << n
+              << " calls: " << ::testing::PrintToString(got) << std::endl;
+    return got;
   }
 
   // Calls continuously on another thread until stopped (bounded: at most
@@ -334,6 +346,54 @@ TEST_F(MeshE2eTest, ALostControlPlaneIsRestartedAndCallsKeepFlowing) {
   EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
   EXPECT_TRUE(absl::StrContains(mesh_->GetStatus().last_error,
                                 "the mesh agent exited (signal 9)"));
+}
+
+TEST_F(MeshE2eTest, PartialOutageSpillsTheComputedShareToTheNextLocality) {
+  // cluster-1: 2 of 4 endpoints healthy (2 are marked UNHEALTHY) -> health
+  // = 50 % x 1.4 = 70: 70 % stays, 30 % spills to the same region.
+  Apply(absl::StrCat(
+      BaseConfig(),
+      "      - {address: 127.0.0.1, port: 1, health: UNHEALTHY, locality: "
+      "{region: us-east, zone: us-east-a, cluster: cluster-1}}\n"
+      "      - {address: 127.0.0.1, port: 2, health: UNHEALTHY, locality: "
+      "{region: us-east, zone: us-east-a, cluster: cluster-1}}\n"));
+  std::map<std::string, int> got = SharesAfter(kC2, 3000);
+  EXPECT_EQ(Failures(got), 0);
+  EXPECT_EQ(got.count(kC3), 0u);
+  EXPECT_NEAR(got[kC1] * 100.0 / 3000, 70, 5) << ::testing::PrintToString(got);
+  EXPECT_NEAR(got[kC2] * 100.0 / 3000, 30, 5) << ::testing::PrintToString(got);
+}
+
+TEST_F(MeshE2eTest, ZoneAwareRoutingMatchesItsComputedSplit) {
+  // Callers (this service, e2e-client): 2 in us-east-a, 2 in us-east-b.
+  // Destination: 1 in us-east-a (c1a), 3 in us-east-b (c2 + 2 more).
+  // us-east-a has 25 % of the capacity for 50 % of the callers: 50 % stays
+  // local, 50 % goes to us-east-b.
+  Backend b2("c2-b", kC2), b3("c2-c", kC2);
+  b2.Start();
+  b3.Start();
+  const std::string own =
+      "  - name: e2e-client\n    hostname: e2e-client.mesh.internal\n"
+      "    endpoints:\n"
+      "      - {address: 10.0.0.1, port: 1, locality: {region: us-east, zone: "
+      "us-east-a, cluster: cluster-1}}\n"
+      "      - {address: 10.0.0.2, port: 1, locality: {region: us-east, zone: "
+      "us-east-a, cluster: cluster-1}}\n"
+      "      - {address: 10.0.0.3, port: 1, locality: {region: us-east, zone: "
+      "us-east-b, cluster: cluster-2}}\n"
+      "      - {address: 10.0.0.4, port: 1, locality: {region: us-east, zone: "
+      "us-east-b, cluster: cluster-2}}\n";
+  Apply(absl::StrCat(
+      "apiVersion: mesh/v1\ntrustDomain: example.org\nservices:\n"
+      "  - name: greeter\n    hostname: ", kHost,
+      "\n    localityPolicy: {zoneAware: {minEndpoints: 4}}\n"
+      "    endpoints:\n",
+      c1a_->Yaml(), c2_->Yaml(), b2.Yaml(), b3.Yaml(), c3_->Yaml(), own));
+  std::map<std::string, int> got = SharesAfter(kC2, 3000);
+  EXPECT_EQ(Failures(got), 0);
+  EXPECT_EQ(got.count(kC3), 0u);
+  EXPECT_NEAR(got[kC1] * 100.0 / 3000, 50, 5) << ::testing::PrintToString(got);
+  EXPECT_NEAR(got[kC2] * 100.0 / 3000, 50, 5) << ::testing::PrintToString(got);
 }
 
 // A server in its own process that is frozen (SIGSTOP): connections stay

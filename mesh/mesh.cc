@@ -419,6 +419,10 @@ class Mesh::Impl {
       case agent::EventKind::kAck:
         if (e.text == "EDS") status_.acked_version = e.version;
         break;
+      case agent::EventKind::kHealth:
+        ++status_.health_changes;
+        status_.last_health_change = e.text;
+        break;
       case agent::EventKind::kNack:
         ++status_.nacks;
         SetError(absl::StrCat("gRPC rejected xDS version ", e.version, ": ",

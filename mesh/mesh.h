@@ -98,6 +98,10 @@ struct MeshStatus {
   uint64_t configs_applied = 0;   // Including the first.
   uint64_t configs_rejected = 0;  // Edits that failed validation.
   uint64_t nacks = 0;             // xDS responses gRPC rejected.
+  // Endpoints that active health checks (config `healthCheck`) changed, and
+  // the last such change, e.g. "10.0.0.1:50051 is UNHEALTHY: ...".
+  uint64_t health_changes = 0;
+  std::string last_health_change;
   bool control_plane_running = false;
   int64_t control_plane_pid = -1;  // The agent process, while running.
   uint64_t control_plane_restarts = 0;

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
@@ -66,6 +67,10 @@ class Backend {
     server_.reset();
   }
   int port() const { return port_; }
+  // Its grpc.health.v1 status (the port stays open either way).
+  void SetServing(bool serving) {
+    if (server_) server_->GetHealthCheckService()->SetServingStatus(serving);
+  }
   std::string Yaml(const std::string& extra = "") const {
     std::vector<std::string> p = absl::StrSplit(locality_, '/');
     return absl::StrCat("      - {address: 127.0.0.1, port: ", port_, extra,
@@ -86,6 +91,7 @@ class MeshE2eTest : public ::testing::Test {
     tmp_ = new testing::TempDir("mesh-e2e");
     ASSERT_FALSE(tmp_->path().empty());
     dir_ = new std::string(tmp_->path());
+    grpc::EnableDefaultHealthCheckService(true);
     c1a_ = new Backend("c1a", kC1);
     c1b_ = new Backend("c1b", kC1);
     c2_ = new Backend("c2", kC2);
@@ -111,7 +117,10 @@ class MeshE2eTest : public ::testing::Test {
   // cluster-1 serving.
   void SetUp() override {
     ASSERT_NE(mesh_, nullptr);
-    for (Backend* b : {c1a_, c1b_, c2_, c3_}) b->Start();
+    for (Backend* b : {c1a_, c1b_, c2_, c3_}) {
+      b->Start();
+      b->SetServing(true);
+    }
     Apply(BaseConfig());
     ASSERT_TRUE(AwaitServedBy(kC1));
   }
@@ -241,7 +250,10 @@ TEST_F(MeshE2eTest, OnlyTheLocalClusterServesWhileHealthy) {
   const MeshStatus s = mesh_->GetStatus();
   EXPECT_TRUE(s.control_plane_running);
   EXPECT_EQ(s.nacks, 0u);
-  EXPECT_EQ(s.acked_version, s.config_version);
+  // The xDS version gRPC accepted is this config's (plus "+hN" if health
+  // checks changed something earlier).
+  EXPECT_TRUE(absl::StartsWith(s.acked_version, s.config_version))
+      << s.acked_version << " vs " << s.config_version;
 }
 
 TEST_F(MeshE2eTest, FailsOverToTheSameRegionWithoutAFailedCall) {
@@ -394,6 +406,39 @@ TEST_F(MeshE2eTest, ZoneAwareRoutingMatchesItsComputedSplit) {
   EXPECT_EQ(got.count(kC3), 0u);
   EXPECT_NEAR(got[kC1] * 100.0 / 3000, 50, 5) << ::testing::PrintToString(got);
   EXPECT_NEAR(got[kC2] * 100.0 / 3000, 50, 5) << ::testing::PrintToString(got);
+}
+
+TEST_F(MeshE2eTest, HealthChecksMoveTrafficOffANotServingBackend) {
+  // The port stays open and calls would succeed: only grpc.health.v1 says
+  // NOT_SERVING. With a 200 ms interval and a threshold of 1, cluster-1
+  // leaves the caller's routing within about one interval.
+  Apply(absl::StrReplaceAll(
+      BaseConfig(),
+      {{"    endpoints:\n",
+        "    healthCheck: {interval: 200ms, timeout: 100ms, "
+        "healthyThreshold: 1, unhealthyThreshold: 1}\n    endpoints:\n"}}));
+  ASSERT_TRUE(AwaitServedBy(kC1));
+  const uint64_t changes = mesh_->GetStatus().health_changes;
+  Load load;
+  c1a_->SetServing(false);
+  c1b_->SetServing(false);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(AwaitServedBy(kC2));
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(CallMany(100), (std::map<std::string, int>{{kC2, 100}}));
+  std::cout << "NOT_SERVING to traffic moved: " << took << std::endl;
+  EXPECT_LT(took, absl::Seconds(2));
+  const MeshStatus s = mesh_->GetStatus();
+  EXPECT_EQ(s.health_changes, changes + 2);
+  EXPECT_TRUE(absl::StrContains(s.last_health_change,
+                                "is UNHEALTHY: 1 failed health check(s), "
+                                "last: NOT_SERVING"))
+      << s.last_health_change;
+  c1a_->SetServing(true);
+  c1b_->SetServing(true);
+  ASSERT_TRUE(AwaitServedBy(kC1));
+  std::map<std::string, int> during = load.Stop();
+  EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
 }
 
 // A server in its own process that is frozen (SIGSTOP): connections stay

@@ -20,6 +20,7 @@
 #include "mesh/agent/events.h"
 #include "mesh/common/log.h"
 #include "mesh/config/snapshot.h"
+#include "mesh/health/health_checker.h"
 #include "mesh/source/file_watcher.h"
 #include "mesh/xds/ads_server.h"
 
@@ -123,6 +124,45 @@ void WaitForEnd(int lifeline_fd) {
   sigwait(&set, &sig);
 }
 
+// The snapshot the agent serves: the last good config plus the results of
+// active health checks. Either input changing publishes a new snapshot.
+class Publisher final {
+ public:
+  Publisher(xds::AdsServer* ads, EventSink* sink) : ads_(ads), sink_(sink) {}
+
+  void SetConfig(std::shared_ptr<const config::Snapshot> snap) {
+    absl::MutexLock lock(&mu_);
+    config_ = std::move(snap);
+    PublishLocked();
+  }
+
+  void SetFailing(const config::HealthOverrides& failing,
+                  const std::string& change) {
+    {
+      absl::MutexLock lock(&mu_);
+      failing_ = failing;
+      ++generation_;
+      PublishLocked();
+    }
+    sink_->Emit(EventKind::kHealth, "", change);
+  }
+
+ private:
+  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto snap = std::make_shared<config::Snapshot>(*config_);
+    snap->health = failing_;
+    snap->health_generation = generation_;
+    ads_->SetSnapshot(std::move(snap));
+  }
+
+  xds::AdsServer* const ads_;
+  EventSink* const sink_;
+  absl::Mutex mu_;
+  std::shared_ptr<const config::Snapshot> config_ ABSL_GUARDED_BY(mu_);
+  config::HealthOverrides failing_ ABSL_GUARDED_BY(mu_);
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 }  // namespace
 
 int RunAgent(int argc, char** argv) {
@@ -168,7 +208,14 @@ int RunAgent(int argc, char** argv) {
   }
 
   xds::AdsServer ads(&sink);
-  ads.SetSnapshot(*snap);
+  Publisher publisher(&ads, &sink);
+  publisher.SetConfig(*snap);
+  health::HealthChecker checker(
+      [&publisher](const config::HealthOverrides& failing,
+                   const std::string& change) {
+        publisher.SetFailing(failing, change);
+      });
+  checker.Update((*snap)->config);
   unlink(flags.socket.c_str());  // A stale socket from a previous agent.
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + flags.socket,
@@ -207,7 +254,8 @@ int RunAgent(int argc, char** argv) {
               return;
             }
             current_version = (*next)->version;
-            ads.SetSnapshot(*next);
+            publisher.SetConfig(*next);
+            checker.Update((*next)->config);
             sink.Emit(EventKind::kApplied, current_version, flags.config);
             Log(internal::kInfo,
                 absl::StrCat("config version ", current_version, " applied"));

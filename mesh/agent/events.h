@@ -22,6 +22,7 @@ enum class EventKind {
   kError,     // Any other problem (e.g. the file cannot be read).
   kAck,       // The xDS client accepted VERSION; TEXT is the type.
   kNack,      // The xDS client rejected VERSION; TEXT is "TYPE: message".
+  kHealth,    // An active health check changed an endpoint; TEXT says how.
 };
 
 struct Event {

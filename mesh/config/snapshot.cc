@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 
 namespace mesh {
 namespace config {
@@ -17,6 +18,12 @@ std::string ContentVersion(absl::string_view data) {
   return absl::BytesToHexString(
              absl::string_view(reinterpret_cast<const char*>(md), len))
       .substr(0, 12);
+}
+
+std::string Snapshot::ServingVersion() const {
+  return health_generation == 0
+             ? version
+             : absl::StrCat(version, "+h", health_generation);
 }
 
 absl::StatusOr<std::shared_ptr<const Snapshot>> MakeSnapshot(

@@ -28,6 +28,13 @@ struct Snapshot {
   std::shared_ptr<const MeshConfig> config;
   // Results of active health checks; empty when none are configured.
   HealthOverrides health;
+  // Counts changes of `health` under the same config.
+  uint64_t health_generation = 0;
+
+  // The version served to xDS clients: `version`, plus "+h<generation>"
+  // once health checks have changed something, so that a health change is
+  // a new xDS version while `version` keeps naming the config file.
+  std::string ServingVersion() const;
 };
 
 // Hex SHA-256 prefix of `data` (12 digits).

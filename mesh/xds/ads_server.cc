@@ -101,7 +101,8 @@ bool AdsServer::HasWork(Stream* s) {
   if (s->done || stopped_) return true;
   if (snapshot_ == nullptr) return false;
   for (const auto& [type, t] : s->types) {
-    if (t.subscribed && (t.dirty || t.computed_version != snapshot_->version)) {
+    if (t.subscribed &&
+        (t.dirty || t.computed_version != snapshot_->ServingVersion())) {
       return true;
     }
   }
@@ -122,7 +123,8 @@ bool AdsServer::WriteNext(
     snap = snapshot_;
     caller = s->caller;
     for (auto& [type, t] : s->types) {
-      if (t.subscribed && (t.dirty || t.computed_version != snap->version)) {
+      if (t.subscribed &&
+          (t.dirty || t.computed_version != snap->ServingVersion())) {
         type_url = type;
         names = t.names;
         break;
@@ -141,13 +143,13 @@ bool AdsServer::WriteNext(
     absl::MutexLock lock(&mu_);
     TypeState& t = s->types[type_url];
     const bool names_changed = t.names != names;
-    t.computed_version = snap->version;
+    t.computed_version = snap->ServingVersion();
     if (names_changed) return true;  // Superseded; the next round redoes it.
     const bool first = t.sent_nonce.empty();
     if (!t.dirty && !first && serialized == t.sent) return true;
     t.dirty = false;
     t.sent = std::move(serialized);
-    t.sent_version = snap->version;
+    t.sent_version = snap->ServingVersion();
     t.sent_nonce = absl::StrCat(s->next_nonce++);
     resp.set_version_info(t.sent_version);
     resp.set_nonce(t.sent_nonce);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -347,6 +348,18 @@ class Mesh::Impl {
     return status_;
   }
 
+  absl::StatusOr<std::string> Explain(absl::string_view hostname) const {
+    absl::MutexLock lock(&mu_);
+    auto it = explain_.find(std::string(hostname));
+    if (it == explain_.end()) {
+      return absl::NotFoundError(absl::StrCat(
+          "no routing for ", hostname,
+          " yet: create a channel to it and make a call (or the hostname is "
+          "not in the config)"));
+    }
+    return it->second;
+  }
+
   bool WaitForStatus(const std::function<bool(const MeshStatus&)>& cond,
                      absl::Duration timeout) const {
     const absl::Time deadline = absl::Now() + timeout;
@@ -419,6 +432,14 @@ class Mesh::Impl {
       case agent::EventKind::kAck:
         if (e.text == "EDS") status_.acked_version = e.version;
         break;
+      case agent::EventKind::kExplain: {
+        const size_t nl = e.text.find('\n');
+        if (nl != std::string::npos) {
+          explain_[e.text.substr(0, nl)] = absl::StrCat(
+              "xDS version ", e.version, "\n", e.text.substr(nl + 1));
+        }
+        break;
+      }
       case agent::EventKind::kHealth:
         ++status_.health_changes;
         status_.last_health_change = e.text;
@@ -508,6 +529,7 @@ class Mesh::Impl {
   mutable absl::Mutex mu_;
   mutable absl::CondVar cv_;
   MeshStatus status_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> explain_ ABSL_GUARDED_BY(mu_);
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool supervisor_done_ ABSL_GUARDED_BY(mu_) = false;
@@ -606,6 +628,10 @@ std::unique_ptr<grpc::XdsServerBuilder> Mesh::NewServerBuilder() const {
 }
 
 MeshStatus Mesh::GetStatus() const { return impl_->GetStatus(); }
+
+absl::StatusOr<std::string> Mesh::Explain(absl::string_view hostname) const {
+  return impl_->Explain(hostname);
+}
 
 bool Mesh::WaitForStatus(
     const std::function<bool(const MeshStatus&)>& condition,

@@ -44,7 +44,8 @@ std::shared_ptr<const config::Snapshot> Snap(const std::string& ip) {
 
 struct Recorder : AdsServer::Observer {
   void OnAck(const Caller& c, absl::string_view type,
-             absl::string_view version) override {
+             absl::string_view version,
+             const std::vector<std::string>& names) override {
     absl::MutexLock l(&mu);
     acks.push_back(TypeName(type) + "@" + std::string(version));
   }

@@ -372,6 +372,20 @@ TEST_F(MeshE2eTest, PartialOutageSpillsTheComputedShareToTheNextLocality) {
   std::map<std::string, int> got = SharesAfter(kC2, 3000);
   EXPECT_EQ(Failures(got), 0);
   EXPECT_EQ(got.count(kC3), 0u);
+  // The library explains the split it computed for this workload.
+  std::string explained;
+  EXPECT_TRUE(mesh_->WaitForStatus(
+      [&](const MeshStatus&) {
+        absl::StatusOr<std::string> e = mesh_->Explain(kHost);
+        explained = e.ok() ? *e : std::string(e.status().message());
+        return absl::StrContains(
+            explained, "priority 0: spillover: same cluster 70%, same "
+                       "region 30%");
+      },
+      absl::Seconds(10)))
+      << explained;
+  EXPECT_EQ(mesh_->Explain("nope.mesh.internal").status().code(),
+            absl::StatusCode::kNotFound);
   EXPECT_NEAR(got[kC1] * 100.0 / 3000, 70, 5) << ::testing::PrintToString(got);
   EXPECT_NEAR(got[kC2] * 100.0 / 3000, 30, 5) << ::testing::PrintToString(got);
 }

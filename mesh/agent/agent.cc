@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -89,10 +90,19 @@ class EventSink final : public xds::AdsServer::Observer {
     }
   }
 
-  void OnAck(const xds::Caller&, absl::string_view type_url,
-             absl::string_view version) override {
+  void OnAck(const xds::Caller& caller, absl::string_view type_url,
+             absl::string_view version,
+             const std::vector<std::string>& names) override {
     Emit(EventKind::kAck, version, xds::TypeName(type_url));
+    if (type_url == xds::kEndpointType && explain_) {
+      explain_(caller, version, names);
+    }
   }
+
+  // Called on each EDS ACK with the clusters the client uses.
+  using ExplainFn = std::function<void(const xds::Caller&, absl::string_view,
+                                       const std::vector<std::string>&)>;
+  void set_explain(ExplainFn fn) { explain_ = std::move(fn); }
   void OnNack(const xds::Caller&, absl::string_view type_url,
               absl::string_view version, absl::string_view message) override {
     Emit(EventKind::kNack, version,
@@ -102,6 +112,7 @@ class EventSink final : public xds::AdsServer::Observer {
  private:
   const int fd_;
   absl::Mutex mu_;
+  ExplainFn explain_;  // Set before the server starts.
 };
 
 // Blocks until the lifeline reaches EOF, or (without one) until SIGTERM or
@@ -136,6 +147,11 @@ class Publisher final {
     PublishLocked();
   }
 
+  std::shared_ptr<const config::Snapshot> Current() {
+    absl::MutexLock lock(&mu_);
+    return current_;
+  }
+
   void SetFailing(const config::HealthOverrides& failing,
                   const std::string& change) {
     {
@@ -152,6 +168,7 @@ class Publisher final {
     auto snap = std::make_shared<config::Snapshot>(*config_);
     snap->health = failing_;
     snap->health_generation = generation_;
+    current_ = snap;
     ads_->SetSnapshot(std::move(snap));
   }
 
@@ -161,6 +178,7 @@ class Publisher final {
   std::shared_ptr<const config::Snapshot> config_ ABSL_GUARDED_BY(mu_);
   config::HealthOverrides failing_ ABSL_GUARDED_BY(mu_);
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<const config::Snapshot> current_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -209,6 +227,23 @@ int RunAgent(int argc, char** argv) {
 
   xds::AdsServer ads(&sink);
   Publisher publisher(&ads, &sink);
+  // After each EDS ACK: the explanation of what that client now does, for
+  // every service it uses (Mesh::Explain).
+  sink.set_explain([&sink, &publisher](const xds::Caller& caller,
+                                       absl::string_view version,
+                                       const std::vector<std::string>& names) {
+    std::shared_ptr<const config::Snapshot> snap = publisher.Current();
+    if (snap == nullptr || snap->ServingVersion() != version) return;
+    for (const std::string& cluster : names) {
+      const config::Service* s = snap->config->FindByName(cluster);
+      if (s == nullptr) continue;
+      sink.Emit(EventKind::kExplain, version,
+                absl::StrCat(s->hostname, "\n",
+                             xds::PlanFor(*snap->config, *s, caller,
+                                          snap->health)
+                                 .Explain()));
+    }
+  });
   publisher.SetConfig(*snap);
   health::HealthChecker checker(
       [&publisher](const config::HealthOverrides& failing,

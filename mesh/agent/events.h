@@ -23,6 +23,7 @@ enum class EventKind {
   kAck,       // The xDS client accepted VERSION; TEXT is the type.
   kNack,      // The xDS client rejected VERSION; TEXT is "TYPE: message".
   kHealth,    // An active health check changed an endpoint; TEXT says how.
+  kExplain,   // For VERSION, TEXT = "HOSTNAME\n" + its plan's explanation.
 };
 
 struct Event {

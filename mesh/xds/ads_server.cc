@@ -60,6 +60,7 @@ void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
   enum { kNone, kAck, kNack } event = kNone;
   Caller caller;
   std::string version;
+  std::vector<std::string> subscribed;
   {
     absl::MutexLock lock(&mu_);
     if (req.has_node()) s->caller = CallerFromNode(req.node());
@@ -75,6 +76,7 @@ void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
     std::vector<std::string> names(req.resource_names().begin(),
                                    req.resource_names().end());
     std::sort(names.begin(), names.end());
+    subscribed = names;
     if (!t.subscribed || names != t.names) {
       t.names = std::move(names);
       t.subscribed = true;
@@ -93,7 +95,7 @@ void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
                         req.error_detail().message());
     }
   } else if (event == kAck && observer_ != nullptr) {
-    observer_->OnAck(caller, req.type_url(), version);
+    observer_->OnAck(caller, req.type_url(), version, subscribed);
   }
 }
 

@@ -48,8 +48,10 @@ class AdsServer final
   // What the server saw; called without locks held, from stream threads.
   struct Observer {
     virtual ~Observer() = default;
+    // `names`: the resources of that type the client subscribes to.
     virtual void OnAck(const Caller& caller, absl::string_view type_url,
-                       absl::string_view version) {}
+                       absl::string_view version,
+                       const std::vector<std::string>& names) {}
     virtual void OnNack(const Caller& caller, absl::string_view type_url,
                         absl::string_view version,
                         absl::string_view message) {}

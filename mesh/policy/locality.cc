@@ -1,6 +1,7 @@
 #include "mesh/policy/locality.h"
 
 #include <algorithm>
+#include <functional>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -20,33 +21,44 @@ using config::Locality;
 // 0.1 % share still has a weight of 100.
 constexpr double kWeightScale = 100000;
 
-struct Ep {
-  const Endpoint* e;
-  bool healthy;
+// The endpoints of one locality (in a level), sorted by address and port.
+struct Bucket {
+  const Locality* locality = nullptr;
+  std::vector<const Endpoint*> eps;
+  std::vector<bool> healthy;  // Parallel to eps.
 };
 
 struct Level {
   std::string name;
-  std::vector<Ep> eps;
+  std::vector<Bucket> buckets;  // Sorted by locality.
+  int total = 0;
+  int healthy = 0;
 };
 
 std::string Key(const Endpoint& e) {
   return absl::StrCat(e.address, ":", e.port);
 }
 
-// Groups `eps` by locality (weight = sum of endpoint weights), keeping only
-// healthy endpoints unless `all`.
-std::vector<LocalityGroup> Group(const std::vector<Ep>& eps, bool all) {
-  std::map<Locality, LocalityGroup> groups;
-  for (const Ep& ep : eps) {
-    if (!all && !ep.healthy) continue;
-    LocalityGroup& g = groups[ep.e->locality];
-    g.locality = ep.e->locality;
-    g.weight += ep.e->weight;
-    g.endpoints.push_back({ep.e->address, ep.e->port});
+// The locality group of a bucket: its healthy endpoints (all of them if
+// `all`), weighted by the sum of their weights. Empty if none qualify.
+LocalityGroup ToGroup(const Bucket& b, bool all) {
+  LocalityGroup g;
+  g.locality = *b.locality;
+  for (size_t i = 0; i < b.eps.size(); ++i) {
+    if (!all && !b.healthy[i]) continue;
+    g.weight += b.eps[i]->weight;
+    g.endpoints.push_back({b.eps[i]->address, b.eps[i]->port});
   }
+  return g;
+}
+
+std::vector<LocalityGroup> Group(const std::vector<Bucket>& buckets,
+                                 bool all) {
   std::vector<LocalityGroup> out;
-  for (auto& [loc, g] : groups) out.push_back(std::move(g));
+  for (const Bucket& b : buckets) {
+    LocalityGroup g = ToGroup(b, all);
+    if (!g.endpoints.empty()) out.push_back(std::move(g));
+  }
   return out;
 }
 
@@ -75,6 +87,13 @@ void AddPriority(Plan* plan, std::vector<LocalityGroup> groups,
   plan->priorities.push_back(std::move(p));
 }
 
+void SortByLocality(std::vector<LocalityGroup>* groups) {
+  std::sort(groups->begin(), groups->end(),
+            [](const LocalityGroup& a, const LocalityGroup& b) {
+              return a.locality < b.locality;
+            });
+}
+
 std::string LabelValue(const std::string& key, const Locality& loc,
                        const std::map<std::string, std::string>& labels) {
   if (key == "region") return loc.region;
@@ -84,20 +103,30 @@ std::string LabelValue(const std::string& key, const Locality& loc,
   return it == labels.end() ? "" : it->second;
 }
 
-std::vector<Level> ProximityLevels(const std::vector<Ep>& eps,
-                                   const Locality& caller) {
-  std::vector<Level> levels(4);
-  for (int i = 0; i < 4; ++i) {
-    levels[i].name = ProximityName(static_cast<Proximity>(i));
-  }
-  for (const Ep& ep : eps) {
-    levels[static_cast<int>(ProximityOf(caller, ep.e->locality))]
-        .eps.push_back(ep);
+// Puts each whole bucket in the level `level_of` returns for its locality.
+std::vector<Level> ByLocality(
+    const std::vector<Bucket>& buckets, std::vector<std::string> names,
+    const std::function<size_t(const Locality&)>& level_of) {
+  std::vector<Level> levels(names.size());
+  for (size_t i = 0; i < names.size(); ++i) levels[i].name = names[i];
+  for (const Bucket& b : buckets) {
+    levels[level_of(*b.locality)].buckets.push_back(b);
   }
   return levels;
 }
 
-std::vector<Level> FailoverPriorityLevels(const std::vector<Ep>& eps,
+std::vector<Level> ProximityLevels(const std::vector<Bucket>& buckets,
+                                   const Locality& caller) {
+  std::vector<std::string> names;
+  for (int i = 0; i < 4; ++i) {
+    names.push_back(ProximityName(static_cast<Proximity>(i)));
+  }
+  return ByLocality(buckets, names, [&caller](const Locality& l) {
+    return static_cast<size_t>(ProximityOf(caller, l));
+  });
+}
+
+std::vector<Level> FailoverPriorityLevels(const std::vector<Bucket>& buckets,
                                           const Caller& caller,
                                           const std::vector<std::string>& keys) {
   const size_t n = keys.size();
@@ -108,67 +137,72 @@ std::vector<Level> FailoverPriorityLevels(const std::vector<Ep>& eps,
                : absl::StrCat("matches ", absl::StrJoin(keys.begin(),
                                                         keys.begin() + k, ", "));
   }
-  for (const Ep& ep : eps) {
-    size_t k = 0;
-    while (k < n) {
-      const std::string mine = LabelValue(keys[k], caller.locality,
-                                          caller.labels);
-      if (mine.empty() ||
-          mine != LabelValue(keys[k], ep.e->locality, ep.e->labels)) {
-        break;
+  std::vector<std::string> mine;
+  for (const std::string& key : keys) {
+    mine.push_back(LabelValue(key, caller.locality, caller.labels));
+  }
+  // Labels are per endpoint: a locality's endpoints may land in different
+  // levels, so buckets are split here.
+  for (const Bucket& b : buckets) {
+    std::vector<Bucket> split(n + 1);
+    for (size_t i = 0; i < b.eps.size(); ++i) {
+      size_t k = 0;
+      while (k < n && !mine[k].empty() &&
+             mine[k] == LabelValue(keys[k], *b.locality, b.eps[i]->labels)) {
+        ++k;
       }
-      ++k;
+      split[n - k].locality = b.locality;
+      split[n - k].eps.push_back(b.eps[i]);
+      split[n - k].healthy.push_back(b.healthy[i]);
     }
-    levels[n - k].eps.push_back(ep);
+    for (size_t l = 0; l <= n; ++l) {
+      if (!split[l].eps.empty()) levels[l].buckets.push_back(split[l]);
+    }
   }
   return levels;
 }
 
-std::vector<Level> ExplicitFailoverLevels(const std::vector<Ep>& eps,
+std::vector<Level> ExplicitFailoverLevels(const std::vector<Bucket>& buckets,
                                           const Caller& caller,
                                           const config::FailoverRule& rule) {
-  std::vector<Level> levels;
+  std::vector<std::string> names;
   for (int i = 0; i < 3; ++i) {
-    levels.push_back({ProximityName(static_cast<Proximity>(i)), {}});
+    names.push_back(ProximityName(static_cast<Proximity>(i)));
   }
   for (const config::LocalityPattern& t : rule.to) {
-    levels.push_back({absl::StrCat("failover target ", t.ToString()), {}});
+    names.push_back(absl::StrCat("failover target ", t.ToString()));
   }
-  levels.push_back({"elsewhere (after the failover targets)", {}});
-  for (const Ep& ep : eps) {
-    const Proximity p = ProximityOf(caller.locality, ep.e->locality);
-    if (p != Proximity::kElsewhere) {
-      levels[static_cast<int>(p)].eps.push_back(ep);
-      continue;
-    }
+  names.push_back("elsewhere (after the failover targets)");
+  return ByLocality(buckets, names, [&](const Locality& l) {
+    const Proximity p = ProximityOf(caller.locality, l);
+    if (p != Proximity::kElsewhere) return static_cast<size_t>(p);
     size_t i = 0;
-    while (i < rule.to.size() && !rule.to[i].Matches(ep.e->locality)) ++i;
-    levels[3 + i].eps.push_back(ep);
-  }
-  return levels;
+    while (i < rule.to.size() && !rule.to[i].Matches(l)) ++i;
+    return 3 + i;
+  });
 }
 
 // Turns ordered levels into priorities (see the spillover contract in the
 // header).
-void Spill(const std::vector<Level>& all_levels,
-           const config::LocalityPolicy& lp, Plan* plan) {
-  std::vector<const Level*> levels;
-  for (const Level& l : all_levels) {
-    if (!l.eps.empty()) levels.push_back(&l);
+void Spill(std::vector<Level> all_levels, const config::LocalityPolicy& lp,
+           Plan* plan) {
+  std::vector<Level> levels;
+  for (Level& l : all_levels) {
+    for (const Bucket& b : l.buckets) {
+      l.total += static_cast<int>(b.eps.size());
+      for (bool h : b.healthy) l.healthy += h;
+    }
+    if (l.total > 0) levels.push_back(std::move(l));
   }
-  std::vector<int> healthy(levels.size(), 0);
   int any_healthy = 0;
-  for (size_t i = 0; i < levels.size(); ++i) {
-    for (const Ep& ep : levels[i]->eps) healthy[i] += ep.healthy;
-    any_healthy += healthy[i];
-  }
+  for (const Level& l : levels) any_healthy += l.healthy;
   if (any_healthy == 0) {
     // Nothing is healthy: panic, as Envoy does. Use every endpoint, closest
     // level first; gRPC skips those it cannot reach.
     plan->notes.push_back(
         "no healthy endpoint: panic, every endpoint is used, closest first");
-    for (const Level* l : levels) {
-      AddPriority(plan, Group(l->eps, true), l->name + " (panic)");
+    for (const Level& l : levels) {
+      AddPriority(plan, Group(l.buckets, true), l.name + " (panic)");
     }
     return;
   }
@@ -176,10 +210,8 @@ void Spill(const std::vector<Level>& all_levels,
     plan->notes.push_back(
         "spillover mode failover: a level takes all traffic while it has a "
         "healthy endpoint");
-    for (size_t i = 0; i < levels.size(); ++i) {
-      if (healthy[i] > 0) {
-        AddPriority(plan, Group(levels[i]->eps, false), levels[i]->name);
-      }
+    for (const Level& l : levels) {
+      if (l.healthy > 0) AddPriority(plan, Group(l.buckets, false), l.name);
     }
     return;
   }
@@ -189,12 +221,12 @@ void Spill(const std::vector<Level>& all_levels,
   std::vector<bool> panic(levels.size(), false);
   uint32_t health_sum = 0;
   for (size_t i = 0; i < levels.size(); ++i) {
-    const int total = static_cast<int>(levels[i]->eps.size());
+    const Level& l = levels[i];
     health[i] = std::min<uint32_t>(
-        100, healthy[i] * lp.overprovisioning_percent / total);
-    panic[i] = healthy[i] > 0 &&
-               healthy[i] * 100 < static_cast<int>(lp.panic_threshold_percent) *
-                                      total;
+        100, l.healthy * lp.overprovisioning_percent / l.total);
+    panic[i] = l.healthy > 0 &&
+               l.healthy * 100 <
+                   static_cast<int>(lp.panic_threshold_percent) * l.total;
     health_sum += health[i];
   }
   if (health_sum >= 100) {
@@ -224,58 +256,54 @@ void Spill(const std::vector<Level>& all_levels,
   std::vector<LocalityGroup> p0;
   std::vector<std::string> p0_why;
   for (size_t i = 0; i < levels.size(); ++i) {
-    const int total = static_cast<int>(levels[i]->eps.size());
+    const Level& l = levels[i];
     plan->notes.push_back(absl::StrFormat(
         "level %d (%s): %d of %d healthy, health = min(100, %d%% x %.2f) = "
         "%d, load %d%%%s",
-        i, levels[i]->name, healthy[i], total, healthy[i] * 100 / total,
-        factor, health[i], load[i],
+        i, l.name, l.healthy, l.total, l.healthy * 100 / l.total, factor,
+        health[i], load[i],
         panic[i] ? absl::StrCat(" (panic: below ", lp.panic_threshold_percent,
                                 "% healthy, all its endpoints are used)")
                  : ""));
     if (load[i] == 0) continue;
-    std::vector<LocalityGroup> groups = Group(levels[i]->eps, panic[i]);
+    std::vector<LocalityGroup> groups = Group(l.buckets, panic[i]);
     Scale(&groups, load[i] / 100.0);
     for (LocalityGroup& g : groups) {
-      g.why = absl::StrCat(levels[i]->name, ", ", load[i], "% of traffic");
+      g.why = absl::StrCat(l.name, ", ", load[i], "% of traffic");
       p0.push_back(std::move(g));
     }
-    p0_why.push_back(absl::StrCat(levels[i]->name, " ", load[i], "%"));
+    p0_why.push_back(absl::StrCat(l.name, " ", load[i], "%"));
   }
-  std::sort(p0.begin(), p0.end(),
-            [](const LocalityGroup& a, const LocalityGroup& b) {
-              return a.locality < b.locality;
-            });
+  SortByLocality(&p0);
   AddPriority(plan, std::move(p0),
               p0_why.size() == 1
                   ? p0_why[0]
                   : absl::StrCat("spillover: ", absl::StrJoin(p0_why, ", ")));
   for (size_t i = 0; i < levels.size(); ++i) {
-    if (load[i] == 0 && healthy[i] > 0) {
-      AddPriority(plan, Group(levels[i]->eps, false),
-                  levels[i]->name + " (failover)");
+    if (load[i] == 0 && levels[i].healthy > 0) {
+      AddPriority(plan, Group(levels[i].buckets, false),
+                  levels[i].name + " (failover)");
     }
   }
 }
 
-void Distribute(const std::vector<Ep>& eps, const config::DistributeRule& rule,
-                Plan* plan) {
+void Distribute(const std::vector<Bucket>& buckets,
+                const config::DistributeRule& rule, Plan* plan) {
   // Each locality goes to the first pattern that matches it.
-  std::vector<std::vector<Ep>> per_pattern(rule.to.size());
-  for (const Ep& ep : eps) {
-    if (!ep.healthy) continue;
+  std::vector<std::vector<Bucket>> per_pattern(rule.to.size());
+  for (const Bucket& b : buckets) {
     size_t i = 0;
-    while (i < rule.to.size() && !rule.to[i].first.Matches(ep.e->locality)) {
-      ++i;
-    }
-    if (i == rule.to.size()) {
-      plan->excluded.push_back(
-          absl::StrCat(Key(*ep.e), " (", ep.e->locality.ToString(),
-                       " is not in the distribute rule for ",
-                       rule.from.ToString(), ")"));
+    while (i < rule.to.size() && !rule.to[i].first.Matches(*b.locality)) ++i;
+    if (i < rule.to.size()) {
+      per_pattern[i].push_back(b);
       continue;
     }
-    per_pattern[i].push_back(ep);
+    for (size_t e = 0; e < b.eps.size(); ++e) {
+      if (!b.healthy[e]) continue;  // Already listed as unhealthy.
+      plan->excluded.push_back(absl::StrCat(
+          Key(*b.eps[e]), " (", b.locality->ToString(),
+          " is not in the distribute rule for ", rule.from.ToString(), ")"));
+    }
   }
   std::vector<LocalityGroup> p0;
   for (size_t i = 0; i < rule.to.size(); ++i) {
@@ -296,17 +324,14 @@ void Distribute(const std::vector<Ep>& eps, const config::DistributeRule& rule,
       p0.push_back(std::move(g));
     }
   }
-  std::sort(p0.begin(), p0.end(),
-            [](const LocalityGroup& a, const LocalityGroup& b) {
-              return a.locality < b.locality;
-            });
+  SortByLocality(&p0);
   AddPriority(plan, std::move(p0),
               absl::StrCat("distribute for ", rule.from.ToString()));
 }
 
 // Envoy's zone-aware routing inside the caller's region. Returns false (and
 // says why) when it does not apply; the caller then uses the default order.
-bool ZoneAware(const std::vector<Ep>& eps, const Caller& caller,
+bool ZoneAware(const std::vector<Bucket>& buckets, const Caller& caller,
                const config::LocalityPolicy& lp, Plan* plan,
                const HealthOverrides& health) {
   const Locality& me = caller.locality;
@@ -318,10 +343,11 @@ bool ZoneAware(const std::vector<Ep>& eps, const Caller& caller,
   }
   std::map<std::string, double> dest, own;  // zone -> healthy endpoints
   double dest_total = 0, own_total = 0;
-  for (const Ep& ep : eps) {
-    if (ep.healthy && ep.e->locality.region == me.region) {
-      dest[ep.e->locality.zone] += 1;
-      dest_total += 1;
+  for (const Bucket& b : buckets) {
+    if (b.locality->region != me.region) continue;
+    for (bool h : b.healthy) {
+      dest[b.locality->zone] += h;
+      dest_total += h;
     }
   }
   for (const Endpoint& e : caller.own_service->endpoints) {
@@ -367,8 +393,8 @@ bool ZoneAware(const std::vector<Ep>& eps, const Caller& caller,
     for (const auto& [zone, s] : surplus) {
       // No zone has a surplus (rounding): spread by capacity instead.
       const double part = surplus_total > 0
-                               ? s / surplus_total
-                               : dest[zone] / (dest_total - dest[me.zone]);
+                              ? s / surplus_total
+                              : dest[zone] / (dest_total - dest[me.zone]);
       share[zone] = residual * part;
       plan->notes.push_back(absl::StrFormat(
           "zone %s: %.1f%% of destination, %.1f%% of callers, surplus "
@@ -377,21 +403,21 @@ bool ZoneAware(const std::vector<Ep>& eps, const Caller& caller,
           s * 100, share[zone] * 100));
     }
   }
-  std::vector<LocalityGroup> p0;
-  std::vector<Ep> region_rest, elsewhere;
-  std::map<std::string, std::vector<Ep>> by_zone;
-  for (const Ep& ep : eps) {
-    if (ep.e->locality.region != me.region) {
-      elsewhere.push_back(ep);
-    } else if (share.count(ep.e->locality.zone) &&
-               share[ep.e->locality.zone] > 0) {
-      by_zone[ep.e->locality.zone].push_back(ep);
+  std::map<std::string, std::vector<Bucket>> by_zone;
+  std::vector<Bucket> region_rest, elsewhere;
+  for (const Bucket& b : buckets) {
+    auto it = share.find(b.locality->zone);
+    if (b.locality->region != me.region) {
+      elsewhere.push_back(b);
+    } else if (it != share.end() && it->second > 0) {
+      by_zone[b.locality->zone].push_back(b);
     } else {
-      region_rest.push_back(ep);
+      region_rest.push_back(b);
     }
   }
-  for (auto& [zone, zeps] : by_zone) {
-    std::vector<LocalityGroup> groups = Group(zeps, false);
+  std::vector<LocalityGroup> p0;
+  for (const auto& [zone, zb] : by_zone) {
+    std::vector<LocalityGroup> groups = Group(zb, false);
     if (groups.empty()) continue;
     Scale(&groups, share[zone]);
     for (LocalityGroup& g : groups) {
@@ -400,6 +426,7 @@ bool ZoneAware(const std::vector<Ep>& eps, const Caller& caller,
       p0.push_back(std::move(g));
     }
   }
+  SortByLocality(&p0);
   AddPriority(plan, std::move(p0),
               absl::StrCat("zone-aware inside ", me.region));
   AddPriority(plan, Group(region_rest, false),
@@ -441,37 +468,54 @@ Plan ComputePlan(const config::Service& service, const Caller& caller,
                  const HealthOverrides& health) {
   Plan plan;
   const config::LocalityPolicy& lp = service.locality_policy;
-  // Effective health, in a fixed order whatever the config's order.
-  std::vector<Ep> eps;
-  for (const Endpoint& e : service.endpoints) eps.push_back({&e, false});
-  std::sort(eps.begin(), eps.end(), [](const Ep& a, const Ep& b) {
-    return std::tie(a.e->locality, a.e->address, a.e->port) <
-           std::tie(b.e->locality, b.e->address, b.e->port);
-  });
-  for (Ep& ep : eps) {
-    auto it = health.find(Key(*ep.e));
-    const Health h = it == health.end() ? ep.e->health : it->second;
-    ep.healthy = h == Health::kHealthy;
-    if (!ep.healthy) {
-      plan.excluded.push_back(absl::StrCat(
-          Key(*ep.e), " (", h == Health::kUnhealthy ? "UNHEALTHY" : "DRAINING",
-          it == health.end() ? "" : ", health check", ")"));
+  // Bucket the endpoints by locality (n log L), then sort each bucket by
+  // address: the result does not depend on the config's order.
+  std::map<Locality, std::vector<const Endpoint*>> by_locality;
+  for (const Endpoint& e : service.endpoints) {
+    by_locality[e.locality].push_back(&e);
+  }
+  std::vector<Bucket> buckets;
+  buckets.reserve(by_locality.size());
+  for (auto& [loc, eps] : by_locality) {
+    std::sort(eps.begin(), eps.end(), [](const Endpoint* a, const Endpoint* b) {
+      return std::tie(a->address, a->port) < std::tie(b->address, b->port);
+    });
+    Bucket b;
+    b.locality = &loc;
+    b.eps = std::move(eps);
+    b.healthy.reserve(b.eps.size());
+    for (const Endpoint* e : b.eps) {
+      Health h = e->health;
+      if (!health.empty()) {
+        auto it = health.find(Key(*e));
+        if (it != health.end()) h = it->second;
+        if (it != health.end() && h != Health::kHealthy) {
+          plan.excluded.push_back(
+              absl::StrCat(Key(*e), " (UNHEALTHY, health check)"));
+        }
+      }
+      if (h != Health::kHealthy && h == e->health) {
+        plan.excluded.push_back(absl::StrCat(
+            Key(*e), " (",
+            h == Health::kUnhealthy ? "UNHEALTHY" : "DRAINING", ")"));
+      }
+      b.healthy.push_back(h == Health::kHealthy);
     }
+    buckets.push_back(std::move(b));
   }
 
   for (const config::DistributeRule& rule : lp.distribute) {
     if (rule.from.Matches(caller.locality)) {
       plan.rule = absl::StrCat("distribute (rule for ", rule.from.ToString(),
                                ", line ", rule.line, ")");
-      Distribute(eps, rule, &plan);
+      Distribute(buckets, rule, &plan);
       return plan;
     }
   }
   if (lp.zone_aware) {
     plan.rule = "zone-aware";
-    if (ZoneAware(eps, caller, lp, &plan, health)) return plan;
+    if (ZoneAware(buckets, caller, lp, &plan, health)) return plan;
   }
-  std::vector<Level> levels;
   const config::FailoverRule* failover = nullptr;
   for (const config::FailoverRule& rule : lp.failover) {
     if (rule.from.Matches(caller.locality)) {
@@ -479,23 +523,24 @@ Plan ComputePlan(const config::Service& service, const Caller& caller,
       break;
     }
   }
+  std::vector<Level> levels;
   if (!lp.failover_priority.empty()) {
     plan.rule = absl::StrCat("failoverPriority [",
                              absl::StrJoin(lp.failover_priority, ", "), "]");
-    levels = FailoverPriorityLevels(eps, caller, lp.failover_priority);
+    levels = FailoverPriorityLevels(buckets, caller, lp.failover_priority);
   } else if (failover != nullptr) {
     plan.rule = absl::StrCat("failover from ", failover->from.ToString(),
                              " (line ", failover->line, ")");
-    levels = ExplicitFailoverLevels(eps, caller, *failover);
+    levels = ExplicitFailoverLevels(buckets, caller, *failover);
   } else {
     if (plan.rule.empty()) {
       plan.rule = !lp.distribute.empty() || !lp.failover.empty()
                       ? "proximity (no rule matches this caller)"
                       : "proximity";
     }
-    levels = ProximityLevels(eps, caller.locality);
+    levels = ProximityLevels(buckets, caller.locality);
   }
-  Spill(levels, lp, &plan);
+  Spill(std::move(levels), lp, &plan);
   return plan;
 }
 

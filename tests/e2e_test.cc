@@ -178,6 +178,17 @@ class MeshE2eTest : public ::testing::Test {
     return false;
   }
 
+  // Calls until `n` consecutive calls are served by `locality` (at most
+  // 20 s).
+  static bool AwaitOnly(const std::string& locality, int n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    int run = 0;
+    while (run < n && absl::Now() < deadline) {
+      run = Call() == locality ? run + 1 : 0;
+    }
+    return run >= n;
+  }
+
   static std::map<std::string, int> CallMany(int n) {
     std::map<std::string, int> out;
     for (int i = 0; i < n; ++i) ++out[Call()];
@@ -437,7 +448,13 @@ TEST_F(MeshE2eTest, HealthChecksMoveTrafficOffANotServingBackend) {
   c1a_->SetServing(false);
   c1b_->SetServing(false);
   const absl::Time start = absl::Now();
-  ASSERT_TRUE(AwaitServedBy(kC2));
+  // Both are marked (one check each, a few ms apart; in between cluster-1
+  // is half healthy and rightly keeps 70 %)...
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [&](const MeshStatus& s) { return s.health_changes >= changes + 2; },
+      absl::Seconds(10)));
+  // ...and the routing without them is in force.
+  ASSERT_TRUE(AwaitOnly(kC2, 20));
   const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(CallMany(100), (std::map<std::string, int>{{kC2, 100}}));
   std::cout << "NOT_SERVING to traffic moved: " << took << std::endl;

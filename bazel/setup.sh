@@ -12,7 +12,7 @@ PACKAGES=(
   bazel-bootstrap bazel-rules-java bazel-platforms
   g++ pkg-config
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
-  libabsl-dev libc-ares-dev libssl-dev libyaml-cpp-dev
+  libabsl-dev libc-ares-dev libssl-dev libyaml-cpp-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   openssl procps
 )

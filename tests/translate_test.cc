@@ -102,7 +102,7 @@ TEST_F(TranslateTest, ServerListenerMatchesItsAddressAndDoesNotForward) {
 }
 
 TEST_F(TranslateTest, RouteRetriesUnavailableAndCancelled) {
-  RouteConfiguration rc = RouteConfig(greeter());
+  RouteConfiguration rc = RouteConfig(*config_, greeter());
   EXPECT_EQ(rc.name(), "greeter.mesh.internal");
   ASSERT_EQ(rc.virtual_hosts_size(), 1);
   const auto& vh = rc.virtual_hosts(0);

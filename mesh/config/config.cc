@@ -19,11 +19,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "re2/re2.h"
 #include "yaml-cpp/yaml.h"
 
 namespace mesh {
@@ -56,6 +58,49 @@ const Service* MeshConfig::FindByAuthority(absl::string_view authority) const {
     if (s.port != 0 && authority == absl::StrCat(s.hostname, ":", s.port)) {
       return &s;
     }
+  }
+  return nullptr;
+}
+
+std::string HeaderMatch::ToString() const {
+  std::string op;
+  switch (kind) {
+    case Kind::kExact:
+      op = absl::StrCat(" == \"", value, "\"");
+      break;
+    case Kind::kPrefix:
+      op = absl::StrCat(" starts with \"", value, "\"");
+      break;
+    case Kind::kRegex:
+      op = absl::StrCat(" ~ /", value, "/");
+      break;
+    case Kind::kPresent:
+      op = " present";
+      break;
+    case Kind::kAbsent:
+      op = " absent";
+      break;
+  }
+  return absl::StrCat(invert ? "not " : "", name, op);
+}
+
+bool RouteMatch::MatchesEverything() const {
+  return method.empty() && (prefix.empty() || prefix == "/") &&
+         headers.empty() && percent == 100;
+}
+
+std::string RouteMatch::ToString() const {
+  std::vector<std::string> parts;
+  if (!method.empty()) parts.push_back("method " + method);
+  if (!prefix.empty()) parts.push_back("prefix " + prefix);
+  for (const HeaderMatch& h : headers) parts.push_back(h.ToString());
+  if (percent != 100) parts.push_back(absl::StrCat(percent, "% of calls"));
+  return parts.empty() ? "every call" : absl::StrJoin(parts, " and ");
+}
+
+const Subset* Service::FindSubset(absl::string_view subset) const {
+  for (const Subset& s : subsets) {
+    if (s.name == subset) return &s;
   }
   return nullptr;
 }
@@ -664,12 +709,387 @@ void ReadHealthCheck(Reader& r, const YAML::Node& node,
   r.String(node, "serviceName", path, false, &hc->service_name);
 }
 
-void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
-                 Service* svc) {
-  if (!r.ExpectMap(node, path, {"name", "namespace", "hostname", "port",
-                                "endpoints", "localityPolicy",
-                                "healthCheck"})) {
+// Checks made once every service is read: destinations name a service
+// (and subset) that exists.
+struct PendingDestination {
+  YAML::Mark mark;
+  std::string path;
+  std::string from_service;  // The service whose route it is.
+  Destination destination;
+};
+
+constexpr std::pair<absl::string_view, int> kGrpcCodes[] = {
+    {"OK", 0},
+    {"CANCELLED", 1},
+    {"UNKNOWN", 2},
+    {"INVALID_ARGUMENT", 3},
+    {"DEADLINE_EXCEEDED", 4},
+    {"NOT_FOUND", 5},
+    {"ALREADY_EXISTS", 6},
+    {"PERMISSION_DENIED", 7},
+    {"RESOURCE_EXHAUSTED", 8},
+    {"FAILED_PRECONDITION", 9},
+    {"ABORTED", 10},
+    {"OUT_OF_RANGE", 11},
+    {"UNIMPLEMENTED", 12},
+    {"INTERNAL", 13},
+    {"UNAVAILABLE", 14},
+    {"DATA_LOSS", 15},
+    {"UNAUTHENTICATED", 16},
+};
+
+// The retry conditions gRPC 1.51 implements (others it ignores).
+constexpr absl::string_view kRetryOn[] = {"cancelled", "deadline-exceeded",
+                                          "internal", "resource-exhausted",
+                                          "unavailable"};
+
+bool IsMethodPath(absl::string_view p) {
+  // "/pkg.Service/Method": two non-empty segments.
+  if (p.size() < 4 || p[0] != '/') return false;
+  const size_t slash = p.find('/', 1);
+  if (slash == absl::string_view::npos || slash == 1 || slash + 1 == p.size())
+    return false;
+  return p.find('/', slash + 1) == absl::string_view::npos;
+}
+
+void ReadSubsets(Reader& r, const YAML::Node& list, const std::string& path,
+                 std::vector<Subset>* out) {
+  if (!list.IsSequence()) {
+    r.Error(list.Mark(), path,
+            absl::StrCat("must be a list of {name, labels}, got ",
+                         Reader::Kind(list)));
     return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string p = absl::StrCat(path, "[", i, "]");
+    const YAML::Node n = list[i];
+    if (!r.ExpectMap(n, p, {"name", "labels"})) continue;
+    Subset sub;
+    if (r.String(n, "name", p, true, &sub.name) && !IsDnsLabel(sub.name)) {
+      r.Error(n["name"].Mark(), p + ".name",
+              absl::StrCat("must be a DNS label, got ",
+                           Reader::Quote(sub.name)));
+    }
+    const YAML::Node labels = n["labels"];
+    if (!labels.IsDefined() || !labels.IsMap() || labels.size() == 0) {
+      r.Error(labels.IsDefined() ? labels.Mark() : n.Mark(), p + ".labels",
+              "must be a non-empty map of label to value");
+    } else {
+      for (const auto& kv : labels) {
+        if (!kv.first.IsScalar() || !kv.second.IsScalar()) {
+          r.Error(kv.first.Mark(), p + ".labels", "labels must be strings");
+          continue;
+        }
+        sub.labels[kv.first.Scalar()] = kv.second.Scalar();
+      }
+    }
+    for (const Subset& other : *out) {
+      if (!sub.name.empty() && other.name == sub.name) {
+        r.Error(n["name"].Mark(), p + ".name",
+                absl::StrCat("duplicate subset ", sub.name));
+      }
+    }
+    out->push_back(std::move(sub));
+  }
+}
+
+void ReadHeaderMatch(Reader& r, const YAML::Node& n, const std::string& p,
+                     HeaderMatch* h) {
+  if (!r.ExpectMap(n, p, {"name", "exact", "prefix", "regex", "present",
+                          "absent", "invert"})) {
+    return;
+  }
+  if (r.String(n, "name", p, true, &h->name)) {
+    if (h->name != absl::AsciiStrToLower(h->name) || h->name.empty() ||
+        h->name[0] == ':') {
+      r.Error(n["name"].Mark(), p + ".name",
+              "must be a lowercase header name (no pseudo-headers)");
+    } else if (absl::EndsWith(h->name, "-bin")) {
+      r.Error(n["name"].Mark(), p + ".name",
+              "binary (-bin) headers cannot be matched: gRPC 1.51 ignores "
+              "them in routing");
+    } else if (absl::StartsWith(h->name, "grpc-")) {
+      r.Error(n["name"].Mark(), p + ".name",
+              "grpc- headers cannot be matched: gRPC 1.51 hides them from "
+              "routing");
+    }
+  }
+  int kinds = 0;
+  std::string v;
+  if (r.String(n, "exact", p, false, &v)) {
+    h->kind = HeaderMatch::Kind::kExact;
+    h->value = v;
+    ++kinds;
+  }
+  if (r.String(n, "prefix", p, false, &v)) {
+    h->kind = HeaderMatch::Kind::kPrefix;
+    h->value = v;
+    ++kinds;
+    if (v.empty()) {
+      r.Error(n["prefix"].Mark(), p + ".prefix", "must not be empty");
+    }
+  }
+  if (r.String(n, "regex", p, false, &v)) {
+    h->kind = HeaderMatch::Kind::kRegex;
+    h->value = v;
+    ++kinds;
+    RE2 re(v, RE2::Quiet);
+    if (!re.ok()) {
+      r.Error(n["regex"].Mark(), p + ".regex",
+              absl::StrCat("invalid RE2 regular expression: ", re.error()));
+    }
+  }
+  for (const char* k : {"present", "absent"}) {
+    const YAML::Node b = n[k];
+    if (!b.IsDefined()) continue;
+    ++kinds;
+    if (!b.IsScalar() || b.Scalar() != "true") {
+      r.Error(b.Mark(), absl::StrCat(p, ".", k),
+              "must be true (use invert to negate a match)");
+    }
+    h->kind = std::string(k) == "present" ? HeaderMatch::Kind::kPresent
+                                          : HeaderMatch::Kind::kAbsent;
+  }
+  if (kinds != 1) {
+    r.Error(n.Mark(), p,
+            "set exactly one of exact, prefix, regex, present, absent");
+  }
+  const YAML::Node inv = n["invert"];
+  if (inv.IsDefined()) {
+    if (!inv.IsScalar() || (inv.Scalar() != "true" && inv.Scalar() != "false")) {
+      r.Error(inv.Mark(), p + ".invert", "must be true or false");
+    } else {
+      h->invert = inv.Scalar() == "true";
+    }
+  }
+}
+
+void ReadMatch(Reader& r, const YAML::Node& n, const std::string& p,
+               RouteMatch* m) {
+  if (!r.ExpectMap(n, p, {"method", "prefix", "headers", "percent"})) return;
+  if (r.String(n, "method", p, false, &m->method) &&
+      !IsMethodPath(m->method)) {
+    r.Error(n["method"].Mark(), p + ".method",
+            absl::StrCat("must be a full method \"/package.Service/Method\", "
+                         "got ",
+                         Reader::Quote(m->method)));
+  }
+  if (r.String(n, "prefix", p, false, &m->prefix) &&
+      (m->prefix.empty() || m->prefix[0] != '/')) {
+    r.Error(n["prefix"].Mark(), p + ".prefix",
+            absl::StrCat("must start with \"/\" (e.g. \"/package.Service/\"), "
+                         "got ",
+                         Reader::Quote(m->prefix)));
+  }
+  if (!m->method.empty() && !m->prefix.empty()) {
+    r.Error(n.Mark(), p, "set method or prefix, not both");
+  }
+  const YAML::Node hs = n["headers"];
+  if (hs.IsDefined() && !hs.IsNull()) {
+    if (!hs.IsSequence()) {
+      r.Error(hs.Mark(), p + ".headers", "must be a list of header matches");
+    } else {
+      for (size_t i = 0; i < hs.size(); ++i) {
+        HeaderMatch h;
+        ReadHeaderMatch(r, hs[i], absl::StrCat(p, ".headers[", i, "]"), &h);
+        m->headers.push_back(std::move(h));
+      }
+    }
+  }
+  r.Uint(n, "percent", p, false, 0, 100, &m->percent);
+}
+
+void ReadDestination(Reader& r, const YAML::Node& n, const std::string& p,
+                     bool weighted, const std::string& service,
+                     Destination* d, std::vector<PendingDestination>* pending) {
+  std::vector<absl::string_view> keys = {"service", "subset"};
+  if (weighted) keys.push_back("weight");
+  if (!r.ExpectMap(n, p, keys)) return;
+  r.String(n, "service", p, false, &d->service);
+  r.String(n, "subset", p, false, &d->subset);
+  if (weighted) r.Uint(n, "weight", p, true, 1, 100, &d->weight);
+  pending->push_back({n.Mark(), p, service, *d});
+}
+
+int64_t ParseStatusCode(const std::string& s) {
+  for (const auto& [name, code] : kGrpcCodes) {
+    if (name == absl::AsciiStrToUpper(s)) return code;
+  }
+  int64_t n;
+  if (absl::SimpleAtoi(s, &n) && n >= 0 && n <= 16) return n;
+  return -1;
+}
+
+void ReadRoute(Reader& r, const YAML::Node& n, const std::string& p,
+               const std::string& service, Route* route,
+               std::vector<PendingDestination>* pending) {
+  route->line = n.Mark().is_null() ? 0 : n.Mark().line + 1;
+  if (!r.ExpectMap(n, p, {"name", "match", "to", "split", "timeout", "retries",
+                          "fault"})) {
+    return;
+  }
+  if (r.String(n, "name", p, true, &route->name) &&
+      !IsDnsLabel(route->name)) {
+    r.Error(n["name"].Mark(), p + ".name",
+            absl::StrCat("must be a DNS label, got ",
+                         Reader::Quote(route->name)));
+  }
+  if (n["match"].IsDefined() && !n["match"].IsNull()) {
+    ReadMatch(r, n["match"], p + ".match", &route->match);
+  }
+  const bool has_to = n["to"].IsDefined(), has_split = n["split"].IsDefined();
+  if (has_to == has_split) {
+    r.Error(n.Mark(), p, "set exactly one of to and split");
+  } else if (has_to) {
+    Destination d;
+    ReadDestination(r, n["to"], p + ".to", false, service, &d, pending);
+    route->destinations.push_back(d);
+  } else {
+    const YAML::Node split = n["split"];
+    if (!split.IsSequence() || split.size() < 2) {
+      r.Error(split.Mark(), p + ".split",
+              "must be a list of at least two weighted destinations");
+    } else {
+      uint64_t sum = 0;
+      for (size_t i = 0; i < split.size(); ++i) {
+        Destination d;
+        ReadDestination(r, split[i], absl::StrCat(p, ".split[", i, "]"), true,
+                        service, &d, pending);
+        sum += d.weight;
+        route->destinations.push_back(d);
+      }
+      if (sum != 100) {
+        r.Error(split.Mark(), p + ".split",
+                absl::StrCat("weights must sum to 100, got ", sum));
+      }
+    }
+  }
+  Duration(r, n, "timeout", p, 1, 3600000, &route->timeout_ms);
+  const YAML::Node re = n["retries"];
+  if (re.IsDefined() && !re.IsNull()) {
+    const std::string rp = p + ".retries";
+    if (r.ExpectMap(re, rp, {"on", "numRetries", "backoff"})) {
+      route->has_retries = true;
+      RetryPolicy& rt = route->retries;
+      rt.on.clear();
+      const YAML::Node on = re["on"];
+      if (!on.IsDefined() || !on.IsSequence() || on.size() == 0) {
+        r.Error(on.IsDefined() ? on.Mark() : re.Mark(), rp + ".on",
+                absl::StrCat("must be a non-empty list of: ",
+                             absl::StrJoin(kRetryOn, ", ")));
+      } else {
+        for (size_t i = 0; i < on.size(); ++i) {
+          const std::string c = on[i].IsScalar() ? on[i].Scalar() : "";
+          bool known = false;
+          for (absl::string_view k : kRetryOn) known = known || k == c;
+          if (!known) {
+            r.Error(on[i].Mark(), absl::StrCat(rp, ".on[", i, "]"),
+                    absl::StrCat("gRPC 1.51 retries only on ",
+                                 absl::StrJoin(kRetryOn, ", "), "; got ",
+                                 Reader::Kind(on[i])));
+          } else {
+            rt.on.push_back(c);
+          }
+        }
+      }
+      // gRPC caps attempts at 5 (4 retries); say so rather than cap.
+      r.Uint(re, "numRetries", rp, false, 1, 4, &rt.num_retries);
+      const YAML::Node bo = re["backoff"];
+      if (bo.IsDefined() && !bo.IsNull() &&
+          r.ExpectMap(bo, rp + ".backoff", {"base", "max"})) {
+        Duration(r, bo, "base", rp + ".backoff", 1, 10000, &rt.base_ms);
+        Duration(r, bo, "max", rp + ".backoff", 1, 60000, &rt.max_ms);
+        if (rt.max_ms < rt.base_ms) {
+          r.Error(bo.Mark(), rp + ".backoff.max",
+                  absl::StrCat("must be at least base (", rt.base_ms,
+                               "ms), got ", rt.max_ms, "ms"));
+        }
+      }
+    }
+  }
+  const YAML::Node f = n["fault"];
+  if (f.IsDefined() && !f.IsNull()) {
+    const std::string fp = p + ".fault";
+    if (r.ExpectMap(f, fp, {"delay", "abort"})) {
+      const YAML::Node d = f["delay"];
+      if (d.IsDefined() && r.ExpectMap(d, fp + ".delay", {"fixed", "percent"})) {
+        if (!Duration(r, d, "fixed", fp + ".delay", 1, 3600000,
+                      &route->fault.delay_ms)) {
+          if (!d["fixed"].IsDefined()) {
+            r.Error(d.Mark(), fp + ".delay.fixed", "required field is missing");
+          }
+        }
+        r.Uint(d, "percent", fp + ".delay", true, 1, 100,
+               &route->fault.delay_percent);
+      }
+      const YAML::Node a = f["abort"];
+      if (a.IsDefined() && r.ExpectMap(a, fp + ".abort", {"status", "percent"})) {
+        std::string st;
+        if (r.String(a, "status", fp + ".abort", true, &st)) {
+          const int64_t code = ParseStatusCode(st);
+          if (code <= 0) {
+            r.Error(a["status"].Mark(), fp + ".abort.status",
+                    absl::StrCat("must be a gRPC status other than OK (a name "
+                                 "such as UNAVAILABLE, or 1-16), got ",
+                                 Reader::Quote(st)));
+          } else {
+            route->fault.abort_code = static_cast<int>(code);
+          }
+        }
+        r.Uint(a, "percent", fp + ".abort", true, 1, 100,
+               &route->fault.abort_percent);
+      }
+      if (!d.IsDefined() && !a.IsDefined()) {
+        r.Error(f.Mark(), fp, "set delay, abort or both");
+      }
+    }
+  }
+}
+
+void ReadRoutes(Reader& r, const YAML::Node& list, const std::string& path,
+                const std::string& service, std::vector<Route>* out,
+                std::vector<PendingDestination>* pending) {
+  if (!list.IsSequence()) {
+    r.Error(list.Mark(), path,
+            absl::StrCat("must be a list of routes, got ", Reader::Kind(list)));
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string p = absl::StrCat(path, "[", i, "]");
+    Route route;
+    ReadRoute(r, list[i], p, service, &route, pending);
+    for (const Route& earlier : *out) {
+      if (!route.name.empty() && earlier.name == route.name) {
+        r.Error(list[i]["name"].Mark(), p + ".name",
+                absl::StrCat("duplicate route name ", route.name));
+      }
+      if (earlier.match.MatchesEverything()) {
+        r.Error(list[i].Mark(), p,
+                absl::StrCat("unreachable: route ", earlier.name, " (line ",
+                             earlier.line, ") before it matches every call"));
+        break;
+      }
+      if (earlier.match.percent == 100 &&
+          earlier.match.ToString() == route.match.ToString()) {
+        r.Error(list[i].Mark(), p,
+                absl::StrCat("unreachable: route ", earlier.name, " (line ",
+                             earlier.line, ") matches the same calls"));
+        break;
+      }
+    }
+    out->push_back(std::move(route));
+  }
+}
+
+void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
+                 Service* svc, std::vector<PendingDestination>* pending) {
+  if (!r.ExpectMap(node, path, {"name", "namespace", "hostname", "port",
+                                "endpoints", "localityPolicy", "healthCheck",
+                                "subsets", "routes"})) {
+    return;
+  }
+  if (node["subsets"].IsDefined() && !node["subsets"].IsNull()) {
+    ReadSubsets(r, node["subsets"], path + ".subsets", &svc->subsets);
   }
   if (node["localityPolicy"].IsDefined() && !node["localityPolicy"].IsNull()) {
     ReadLocalityPolicy(r, node["localityPolicy"], path + ".localityPolicy",
@@ -700,6 +1120,11 @@ void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
                          Reader::Quote(svc->hostname)));
   }
   r.Uint(node, "port", path, false, 1, 65535, &svc->port);
+  if (node["routes"].IsDefined() && !node["routes"].IsNull()) {
+    ReadRoutes(r, node["routes"], path + ".routes",
+               absl::StrCat(svc->namespace_name, "/", svc->name),
+               &svc->routes, pending);
+  }
   const YAML::Node eps = node["endpoints"];
   const std::string epath = Reader::Join(path, "endpoints");
   if (!eps.IsDefined() || eps.IsNull()) return;  // No instances (yet).
@@ -776,10 +1201,11 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
                   absl::StrCat("must be a list, got ", Reader::Kind(svcs)));
         } else {
           std::map<std::string, size_t> names, hosts;
+          std::vector<PendingDestination> pending;
           for (size_t i = 0; i < svcs.size(); ++i) {
             const std::string p = absl::StrCat("services[", i, "]");
             Service svc;
-            ReadService(r, svcs[i], p, &svc);
+            ReadService(r, svcs[i], p, &svc, &pending);
             const std::string name =
                 absl::StrCat(svc.namespace_name, "/", svc.name);
             if (!svc.name.empty() && !names.emplace(name, i).second) {
@@ -795,6 +1221,23 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
                                    "])"));
             }
             cfg->services.push_back(std::move(svc));
+          }
+          // Route destinations, now that every service is known.
+          for (const PendingDestination& d : pending) {
+            const std::string name = d.destination.service.empty()
+                                         ? d.from_service
+                                         : d.destination.service;
+            const Service* target = cfg->FindByName(name);
+            if (target == nullptr) {
+              r.Error(d.mark, d.path + ".service",
+                      absl::StrCat("unknown service ", Reader::Quote(name)));
+            } else if (!d.destination.subset.empty() &&
+                       target->FindSubset(d.destination.subset) == nullptr) {
+              r.Error(d.mark, d.path + ".subset",
+                      absl::StrCat("service ", target->namespace_name, "/",
+                                   target->name, " has no subset ",
+                                   Reader::Quote(d.destination.subset)));
+            }
           }
         }
       }

@@ -118,6 +118,65 @@ struct HealthCheck {
   std::string service_name;  // The HealthCheckRequest.service field.
 };
 
+// A named group of a service's endpoints, by labels (all must match).
+struct Subset {
+  std::string name;
+  std::map<std::string, std::string> labels;
+};
+
+struct HeaderMatch {
+  enum class Kind { kExact, kPrefix, kRegex, kPresent, kAbsent };
+  std::string name;  // Lowercase.
+  Kind kind = Kind::kExact;
+  std::string value;  // For kExact, kPrefix, kRegex (RE2 syntax).
+  bool invert = false;
+
+  std::string ToString() const;
+};
+
+struct RouteMatch {
+  std::string method;  // Full method "/pkg.Service/Method", or empty.
+  std::string prefix;  // Path prefix, e.g. "/pkg.Service/"; empty = any.
+  std::vector<HeaderMatch> headers;  // All must match.
+  uint32_t percent = 100;            // Share of matching calls taken.
+
+  // True if every call matches (so later routes are unreachable).
+  bool MatchesEverything() const;
+  std::string ToString() const;
+};
+
+struct Destination {
+  std::string service;  // "name" or "namespace/name"; empty = this service.
+  std::string subset;   // Empty = all endpoints.
+  uint32_t weight = 100;
+};
+
+struct RetryPolicy {
+  std::vector<std::string> on;  // gRPC status names, e.g. "unavailable".
+  uint32_t num_retries = 2;
+  int64_t base_ms = 25;
+  int64_t max_ms = 250;
+};
+
+struct FaultPolicy {
+  int64_t delay_ms = 0;
+  uint32_t delay_percent = 0;
+  int abort_code = 0;  // gRPC status code; 0 = no abort.
+  uint32_t abort_percent = 0;
+  bool enabled() const { return delay_percent > 0 || abort_percent > 0; }
+};
+
+struct Route {
+  std::string name;
+  RouteMatch match;
+  std::vector<Destination> destinations;  // One, or a weighted split.
+  int64_t timeout_ms = 0;                 // 0 = none.
+  bool has_retries = false;               // Else the built-in default.
+  RetryPolicy retries;
+  FaultPolicy fault;
+  int line = 0;
+};
+
 struct Service {
   std::string name;
   std::string namespace_name = "default";
@@ -129,6 +188,13 @@ struct Service {
   std::vector<Endpoint> endpoints;
   LocalityPolicy locality_policy;
   HealthCheck health_check;
+  std::vector<Subset> subsets;
+  // Evaluated in order, first match wins. A route to the whole service that
+  // matches everything always follows them (unless the last one already
+  // matches everything).
+  std::vector<Route> routes;
+
+  const Subset* FindSubset(absl::string_view name) const;
 };
 
 // Health known beyond the config (from active health checks), by

@@ -3,6 +3,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 
@@ -30,6 +32,16 @@ constexpr int kOutlierMinRequests = 5;
 void SetDuration(google::protobuf::Duration* d, int ms) {
   d->set_seconds(ms / 1000);
   d->set_nanos((ms % 1000) * 1000000);
+}
+
+constexpr char kFaultFilter[] = "envoy.filters.http.fault";
+
+void AddFault(HttpConnectionManager* hcm) {
+  auto* f = hcm->add_http_filters();
+  f->set_name(kFaultFilter);
+  // No fault by default; routes override it (typed_per_filter_config).
+  f->mutable_typed_config()->PackFrom(
+      envoy::extensions::filters::http::fault::v3::HTTPFault());
 }
 
 void AddRouter(HttpConnectionManager* hcm) {
@@ -70,8 +82,27 @@ std::string TypeName(absl::string_view type_url) {
   return std::string(type_url);
 }
 
-std::string ClusterName(const config::Service& s) {
-  return absl::StrCat(s.namespace_name, "/", s.name);
+std::string ClusterName(const config::Service& s, absl::string_view subset) {
+  return subset.empty() ? absl::StrCat(s.namespace_name, "/", s.name)
+                        : absl::StrCat(s.namespace_name, "/", s.name, "/",
+                                       subset);
+}
+
+config::Service SubsetOf(const config::Service& service,
+                         absl::string_view subset) {
+  config::Service out = service;
+  const config::Subset* sub = service.FindSubset(subset);
+  if (subset.empty() || sub == nullptr) return out;
+  out.endpoints.clear();
+  for (const config::Endpoint& e : service.endpoints) {
+    bool match = true;
+    for (const auto& [k, v] : sub->labels) {
+      auto it = e.labels.find(k);
+      match = match && it != e.labels.end() && it->second == v;
+    }
+    if (match) out.endpoints.push_back(e);
+  }
+  return out;
 }
 
 Listener ClientListener(const config::Service& service,
@@ -85,6 +116,14 @@ Listener ClientListener(const config::Service& service,
   rds->mutable_config_source()->mutable_ads();
   rds->mutable_config_source()->set_resource_api_version(
       envoy::config::core::v3::V3);
+  // The fault filter costs every call, so only services that inject
+  // faults get it.
+  for (const config::Route& r : service.routes) {
+    if (r.fault.enabled()) {
+      AddFault(&hcm);
+      break;
+    }
+  }
   AddRouter(&hcm);
   PackHcm(hcm, &l);
   return l;
@@ -144,7 +183,110 @@ absl::StatusOr<Listener> ServerListener(const std::string& name) {
   return l;
 }
 
-RouteConfiguration RouteConfig(const config::Service& service) {
+namespace {
+
+void SetRetry(const config::RetryPolicy& p,
+              envoy::config::route::v3::RetryPolicy* retry) {
+  retry->set_retry_on(absl::StrJoin(p.on, ","));
+  retry->mutable_num_retries()->set_value(p.num_retries);
+  SetDuration(retry->mutable_retry_back_off()->mutable_base_interval(),
+              static_cast<int>(p.base_ms));
+  SetDuration(retry->mutable_retry_back_off()->mutable_max_interval(),
+              static_cast<int>(p.max_ms));
+}
+
+// The built-in retry policy: a call that fails with UNAVAILABLE (a refused
+// or reset backend) or a server-sent CANCELLED (a server shutting down
+// cancels calls it had not started) is tried again; by then gRPC has usually
+// moved to the next priority, so failover loses no call. A call the client
+// itself cancels or whose deadline passes is never retried.
+config::RetryPolicy DefaultRetry() {
+  config::RetryPolicy p;
+  p.on = {"unavailable", "cancelled"};
+  p.num_retries = kRetries;
+  p.base_ms = kRetryBaseMs;
+  p.max_ms = kRetryMaxMs;
+  return p;
+}
+
+// The legacy HeaderMatcher fields (exact_match, prefix_match,
+// safe_regex_match) are deprecated in the Envoy API but are what gRPC 1.51
+// reads; use them on purpose.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+void SetMatch(const config::RouteMatch& m,
+              envoy::config::route::v3::RouteMatch* out) {
+  if (!m.method.empty()) {
+    out->set_path(m.method);
+  } else {
+    out->set_prefix(m.prefix);
+  }
+  for (const config::HeaderMatch& h : m.headers) {
+    auto* hm = out->add_headers();
+    hm->set_name(h.name);
+    hm->set_invert_match(h.invert);
+    switch (h.kind) {
+      case config::HeaderMatch::Kind::kExact:
+        hm->set_exact_match(h.value);
+        break;
+      case config::HeaderMatch::Kind::kPrefix:
+        hm->set_prefix_match(h.value);
+        break;
+      case config::HeaderMatch::Kind::kRegex:
+        hm->mutable_safe_regex_match()->set_regex(h.value);  // RE2.
+        break;
+      case config::HeaderMatch::Kind::kPresent:
+        hm->set_present_match(true);
+        break;
+      case config::HeaderMatch::Kind::kAbsent:
+        // "Absent" is "present" inverted.
+        hm->set_present_match(true);
+        hm->set_invert_match(!h.invert);
+        break;
+    }
+  }
+  if (m.percent != 100) {
+    auto* f = out->mutable_runtime_fraction()->mutable_default_value();
+    f->set_numerator(m.percent);
+    f->set_denominator(envoy::type::v3::FractionalPercent::HUNDRED);
+  }
+}
+#pragma GCC diagnostic pop
+
+void SetFault(const config::FaultPolicy& fp,
+              envoy::config::route::v3::Route* route) {
+  envoy::extensions::filters::http::fault::v3::HTTPFault fault;
+  if (fp.delay_percent > 0) {
+    SetDuration(fault.mutable_delay()->mutable_fixed_delay(),
+                static_cast<int>(fp.delay_ms));
+    fault.mutable_delay()->mutable_percentage()->set_numerator(
+        fp.delay_percent);
+    fault.mutable_delay()->mutable_percentage()->set_denominator(
+        envoy::type::v3::FractionalPercent::HUNDRED);
+  }
+  if (fp.abort_percent > 0) {
+    fault.mutable_abort()->set_grpc_status(fp.abort_code);
+    fault.mutable_abort()->mutable_percentage()->set_numerator(
+        fp.abort_percent);
+    fault.mutable_abort()->mutable_percentage()->set_denominator(
+        envoy::type::v3::FractionalPercent::HUNDRED);
+  }
+  (*route->mutable_typed_per_filter_config())[kFaultFilter].PackFrom(fault);
+}
+
+}  // namespace
+
+std::string DestinationCluster(const config::MeshConfig& config,
+                               const config::Service& from,
+                               const config::Destination& d) {
+  const config::Service* target =
+      d.service.empty() ? &from : config.FindByName(d.service);
+  if (target == nullptr) target = &from;  // Validation rules this out.
+  return ClusterName(*target, d.subset);
+}
+
+RouteConfiguration RouteConfig(const config::MeshConfig& config,
+                               const config::Service& service) {
   RouteConfiguration rc;
   rc.set_name(service.hostname);
   auto* vh = rc.add_virtual_hosts();
@@ -153,31 +295,49 @@ RouteConfiguration RouteConfig(const config::Service& service) {
   if (service.port != 0) {
     vh->add_domains(absl::StrCat(service.hostname, ":", service.port));
   }
-  auto* route = vh->add_routes();
-  route->mutable_match()->set_prefix("");
-  auto* action = route->mutable_route();
-  action->set_cluster(ClusterName(service));
-  // A call that fails with UNAVAILABLE (a refused or reset backend) or a
-  // server-sent CANCELLED (a server shutting down cancels calls it had not
-  // started) is tried again; by then gRPC has usually moved to the next
-  // priority, so failover loses no call. A call the client itself cancels
-  // or whose deadline passes is never retried.
-  auto* retry = action->mutable_retry_policy();
-  retry->set_retry_on("unavailable,cancelled");
-  retry->mutable_num_retries()->set_value(kRetries);
-  SetDuration(retry->mutable_retry_back_off()->mutable_base_interval(),
-              kRetryBaseMs);
-  SetDuration(retry->mutable_retry_back_off()->mutable_max_interval(),
-              kRetryMaxMs);
+  bool catch_all = false;
+  for (const config::Route& r : service.routes) {
+    auto* route = vh->add_routes();
+    route->set_name(r.name);
+    SetMatch(r.match, route->mutable_match());
+    auto* action = route->mutable_route();
+    if (r.destinations.size() == 1) {
+      action->set_cluster(
+          DestinationCluster(config, service, r.destinations[0]));
+    } else {
+      auto* wc = action->mutable_weighted_clusters();
+      for (const config::Destination& d : r.destinations) {
+        auto* c = wc->add_clusters();
+        c->set_name(DestinationCluster(config, service, d));
+        c->mutable_weight()->set_value(d.weight);
+      }
+    }
+    if (r.timeout_ms > 0) {
+      SetDuration(action->mutable_max_stream_duration()
+                      ->mutable_max_stream_duration(),
+                  static_cast<int>(r.timeout_ms));
+    }
+    SetRetry(r.has_retries ? r.retries : DefaultRetry(),
+             action->mutable_retry_policy());
+    if (r.fault.enabled()) SetFault(r.fault, route);
+    catch_all = catch_all || r.match.MatchesEverything();
+  }
+  if (!catch_all) {
+    auto* route = vh->add_routes();
+    route->set_name("default");
+    route->mutable_match()->set_prefix("");
+    route->mutable_route()->set_cluster(ClusterName(service));
+    SetRetry(DefaultRetry(), route->mutable_route()->mutable_retry_policy());
+  }
   return rc;
 }
 
-Cluster ClusterFor(const config::Service& service) {
+Cluster ClusterFor(const config::Service& service, absl::string_view subset) {
   Cluster c;
-  c.set_name(ClusterName(service));
+  c.set_name(ClusterName(service, subset));
   c.set_type(Cluster::EDS);
   auto* eds = c.mutable_eds_cluster_config();
-  eds->set_service_name(ClusterName(service));
+  eds->set_service_name(ClusterName(service, subset));
   eds->mutable_eds_config()->mutable_ads();
   eds->mutable_eds_config()->set_resource_api_version(
       envoy::config::core::v3::V3);
@@ -216,10 +376,16 @@ policy::Plan PlanFor(const config::MeshConfig& config,
 ClusterLoadAssignment LoadAssignmentFor(const config::MeshConfig& config,
                                         const config::Service& service,
                                         const Caller& caller,
-                                        const config::HealthOverrides& health) {
+                                        const config::HealthOverrides& health,
+                                        absl::string_view subset) {
   ClusterLoadAssignment cla;
-  cla.set_cluster_name(ClusterName(service));
-  const policy::Plan plan = PlanFor(config, service, caller, health);
+  cla.set_cluster_name(ClusterName(service, subset));
+  // A subset is its own endpoints under the service's locality policy, so a
+  // split between subsets stays locality-aware inside each.
+  const policy::Plan plan =
+      subset.empty() ? PlanFor(config, service, caller, health)
+                     : PlanFor(config, SubsetOf(service, subset), caller,
+                               health);
   for (size_t p = 0; p < plan.priorities.size(); ++p) {
     for (const policy::LocalityGroup& g : plan.priorities[p].localities) {
       auto* lle = cla.add_endpoints();
@@ -269,15 +435,32 @@ std::map<std::string, google::protobuf::Any> Translate(
         out[s.hostname].PackFrom(ClientListener(s, s.hostname));
       }
     }
-  } else {
+  } else if (type_url == kRouteType) {
     for (const config::Service& s : config.services) {
-      if (type_url == kRouteType && wanted(s.hostname)) {
-        out[s.hostname].PackFrom(RouteConfig(s));
-      } else if (type_url == kClusterType && wanted(ClusterName(s))) {
-        out[ClusterName(s)].PackFrom(ClusterFor(s));
-      } else if (type_url == kEndpointType && wanted(ClusterName(s))) {
-        out[ClusterName(s)].PackFrom(
-            LoadAssignmentFor(config, s, caller, health));
+      if (wanted(s.hostname)) out[s.hostname].PackFrom(RouteConfig(config, s));
+    }
+  } else {
+    // Every cluster: each service, and each subset some route sends to.
+    std::map<std::string, std::pair<const config::Service*, std::string>>
+        clusters;
+    for (const config::Service& s : config.services) {
+      clusters[ClusterName(s)] = {&s, ""};
+      for (const config::Route& r : s.routes) {
+        for (const config::Destination& d : r.destinations) {
+          const config::Service* t =
+              d.service.empty() ? &s : config.FindByName(d.service);
+          if (t != nullptr) clusters[ClusterName(*t, d.subset)] = {t, d.subset};
+        }
+      }
+    }
+    for (const auto& [name, target] : clusters) {
+      if (!wanted(name)) continue;
+      const auto& [s, subset] = target;
+      if (type_url == kClusterType) {
+        out[name].PackFrom(ClusterFor(*s, subset));
+      } else if (type_url == kEndpointType) {
+        out[name].PackFrom(
+            LoadAssignmentFor(config, *s, caller, health, subset));
       }
     }
   }

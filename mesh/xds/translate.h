@@ -14,9 +14,11 @@
 //        the config), rather than after gRPC's 15 s does-not-exist timer.
 //   LDS  "grpc/server?xds.resource.listening_address=IP:PORT": the listener
 //        of a mesh server (grpc::XdsServerBuilder) on that address.
-//   RDS  "app1.mesh.internal": routes of that hostname.
+//   RDS  "app1.mesh.internal": routes of that hostname (the service's
+//        `routes`, then a default route to the whole service).
 //   CDS / EDS  "NAMESPACE/NAME": the cluster of a mesh service and its
-//        endpoints, ordered by the locality policy for the caller.
+//        endpoints, ordered by the locality policy for the caller;
+//        "NAMESPACE/NAME/SUBSET" for each subset a route sends to.
 //
 // Safe defaults are built in here (see docs/config.md, "Built-in defaults"):
 // retry on UNAVAILABLE, outlier detection, ROUND_ROBIN (never RING_HASH:
@@ -68,8 +70,10 @@ Caller CallerFromNode(const envoy::config::core::v3::Node& node);
 // Short type name for logs: "LDS", "RDS", "CDS", "EDS" (or the URL).
 std::string TypeName(absl::string_view type_url);
 
-// CDS/EDS name of a service: "NAMESPACE/NAME".
-std::string ClusterName(const config::Service& service);
+// CDS/EDS name of a service, "NAMESPACE/NAME", or of one of its subsets,
+// "NAMESPACE/NAME/SUBSET".
+std::string ClusterName(const config::Service& service,
+                        absl::string_view subset = "");
 
 // The resources of one type that exist among `names`, keyed by name. Names
 // that do not exist are left out (the client then treats them as absent),
@@ -90,11 +94,17 @@ envoy::config::listener::v3::Listener UnknownHostListener(
 absl::StatusOr<envoy::config::listener::v3::Listener> ServerListener(
     const std::string& name);
 envoy::config::route::v3::RouteConfiguration RouteConfig(
-    const config::Service& service);
-envoy::config::cluster::v3::Cluster ClusterFor(const config::Service& service);
+    const config::MeshConfig& config, const config::Service& service);
+envoy::config::cluster::v3::Cluster ClusterFor(const config::Service& service,
+                                               absl::string_view subset = "");
 envoy::config::endpoint::v3::ClusterLoadAssignment LoadAssignmentFor(
     const config::MeshConfig& config, const config::Service& service,
-    const Caller& caller, const config::HealthOverrides& health = {});
+    const Caller& caller, const config::HealthOverrides& health = {},
+    absl::string_view subset = "");
+
+// The endpoints of `subset` of `service` (all of them for "").
+config::Service SubsetOf(const config::Service& service,
+                         absl::string_view subset);
 
 // The locality plan behind LoadAssignmentFor, with its explanation.
 policy::Plan PlanFor(const config::MeshConfig& config,

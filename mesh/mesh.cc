@@ -45,6 +45,14 @@ using internal::Log;
 
 std::atomic<bool> g_mesh_alive{false};
 
+// gRPC reads the xDS bootstrap once per process and keeps its xDS client
+// (and so the socket path and node in that bootstrap) after the Mesh that
+// set it is gone. A later Mesh therefore reuses the first one's private
+// directory, and must present the same node. Guarded by g_mesh_alive's
+// compare-exchange: only one Create runs at a time.
+std::string* g_runtime_dir = nullptr;
+std::string* g_bootstrap = nullptr;
+
 constexpr char kBootstrapEnv[] = "GRPC_XDS_BOOTSTRAP_CONFIG";
 constexpr char kBootstrapFileEnv[] = "GRPC_XDS_BOOTSTRAP";
 // Marks a bootstrap as written by mesh in process PID (see CheckBootstrap).
@@ -288,17 +296,34 @@ class Mesh::Impl {
   }
 
   absl::Status Start() {
-    std::string tmpl = options_.runtime_dir + "/mesh-XXXXXX";
-    if (mkdtemp(tmpl.data()) == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot create a private directory in ",
-                       options_.runtime_dir, ": ", strerror(errno)));
+    if (g_runtime_dir != nullptr) {
+      // See g_runtime_dir: same path as the first Mesh of this process.
+      dir_ = *g_runtime_dir;
+      if (mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "cannot re-create the private directory ", dir_, ": ",
+            strerror(errno)));
+      }
+    } else {
+      std::string tmpl = options_.runtime_dir + "/mesh-XXXXXX";
+      if (mkdtemp(tmpl.data()) == nullptr) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot create a private directory in ",
+                         options_.runtime_dir, ": ", strerror(errno)));
+      }
+      dir_ = tmpl;  // mkdtemp makes it 0700.
     }
-    dir_ = tmpl;  // mkdtemp makes it 0700.
     socket_ = dir_ + "/ads.sock";
     if (socket_.size() >= 100) {
       return absl::InvalidArgumentError(absl::StrCat(
           "runtime_dir is too long for a unix socket path: ", socket_));
+    }
+    const std::string bootstrap = BootstrapJson(options_, socket_);
+    if (g_bootstrap != nullptr && *g_bootstrap != bootstrap) {
+      dir_.clear();  // Not ours to remove.
+      return absl::FailedPreconditionError(
+          "gRPC keeps the xDS bootstrap of the first Mesh of a process: a "
+          "later Mesh must use the same service_name, locality and labels");
     }
     absl::StatusOr<AgentProcess> agent = SpawnAgent(options_, socket_);
     if (!agent.ok()) return agent.status();
@@ -313,7 +338,11 @@ class Mesh::Impl {
       if (!e.ok()) continue;
       Handle(*e);
       if (e->kind == agent::EventKind::kReady) {
-        setenv(kBootstrapEnv, BootstrapJson(options_, socket_).c_str(), 1);
+        setenv(kBootstrapEnv, bootstrap.c_str(), 1);
+        if (g_bootstrap == nullptr) {
+          g_bootstrap = new std::string(bootstrap);
+          g_runtime_dir = new std::string(dir_);
+        }
         supervisor_ = std::thread([this, r = std::move(reader)]() mutable {
           Supervise(std::move(r));
         });
@@ -430,7 +459,9 @@ class Mesh::Impl {
         SetError(e.text);
         break;
       case agent::EventKind::kAck:
-        if (e.text == "EDS") status_.acked_version = e.version;
+        break;
+      case agent::EventKind::kSynced:
+        status_.applied_version = e.version;
         break;
       case agent::EventKind::kExplain: {
         const size_t nl = e.text.find('\n');

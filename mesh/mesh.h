@@ -87,9 +87,11 @@ struct MeshStatus {
   // Version of the config the control plane serves ("" before the first),
   // the first 12 hex digits of the SHA-256 of the config file.
   std::string config_version;
-  // Last config version this process's gRPC xDS client accepted (ACKed) for
-  // its endpoints (EDS); "" if none yet.
-  std::string acked_version;
+  // The xDS version this process's gRPC client has applied completely
+  // (every listener, route, cluster and endpoint set it uses is at this
+  // version): config_version, plus "+hN" after N health-check changes.
+  // "" before the first.
+  std::string applied_version;
   // The last problem (a rejected config, a NACK, a lost control plane), or
   // "" if none since the start. A later success does not clear it; see
   // last_error_time.
@@ -113,9 +115,12 @@ class Mesh final {
   //   InvalidArgument     bad options, or the config fails validation (the
   //                       message lists every problem with file:line);
   //   NotFound            the config file does not exist;
-  //   FailedPrecondition  another Mesh is alive in this process, or another
+  //   FailedPrecondition  another Mesh is alive in this process; another
   //                       party already set gRPC's xDS bootstrap
   //                       (GRPC_XDS_BOOTSTRAP or GRPC_XDS_BOOTSTRAP_CONFIG);
+  //                       or an earlier Mesh of this process had another
+  //                       service_name, locality or labels (gRPC keeps the
+  //                       first xDS bootstrap for the life of the process);
   //   Unavailable         the control plane did not come up in time.
   // REQUIRES: called before this process creates any other xDS channel or
   // server (gRPC reads its xDS bootstrap once per process).

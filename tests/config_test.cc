@@ -321,6 +321,25 @@ services:
       "a region or a region/zone");
 }
 
+TEST(ConfigTest, RefusesRouteTimeoutsThatGrpc151GetsWrong) {
+  auto cfg = ParseConfig(R"(apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: a
+    hostname: a.mesh.internal
+    routes:
+      - {name: r, to: {}, timeout: 300ms}
+)",
+                         "t.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(std::string(cfg.status().message()),
+            "t.yaml:7:36: services[0].routes[0].timeout: route timeouts are "
+            "not supported: gRPC 1.51.1 applies them from a stale start time "
+            "and fails calls early (a 300ms timeout failed calls after "
+            "0.1ms); set a deadline on each call (ClientContext::set_deadline) "
+            "instead");
+}
+
 TEST(ConfigTest, RejectsOversizedInput) {
   std::string big(kMaxConfigBytes + 1, '#');
   auto cfg = ParseConfig(big, "big.yaml");

@@ -104,6 +104,8 @@ class MeshE2eTest : public ::testing::Test {
     ASSERT_TRUE(m.ok()) << m.status();
     mesh_ = m->release();
     stub_ = Greeter::NewStub(mesh_->CreateChannel(kHost)).release();
+    // A channel subscribes to its resources on its first call.
+    ASSERT_TRUE(AwaitServedBy(kC1));
   }
   static void TearDownTestSuite() {
     delete stub_;
@@ -142,14 +144,21 @@ class MeshE2eTest : public ::testing::Test {
     ASSERT_EQ(rename((path + ".tmp").c_str(), path.c_str()), 0);
   }
 
-  // Writes `yaml` and waits until the control plane serves it.
+  // Writes `yaml` and waits until this process's gRPC client has applied
+  // it completely (MeshStatus::applied_version).
   static void Apply(const std::string& yaml) {
     WriteConfig(yaml);
     const std::string v = config::ContentVersion(yaml);
     ASSERT_TRUE(mesh_->WaitForStatus(
-        [&](const MeshStatus& s) { return s.config_version == v; },
+        [&](const MeshStatus& s) {
+          return s.config_version == v &&
+                 (s.applied_version == v ||
+                  absl::StartsWith(s.applied_version, v + "+h"));
+        },
         absl::Seconds(10)))
-        << "config " << v << " not applied; last error: "
+        << "config " << v << " not applied; status: config "
+        << mesh_->GetStatus().config_version << ", applied "
+        << mesh_->GetStatus().applied_version << ", last error: "
         << mesh_->GetStatus().last_error;
   }
 
@@ -263,8 +272,8 @@ TEST_F(MeshE2eTest, OnlyTheLocalClusterServesWhileHealthy) {
   EXPECT_EQ(s.nacks, 0u);
   // The xDS version gRPC accepted is this config's (plus "+hN" if health
   // checks changed something earlier).
-  EXPECT_TRUE(absl::StartsWith(s.acked_version, s.config_version))
-      << s.acked_version << " vs " << s.config_version;
+  EXPECT_TRUE(absl::StartsWith(s.applied_version, s.config_version))
+      << s.applied_version << " vs " << s.config_version;
 }
 
 TEST_F(MeshE2eTest, FailsOverToTheSameRegionWithoutAFailedCall) {
@@ -468,6 +477,186 @@ TEST_F(MeshE2eTest, HealthChecksMoveTrafficOffANotServingBackend) {
   c1a_->SetServing(true);
   c1b_->SetServing(true);
   ASSERT_TRUE(AwaitServedBy(kC1));
+  std::map<std::string, int> during = load.Stop();
+  EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
+}
+
+// --- Routing rules -----------------------------------------------------------
+
+// The greeter with subsets v1 (c1a, c2, c3) and v2 (c1b) and `routes`.
+std::string RoutingConfig(const std::string& routes) {
+  return absl::StrCat(
+      "apiVersion: mesh/v1\ntrustDomain: example.org\nservices:\n"
+      "  - name: greeter\n    hostname: greeter.mesh.internal\n"
+      "    subsets:\n"
+      "      - {name: v1, labels: {version: v1}}\n"
+      "      - {name: v2, labels: {version: v2}}\n"
+      "    routes:\n",
+      routes, "    endpoints:\n");
+}
+
+struct Reply {
+  std::string instance;  // Or "ERROR <code>".
+  absl::Duration took;
+};
+
+// One call through `stub` (SayGoodbye if `goodbye`), with `headers`.
+Reply CallRoute(Greeter::Stub* stub, bool goodbye,
+                const std::map<std::string, std::string>& headers,
+                const std::string& name = "e2e",
+                absl::Duration deadline = absl::Seconds(5)) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  for (const auto& [k, v] : headers) ctx.AddMetadata(k, v);
+  HelloRequest req;
+  req.set_name(name);
+  HelloReply reply;
+  const absl::Time start = absl::Now();
+  grpc::Status st = goodbye ? stub->SayGoodbye(&ctx, req, &reply)
+                            : stub->SayHello(&ctx, req, &reply);
+  const absl::Duration took = absl::Now() - start;
+  if (!st.ok()) return {absl::StrCat("ERROR ", st.error_code()), took};
+  return {reply.instance(), took};
+}
+
+class RoutingE2eTest : public MeshE2eTest {
+ protected:
+  // Applies `routes` (Apply waits until gRPC has applied them); then checks
+  // that a call the first route matches (`goodbye`, `headers`) reaches
+  // `instance`.
+  void ApplyRoutes(const std::string& routes, bool goodbye,
+                   const std::map<std::string, std::string>& headers,
+                   const std::string& instance) {
+    Apply(RoutingConfig(routes) + c1a_->Yaml(", labels: {version: v1}") +
+          c1b_->Yaml(", labels: {version: v2}") +
+          c2_->Yaml(", labels: {version: v1}") +
+          c3_->Yaml(", labels: {version: v1}"));
+    if (!instance.empty()) {
+      ASSERT_EQ(CallRoute(stub_, goodbye, headers).instance, instance);
+    }
+  }
+  std::map<std::string, int> Count(int n, bool goodbye,
+                                   const std::map<std::string, std::string>&
+                                       headers = {}) {
+    std::map<std::string, int> out;
+    for (int i = 0; i < n; ++i) ++out[CallRoute(stub_, goodbye, headers).instance];
+    return out;
+  }
+};
+
+TEST_F(RoutingE2eTest, MethodAndHeaderMatchesSelectTheBackend) {
+  ApplyRoutes(
+      "      - name: goodbye-to-v2\n"
+      "        match: {method: /mesh.examples.Greeter/SayGoodbye}\n"
+      "        to: {subset: v2}\n"
+      "      - name: pin\n"
+      "        match: {headers: [{name: x-version, exact: v2}]}\n"
+      "        to: {subset: v2}\n"
+      "      - name: regex\n"
+      "        match: {headers: [{name: x-user, regex: \"^tester-[0-9]+$\"}]}\n"
+      "        to: {subset: v2}\n",
+      true, {}, "c1b");
+  EXPECT_EQ(Count(50, true), (std::map<std::string, int>{{"c1b", 50}}));
+  EXPECT_EQ(Count(50, false, {{"x-version", "v2"}}),
+            (std::map<std::string, int>{{"c1b", 50}}));
+  EXPECT_EQ(Count(50, false, {{"x-user", "tester-42"}}),
+            (std::map<std::string, int>{{"c1b", 50}}));
+  // No match: the default route, the whole service (cluster-1 = c1a + c1b).
+  std::map<std::string, int> rest =
+      Count(100, false, {{"x-user", "someone-else"}});
+  EXPECT_EQ(rest["c1a"] + rest["c1b"], 100) << ::testing::PrintToString(rest);
+  EXPECT_GT(rest["c1a"], 0);
+}
+
+TEST_F(RoutingE2eTest, CanarySplitsNinetyTenAndAHeaderPinOverridesIt) {
+  ApplyRoutes(
+      "      - name: pin\n"
+      "        match: {headers: [{name: x-version, exact: v2}]}\n"
+      "        to: {subset: v2}\n"
+      "      - name: canary\n"
+      "        split: [{subset: v1, weight: 90}, {subset: v2, weight: 10}]\n",
+      false, {{"x-version", "v2"}}, "c1b");
+  std::map<std::string, int> got = Count(3000, false);
+  std::cout << "canary 90/10 observed: " << ::testing::PrintToString(got)
+            << std::endl;
+  EXPECT_EQ(got["c1a"] + got["c1b"], 3000);  // v1 is local c1a (cluster-1).
+  EXPECT_NEAR(got["c1b"] * 100.0 / 3000, 10, 3);
+  EXPECT_EQ(Count(100, false, {{"x-version", "v2"}}),
+            (std::map<std::string, int>{{"c1b", 100}}));
+}
+
+TEST_F(RoutingE2eTest, RetriesTurnAFailedAttemptIntoSuccessOrEndWithIt) {
+  ApplyRoutes(
+      "      - name: patient\n"
+      "        match: {headers: [{name: x-patient, present: true}]}\n"
+      "        to: {subset: v2}\n"
+      "        retries: {on: [unavailable], numRetries: 4, backoff: {base: "
+      "5ms, max: 20ms}}\n"
+      "      - name: no-retry-on-unavailable\n"
+      "        match: {headers: [{name: x-strict, present: true}]}\n"
+      "        to: {subset: v2}\n"
+      "        retries: {on: [resource-exhausted], numRetries: 1}\n",
+      false, {{"x-patient", "1"}}, "c1b");  // The only v2 endpoint.
+  // Default route (built-in: 2 retries on UNAVAILABLE): the first attempt
+  // fails, the retry succeeds. (Few calls: failing half of >= 5 calls per
+  // second would rightly get cluster-1 ejected by outlier detection.)
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(CallRoute(stub_, false, {}, absl::StrCat("fail-once:d", i))
+                  .instance.substr(0, 2),
+              "c1");
+  }
+  // Exhausted: 1 + 4 attempts on the patient route, then the last status.
+  // (c1b is the only v2 endpoint, so all attempts land there.)
+  const Reply r = CallRoute(stub_, false, {{"x-patient", "1"}}, "fail");
+  EXPECT_EQ(r.instance, "ERROR 14");  // UNAVAILABLE
+  // A route that does not retry UNAVAILABLE fails on the first attempt.
+  EXPECT_EQ(CallRoute(stub_, false, {{"x-strict", "1"}}, "fail-once:s")
+                .instance,
+            "ERROR 14");
+  EXPECT_EQ(CallRoute(stub_, false, {{"x-patient", "1"}}, "fail-once:p")
+                .instance,
+            "c1b");
+}
+
+TEST_F(RoutingE2eTest, FaultInjectionAbortsAndDelaysTheConfiguredShare) {
+  ApplyRoutes(
+      "      - name: chaos\n"
+      "        match: {headers: [{name: x-chaos, present: true}]}\n"
+      "        to: {subset: v1}\n"
+      "        fault:\n"
+      "          abort: {status: ABORTED, percent: 25}\n"
+      "          delay: {fixed: 25ms, percent: 20}\n",
+      false, {}, "");
+  int aborted = 0, delayed = 0, first = -1;
+  const int n = 1200;
+  // Wait until the route is in force (an ABORTED call), then count.
+  for (int i = 0; i < 200 && first < 0; ++i) {
+    if (CallRoute(stub_, false, {{"x-chaos", "1"}}).instance == "ERROR 10") {
+      first = i;
+    }
+  }
+  ASSERT_GE(first, 0);
+  for (int i = 0; i < n; ++i) {
+    const Reply r = CallRoute(stub_, false, {{"x-chaos", "1"}});
+    aborted += r.instance == "ERROR 10";
+    delayed += r.took >= absl::Milliseconds(24);
+  }
+  std::cout << "fault: " << aborted << " of " << n << " aborted, " << delayed
+            << " delayed" << std::endl;
+  EXPECT_NEAR(aborted * 100.0 / n, 25, 5);
+  EXPECT_NEAR(delayed * 100.0 / n, 20, 5);
+}
+
+TEST_F(RoutingE2eTest, RouteChangesUnderLoadLoseNoCall) {
+  Load load;
+  ApplyRoutes("      - name: all-v2\n        to: {subset: v2}\n", false, {},
+              "c1b");
+  ApplyRoutes(
+      "      - name: canary\n"
+      "        split: [{subset: v1, weight: 50}, {subset: v2, weight: 50}]\n",
+      false, {}, "");
+  ApplyRoutes("      - name: all-v1\n        to: {subset: v1}\n", false, {},
+              "c1a");
   std::map<std::string, int> during = load.Stop();
   EXPECT_EQ(Failures(during), 0) << ::testing::PrintToString(during);
 }

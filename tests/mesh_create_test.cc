@@ -142,6 +142,25 @@ TEST_F(MeshCreateTest, TheAgentHoldsNoneOfTheApplicationsDescriptors) {
   close(fd);
 }
 
+TEST_F(MeshCreateTest, ALaterMeshMustKeepTheFirstOnesNode) {
+  // gRPC keeps the first xDS bootstrap for the life of the process.
+  auto first = Mesh::Create({.config_path = Write(kValid)});
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string dir = (*first)->runtime_dir();
+  first->reset();
+  auto other = Mesh::Create({.config_path = Write(kValid),
+                             .locality = {"eu-west", "", ""}});
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(other.status().message(),
+                                "must use the same service_name, locality"))
+      << other.status();
+  // The same node works, on the same socket path gRPC has cached.
+  auto again = Mesh::Create({.config_path = Write(kValid)});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->runtime_dir(), dir);
+}
+
 TEST_F(MeshCreateTest, ABadAgentPathIsAClearError) {
   auto m = Mesh::Create(
       {.config_path = Write(kValid), .agent_path = "/nonexistent/agent"});

@@ -6,6 +6,11 @@
 #define EXAMPLES_GREETER_GREETER_SERVICE_H_
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "greeter.grpc.pb.h"
@@ -22,11 +27,43 @@ class GreeterService final : public Greeter::Service {
                         const HelloRequest* request,
                         HelloReply* reply) override {
     calls_.fetch_add(1, std::memory_order_relaxed);
+    if (request->name() == "fail") {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "asked to fail");
+    }
+    if (request->name().rfind("sleep-ms:", 0) == 0) {
+      // Answers after that many milliseconds (for timeout tests), or when
+      // the call is cancelled.
+      const auto until = std::chrono::steady_clock::now() +
+                         std::chrono::milliseconds(
+                             std::atoi(request->name().c_str() + 9));
+      while (std::chrono::steady_clock::now() < until &&
+             !context->IsCancelled()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    if (request->name().rfind("fail-once:", 0) == 0) {
+      // Once per ID across every instance in this process, so that a retry
+      // on another instance succeeds too.
+      static std::mutex mu;
+      static std::set<std::string>* failed = new std::set<std::string>;
+      std::lock_guard<std::mutex> lock(mu);
+      if (failed->insert(request->name()).second) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "failing once");
+      }
+    }
     reply->set_message("hello " + request->name());
     reply->set_instance(instance_);
     reply->set_locality(locality_);
     reply->set_payload(request->payload());
     return grpc::Status::OK;
+  }
+
+  grpc::Status SayGoodbye(grpc::ServerContext* context,
+                          const HelloRequest* request,
+                          HelloReply* reply) override {
+    grpc::Status st = SayHello(context, request, reply);
+    reply->set_message("goodbye " + request->name());
+    return st;
   }
 
   uint64_t calls() const { return calls_.load(); }

@@ -103,6 +103,9 @@ class EventSink final : public xds::AdsServer::Observer {
   using ExplainFn = std::function<void(const xds::Caller&, absl::string_view,
                                        const std::vector<std::string>&)>;
   void set_explain(ExplainFn fn) { explain_ = std::move(fn); }
+  void OnSynced(const xds::Caller&, absl::string_view version) override {
+    Emit(EventKind::kSynced, version, "");
+  }
   void OnNack(const xds::Caller&, absl::string_view type_url,
               absl::string_view version, absl::string_view message) override {
     Emit(EventKind::kNack, version,

@@ -15,6 +15,7 @@ constexpr std::pair<EventKind, absl::string_view> kNames[] = {
     {EventKind::kRejected, "rejected"}, {EventKind::kError, "error"},
     {EventKind::kAck, "ack"},         {EventKind::kNack, "nack"},
     {EventKind::kHealth, "health"},   {EventKind::kExplain, "explain"},
+    {EventKind::kSynced, "synced"},
 };
 }  // namespace
 

@@ -24,6 +24,7 @@ enum class EventKind {
   kNack,      // The xDS client rejected VERSION; TEXT is "TYPE: message".
   kHealth,    // An active health check changed an endpoint; TEXT says how.
   kExplain,   // For VERSION, TEXT = "HOSTNAME\n" + its plan's explanation.
+  kSynced,    // The xDS client has applied VERSION completely.
 };
 
 struct Event {

@@ -964,7 +964,16 @@ void ReadRoute(Reader& r, const YAML::Node& n, const std::string& p,
       }
     }
   }
-  Duration(r, n, "timeout", p, 1, 3600000, &route->timeout_ms);
+  if (n["timeout"].IsDefined()) {
+    // Measured with Debian's gRPC 1.51.1: the xDS route timeout
+    // (max_stream_duration) is applied from a stale start time and fires
+    // early by an arbitrary amount, so it is refused rather than emitted.
+    r.Error(n["timeout"].Mark(), p + ".timeout",
+            "route timeouts are not supported: gRPC 1.51.1 applies them from "
+            "a stale start time and fails calls early (a 300ms timeout failed "
+            "calls after 0.1ms); set a deadline on each call "
+            "(ClientContext::set_deadline) instead");
+  }
   const YAML::Node re = n["retries"];
   if (re.IsDefined() && !re.IsNull()) {
     const std::string rp = p + ".retries";

@@ -170,7 +170,8 @@ struct Route {
   std::string name;
   RouteMatch match;
   std::vector<Destination> destinations;  // One, or a weighted split.
-  int64_t timeout_ms = 0;                 // 0 = none.
+  // (No timeout: gRPC 1.51.1 applies route timeouts wrongly; the config
+  // refuses `timeout` and says so. See docs/config.md.)
   bool has_retries = false;               // Else the built-in default.
   RetryPolicy retries;
   FaultPolicy fault;

@@ -61,6 +61,7 @@ void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
   Caller caller;
   std::string version;
   std::vector<std::string> subscribed;
+  std::string synced;
   {
     absl::MutexLock lock(&mu_);
     if (req.has_node()) s->caller = CallerFromNode(req.node());
@@ -72,6 +73,14 @@ void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
     if (!req.response_nonce().empty()) {
       event = req.has_error_detail() ? kNack : kAck;
       version = req.has_error_detail() ? t.sent_version : req.version_info();
+      if (event == kAck) {
+        t.acked_version = version;
+        // The nonce is the latest, so nothing was sent since: if the writer
+        // has meanwhile found a newer snapshot to give the same resources
+        // (computed_version), the client is in sync with that one too.
+        t.synced_version = t.dirty ? version : t.computed_version;
+        synced = NewlySynced(s);
+      }
     }
     std::vector<std::string> names(req.resource_names().begin(),
                                    req.resource_names().end());
@@ -97,6 +106,23 @@ void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
   } else if (event == kAck && observer_ != nullptr) {
     observer_->OnAck(caller, req.type_url(), version, subscribed);
   }
+  if (!synced.empty() && observer_ != nullptr) {
+    observer_->OnSynced(caller, synced);
+  }
+}
+
+std::string AdsServer::NewlySynced(Stream* s) {
+  if (snapshot_ == nullptr) return "";
+  const std::string current = snapshot_->ServingVersion();
+  bool any = false;
+  for (const auto& [type, t] : s->types) {
+    if (!t.subscribed) continue;
+    if (t.synced_version != current) return "";
+    any = true;
+  }
+  if (!any || s->reported_synced == current) return "";
+  s->reported_synced = current;
+  return current;
 }
 
 bool AdsServer::HasWork(Stream* s) {
@@ -141,6 +167,7 @@ bool AdsServer::WriteNext(
     serialized[name] = any.SerializeAsString();
   }
   DiscoveryResponse resp;
+  std::string synced;
   {
     absl::MutexLock lock(&mu_);
     TypeState& t = s->types[type_url];
@@ -148,7 +175,21 @@ bool AdsServer::WriteNext(
     t.computed_version = snap->ServingVersion();
     if (names_changed) return true;  // Superseded; the next round redoes it.
     const bool first = t.sent_nonce.empty();
-    if (!t.dirty && !first && serialized == t.sent) return true;
+    if (!t.dirty && !first && serialized == t.sent) {
+      // Unchanged: if the client has ACKed what it has, it is in sync with
+      // this version too.
+      if (t.acked_version == t.sent_version) {
+        t.synced_version = t.computed_version;
+        synced = NewlySynced(s);
+      }
+      if (!synced.empty() && observer_ != nullptr) {
+        const Caller caller_copy = s->caller;
+        mu_.Unlock();
+        observer_->OnSynced(caller_copy, synced);
+        mu_.Lock();
+      }
+      return true;
+    }
     t.dirty = false;
     t.sent = std::move(serialized);
     t.sent_version = snap->ServingVersion();

@@ -55,6 +55,9 @@ class AdsServer final
     virtual void OnNack(const Caller& caller, absl::string_view type_url,
                         absl::string_view version,
                         absl::string_view message) {}
+    // The client has applied `version` completely: every type it subscribes
+    // to was ACKed at this version or is unchanged since its last ACK.
+    virtual void OnSynced(const Caller& caller, absl::string_view version) {}
   };
 
   // `observer` may be null; it must outlive the server.
@@ -85,12 +88,15 @@ class AdsServer final
     std::string sent_version;      // version_info of the last response.
     std::string sent_nonce;        // nonce of the last response.
     std::string computed_version;  // Snapshot version last translated.
+    std::string acked_version;     // Last version the client ACKed.
+    std::string synced_version;    // Latest version it has the state of.
     std::map<std::string, std::string> sent;  // name -> serialized Any.
   };
   struct Stream {
     Caller caller;
     bool done = false;
     uint64_t next_nonce = 1;
+    std::string reported_synced;  // Last version passed to OnSynced.
     std::map<std::string, TypeState> types;  // By type URL.
   };
 
@@ -103,6 +109,8 @@ class AdsServer final
                                envoy::service::discovery::v3::DiscoveryRequest>*
           stream);
   bool HasWork(Stream* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The version to report as synced, if the stream just became synced.
+  std::string NewlySynced(Stream* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Observer* const observer_;
   std::atomic<uint64_t> nacks_{0};

@@ -312,11 +312,6 @@ RouteConfiguration RouteConfig(const config::MeshConfig& config,
         c->mutable_weight()->set_value(d.weight);
       }
     }
-    if (r.timeout_ms > 0) {
-      SetDuration(action->mutable_max_stream_duration()
-                      ->mutable_max_stream_duration(),
-                  static_cast<int>(r.timeout_ms));
-    }
     SetRetry(r.has_retries ? r.retries : DefaultRetry(),
              action->mutable_retry_policy());
     if (r.fault.enabled()) SetFault(r.fault, route);
@@ -440,17 +435,16 @@ std::map<std::string, google::protobuf::Any> Translate(
       if (wanted(s.hostname)) out[s.hostname].PackFrom(RouteConfig(config, s));
     }
   } else {
-    // Every cluster: each service, and each subset some route sends to.
+    // Every cluster: each service and each of its subsets. A subset stays
+    // available while it is defined, even if no route uses it any more: a
+    // client still routing to it (its RDS update may come after this CDS
+    // one) keeps working until it unsubscribes (make before break).
     std::map<std::string, std::pair<const config::Service*, std::string>>
         clusters;
     for (const config::Service& s : config.services) {
       clusters[ClusterName(s)] = {&s, ""};
-      for (const config::Route& r : s.routes) {
-        for (const config::Destination& d : r.destinations) {
-          const config::Service* t =
-              d.service.empty() ? &s : config.FindByName(d.service);
-          if (t != nullptr) clusters[ClusterName(*t, d.subset)] = {t, d.subset};
-        }
+      for (const config::Subset& sub : s.subsets) {
+        clusters[ClusterName(s, sub.name)] = {&s, sub.name};
       }
     }
     for (const auto& [name, target] : clusters) {

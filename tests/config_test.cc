@@ -321,6 +321,52 @@ services:
       "a region or a region/zone");
 }
 
+TEST(ConfigTest, RejectsBadRoutesWithExactMessages) {
+  auto cfg = ParseConfig(R"(apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: a
+    hostname: a.mesh.internal
+    subsets: [{name: v1, labels: {version: v1}}]
+    routes:
+      - name: one
+        match: {method: pkg.S/M, headers: [{name: x-bin, present: true}, {name: grpc-timeout, exact: "1"}, {name: x-re, regex: "(["}]}
+        split: [{subset: v1, weight: 60}, {subset: v9, weight: 30}]
+      - name: two
+        match: {prefix: nope, headers: [{name: X-Up, exact: a, prefix: b}]}
+        to: {service: ghost}
+        retries: {on: [unknown], numRetries: 5, backoff: {base: 1s, max: 10ms}}
+        fault: {abort: {status: OK, percent: 0}}
+      - name: all
+        to: {}
+      - name: late
+        to: {subset: v1}
+      - name: all
+        to: {}
+)",
+                         "rt.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(std::string(cfg.status().message()),
+            "rt.yaml:9:25: services[0].routes[0].match.method: must be a full method \"/package.Service/Method\", got \"pkg.S/M\"\n"
+            "rt.yaml:9:51: services[0].routes[0].match.headers[0].name: binary (-bin) headers cannot be matched: gRPC 1.51 ignores them in routing\n"
+            "rt.yaml:9:81: services[0].routes[0].match.headers[1].name: grpc- headers cannot be matched: gRPC 1.51 hides them from routing\n"
+            "rt.yaml:9:128: services[0].routes[0].match.headers[2].regex: invalid RE2 regular expression: missing ]: [\n"
+            "rt.yaml:10:16: services[0].routes[0].split: weights must sum to 100, got 90\n"
+            "rt.yaml:10:43: services[0].routes[0].split[1].subset: service default/a has no subset \"v9\"\n"
+            "rt.yaml:12:25: services[0].routes[1].match.prefix: must start with \"/\" (e.g. \"/package.Service/\"), got \"nope\"\n"
+            "rt.yaml:12:41: services[0].routes[1].match.headers[0]: set exactly one of exact, prefix, regex, present, absent\n"
+            "rt.yaml:12:48: services[0].routes[1].match.headers[0].name: must be a lowercase header name (no pseudo-headers)\n"
+            "rt.yaml:13:13: services[0].routes[1].to.service: unknown service \"ghost\"\n"
+            "rt.yaml:14:24: services[0].routes[1].retries.on[0]: gRPC 1.51 retries only on cancelled, deadline-exceeded, internal, resource-exhausted, unavailable; got \"unknown\"\n"
+            "rt.yaml:14:46: services[0].routes[1].retries.numRetries: must be between 1 and 4, got 5\n"
+            "rt.yaml:14:58: services[0].routes[1].retries.backoff.max: must be at least base (1000ms), got 10ms\n"
+            "rt.yaml:15:33: services[0].routes[1].fault.abort.status: must be a gRPC status other than OK (a name such as UNAVAILABLE, or 1-16), got \"OK\"\n"
+            "rt.yaml:15:46: services[0].routes[1].fault.abort.percent: must be between 1 and 100, got 0\n"
+            "rt.yaml:18:9: services[0].routes[3]: unreachable: route all (line 16) before it matches every call\n"
+            "rt.yaml:20:9: services[0].routes[4]: unreachable: route all (line 16) before it matches every call\n"
+            "rt.yaml:20:15: services[0].routes[4].name: duplicate route name all");
+}
+
 TEST(ConfigTest, RefusesRouteTimeoutsThatGrpc151GetsWrong) {
   auto cfg = ParseConfig(R"(apiVersion: mesh/v1
 trustDomain: example.org

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "mesh/config/config.h"
@@ -207,6 +208,145 @@ TEST_F(TranslateTest, TranslateAnswersOnlyExistingRequestedNames) {
   EXPECT_EQ(empty.endpoints_size(), 0);
   EXPECT_TRUE(
       Translate(*config_, caller_, kRouteType, {"nope.mesh.internal"}).empty());
+}
+
+// --- Routing rules ------------------------------------------------------------
+
+constexpr char kRouted[] = R"(apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: greeter
+    hostname: greeter.mesh.internal
+    subsets:
+      - {name: v1, labels: {version: v1}}
+      - {name: v2, labels: {version: v2}}
+    routes:
+      - name: pin
+        match:
+          method: /pkg.Greeter/SayHello
+          headers:
+            - {name: x-version, exact: v2}
+            - {name: x-user, regex: "^t-.*", invert: true}
+            - {name: x-debug, absent: true}
+          percent: 30
+        to: {subset: v2}
+        retries: {on: [unavailable, resource-exhausted], numRetries: 4, backoff: {base: 10ms, max: 1s}}
+      - name: canary
+        match: {prefix: /pkg.Greeter/}
+        split: [{subset: v1, weight: 90}, {service: other, weight: 10}]
+        fault: {delay: {fixed: 50ms, percent: 5}, abort: {status: ABORTED, percent: 1}}
+    endpoints:
+      - {address: 10.0.0.1, port: 1, labels: {version: v1}, locality: {region: r, zone: z, cluster: c}}
+      - {address: 10.0.0.2, port: 1, labels: {version: v2}, locality: {region: r, zone: z, cluster: c}}
+  - name: other
+    hostname: other.mesh.internal
+)";
+
+class RoutingTranslateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = config::ParseConfig(kRouted, "r.yaml");
+    ASSERT_TRUE(c.ok()) << c.status();
+    config_ = *c;
+  }
+  std::shared_ptr<const config::MeshConfig> config_;
+  Caller caller_;
+};
+
+TEST_F(RoutingTranslateTest, RoutesBecomeRdsRoutesInOrderWithADefault) {
+  RouteConfiguration rc = RouteConfig(*config_, config_->services[0]);
+  const auto& routes = rc.virtual_hosts(0).routes();
+  ASSERT_EQ(routes.size(), 3);
+  EXPECT_EQ(routes[0].name(), "pin");
+  EXPECT_EQ(routes[1].name(), "canary");
+  EXPECT_EQ(routes[2].name(), "default");
+  EXPECT_EQ(routes[2].match().prefix(), "");
+  EXPECT_EQ(routes[2].route().cluster(), "default/greeter");
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+TEST_F(RoutingTranslateTest, MatchesUseTheFieldsGrpcReads) {
+  const RouteConfiguration rc = RouteConfig(*config_, config_->services[0]);
+  const auto& m = rc.virtual_hosts(0).routes(0).match();
+  EXPECT_EQ(m.path(), "/pkg.Greeter/SayHello");
+  ASSERT_EQ(m.headers_size(), 3);
+  EXPECT_EQ(m.headers(0).name(), "x-version");
+  EXPECT_EQ(m.headers(0).exact_match(), "v2");
+  EXPECT_FALSE(m.headers(0).invert_match());
+  EXPECT_EQ(m.headers(1).safe_regex_match().regex(), "^t-.*");
+  EXPECT_TRUE(m.headers(1).invert_match());
+  // "absent" = "present", inverted.
+  EXPECT_TRUE(m.headers(2).present_match());
+  EXPECT_TRUE(m.headers(2).invert_match());
+  EXPECT_EQ(m.runtime_fraction().default_value().numerator(), 30u);
+  EXPECT_EQ(m.runtime_fraction().default_value().denominator(),
+            envoy::type::v3::FractionalPercent::HUNDRED);
+}
+#pragma GCC diagnostic pop
+
+TEST_F(RoutingTranslateTest, DestinationsRetriesAndFaults) {
+  RouteConfiguration rc = RouteConfig(*config_, config_->services[0]);
+  const auto& pin = rc.virtual_hosts(0).routes(0).route();
+  EXPECT_EQ(pin.cluster(), "default/greeter/v2");
+  EXPECT_EQ(pin.retry_policy().retry_on(), "unavailable,resource-exhausted");
+  EXPECT_EQ(pin.retry_policy().num_retries().value(), 4u);
+  EXPECT_EQ(pin.retry_policy().retry_back_off().max_interval().seconds(), 1);
+  EXPECT_TRUE(rc.virtual_hosts(0).routes(0).typed_per_filter_config().empty());
+
+  const auto& canary = rc.virtual_hosts(0).routes(1);
+  ASSERT_EQ(canary.route().weighted_clusters().clusters_size(), 2);
+  EXPECT_EQ(canary.route().weighted_clusters().clusters(0).name(),
+            "default/greeter/v1");
+  EXPECT_EQ(canary.route().weighted_clusters().clusters(0).weight().value(),
+            90u);
+  EXPECT_EQ(canary.route().weighted_clusters().clusters(1).name(),
+            "default/other");
+  // No retries configured: the built-in policy.
+  EXPECT_EQ(canary.route().retry_policy().retry_on(), "unavailable,cancelled");
+  envoy::extensions::filters::http::fault::v3::HTTPFault fault;
+  ASSERT_TRUE(canary.typed_per_filter_config()
+                  .at("envoy.filters.http.fault")
+                  .UnpackTo(&fault));
+  EXPECT_EQ(fault.delay().fixed_delay().nanos(), 50000000);
+  EXPECT_EQ(fault.delay().percentage().numerator(), 5u);
+  EXPECT_EQ(fault.abort().grpc_status(), 10u);
+  EXPECT_EQ(fault.abort().percentage().numerator(), 1u);
+}
+
+TEST_F(RoutingTranslateTest, FaultFilterOnlyWhereAServiceInjectsFaults) {
+  auto filters = [&](size_t i) {
+    HttpConnectionManager hcm;
+    EXPECT_TRUE(ClientListener(config_->services[i], "x")
+                    .api_listener()
+                    .api_listener()
+                    .UnpackTo(&hcm));
+    std::vector<std::string> names;
+    for (const auto& f : hcm.http_filters()) names.push_back(f.name());
+    return names;
+  };
+  EXPECT_EQ(filters(0), (std::vector<std::string>{
+                            "envoy.filters.http.fault",
+                            "envoy.filters.http.router"}));
+  EXPECT_EQ(filters(1),
+            (std::vector<std::string>{"envoy.filters.http.router"}));
+}
+
+TEST_F(RoutingTranslateTest, SubsetClustersHoldTheirLabelledEndpoints) {
+  auto cds = Translate(*config_, caller_, kClusterType, {});
+  EXPECT_EQ(cds.size(), 4u);  // greeter, greeter/v1, greeter/v2, other.
+  auto eds = Translate(*config_, caller_, kEndpointType,
+                       {"default/greeter/v2", "default/greeter"});
+  ClusterLoadAssignment v2, all;
+  ASSERT_TRUE(eds["default/greeter/v2"].UnpackTo(&v2));
+  ASSERT_TRUE(eds["default/greeter"].UnpackTo(&all));
+  ASSERT_EQ(v2.endpoints_size(), 1);
+  ASSERT_EQ(v2.endpoints(0).lb_endpoints_size(), 1);
+  EXPECT_EQ(v2.endpoints(0).lb_endpoints(0).endpoint().address()
+                .socket_address().address(),
+            "10.0.0.2");
+  EXPECT_EQ(v2.cluster_name(), "default/greeter/v2");
+  EXPECT_EQ(all.endpoints(0).lb_endpoints_size(), 2);
 }
 
 }  // namespace

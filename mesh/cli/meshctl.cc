@@ -5,10 +5,13 @@
 //                              is not (every problem on stderr), 2 on bad
 //                              usage.
 //   meshctl explain --config FILE --from REGION/ZONE/CLUSTER
-//           [--service NAME] [--label KEY=VALUE]... HOSTNAME
+//           [--service NAME] [--label KEY=VALUE]...
+//           [--method /pkg.Service/Method] [--header KEY=VALUE]... HOSTNAME
 //                              print how a caller in that locality reaches
-//                              HOSTNAME: priorities, localities, weights and
-//                              the rule and numbers behind each.
+//                              HOSTNAME: with --method, the route a call
+//                              takes and its destinations; for each
+//                              destination the priorities, localities,
+//                              weights and the rule and numbers behind them.
 //
 // It never crashes on any input: every file goes through the same validating
 // loader as the library, which turns all problems into messages.
@@ -19,11 +22,13 @@
 #include <map>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "mesh/config/config.h"
 #include "mesh/config/snapshot.h"
+#include "mesh/policy/route_match.h"
 #include "mesh/xds/translate.h"
 
 namespace {
@@ -31,13 +36,16 @@ namespace {
 constexpr char kUsage[] =
     "usage: meshctl validate FILE...\n"
     "       meshctl explain --config FILE --from REGION/ZONE/CLUSTER\n"
-    "               [--service NAME] [--label KEY=VALUE]... HOSTNAME\n"
+    "               [--service NAME] [--label KEY=VALUE]...\n"
+    "               [--method /pkg.Service/Method] [--header KEY=VALUE]...\n"
+    "               HOSTNAME\n"
     "\n"
     "  validate  check mesh config files (schema mesh/v1, see\n"
     "            docs/config.md); exit 0 if all are valid, 1 if not\n"
     "  explain   show the priorities, localities and weights a caller in\n"
     "            the given locality (running as service NAME, with the\n"
-    "            given labels) gets for HOSTNAME, and why\n";
+    "            given labels) gets for HOSTNAME, and why; with --method\n"
+    "            (and --header), which route such a call takes first\n";
 
 // Resolves `path` against the directory bazel run was started from.
 std::string UserPath(std::string path) {
@@ -49,8 +57,8 @@ std::string UserPath(std::string path) {
 }
 
 int Explain(int argc, char** argv) {
-  std::string config_path, from, service, hostname;
-  std::map<std::string, std::string> labels;
+  std::string config_path, from, service, hostname, method;
+  std::map<std::string, std::string> labels, headers;
   for (int i = 2; i < argc; ++i) {
     absl::string_view a = argv[i];
     if (absl::ConsumePrefix(&a, "--config=")) {
@@ -59,6 +67,12 @@ int Explain(int argc, char** argv) {
       from = std::string(a);
     } else if (absl::ConsumePrefix(&a, "--service=")) {
       service = std::string(a);
+    } else if (absl::ConsumePrefix(&a, "--method=")) {
+      method = std::string(a);
+    } else if (absl::ConsumePrefix(&a, "--header=")) {
+      std::pair<std::string, std::string> kv =
+          absl::StrSplit(a, absl::MaxSplits('=', 1));
+      headers[absl::AsciiStrToLower(kv.first)] = kv.second;
     } else if (absl::ConsumePrefix(&a, "--label=")) {
       std::pair<std::string, std::string> kv =
           absl::StrSplit(a, absl::MaxSplits('=', 1));
@@ -68,17 +82,19 @@ int Explain(int argc, char** argv) {
       }
       labels[kv.first] = kv.second;
     } else if ((a == "--config" || a == "--from" || a == "--service" ||
-                a == "--label") &&
+                a == "--label" || a == "--method" || a == "--header") &&
                i + 1 < argc) {
       // Also accept "--flag value".
       const std::string v = argv[++i];
       if (a == "--config") config_path = v;
       if (a == "--from") from = v;
       if (a == "--service") service = v;
-      if (a == "--label") {
+      if (a == "--method") method = v;
+      if (a == "--label" || a == "--header") {
         std::pair<std::string, std::string> kv =
             absl::StrSplit(v, absl::MaxSplits('=', 1));
-        labels[kv.first] = kv.second;
+        if (a == "--label") labels[kv.first] = kv.second;
+        if (a == "--header") headers[absl::AsciiStrToLower(kv.first)] = kv.second;
       }
     } else if (!a.empty() && a[0] != '-' && hostname.empty()) {
       hostname = std::string(a);
@@ -112,8 +128,40 @@ int Explain(int argc, char** argv) {
   caller.labels = labels;
   std::cout << hostname << " (service " << s->namespace_name << "/"
             << s->name << ") from " << caller.locality.ToString()
-            << (service.empty() ? "" : " as " + service) << "\n"
-            << mesh::xds::PlanFor(**cfg, *s, caller).Explain();
+            << (service.empty() ? "" : " as " + service) << "\n";
+  if (method.empty()) {
+    std::cout << mesh::xds::PlanFor(**cfg, *s, caller).Explain();
+    return 0;
+  }
+  // Which route, then each destination's locality plan.
+  const mesh::policy::RouteChoice choice =
+      mesh::policy::MatchRoute(*s, method, headers);
+  for (const std::string& m : choice.maybe) {
+    std::cout << "may first match route " << m << "\n";
+  }
+  std::vector<mesh::config::Destination> dests;
+  if (choice.route == nullptr) {
+    std::cout << "route: default (no route matches " << method
+              << "): the whole service\n";
+    dests.push_back({});
+  } else {
+    std::cout << "route: " << choice.route->name << " (line "
+              << choice.route->line << "), matching "
+              << choice.route->match.ToString() << "\n";
+    dests = choice.route->destinations;
+  }
+  for (const mesh::config::Destination& d : dests) {
+    const mesh::config::Service* target =
+        d.service.empty() ? s : (*cfg)->FindByName(d.service);
+    if (target == nullptr) continue;
+    std::cout << "\n-> " << mesh::xds::ClusterName(*target, d.subset)
+              << (dests.size() > 1 ? absl::StrCat(" (", d.weight, "%)") : "")
+              << "\n"
+              << mesh::xds::PlanFor(**cfg,
+                                    mesh::xds::SubsetOf(*target, d.subset),
+                                    caller)
+                     .Explain();
+  }
   return 0;
 }
 

@@ -5,6 +5,10 @@
 //       --target=greeter.mesh.internal --batches=40 --batch_size=50
 //       --interval_ms=250
 //
+// --header=KEY=VALUE (repeatable) adds request metadata (e.g. to match a
+// route's header pin); --show=instance counts replies by serving instance
+// instead of locality.
+//
 // Ends after --batches batches (bounded), or on SIGTERM/SIGINT; exits 1 if any
 // call failed.
 
@@ -41,8 +45,17 @@ bool Flag(absl::string_view arg, absl::string_view name, std::string* out) {
 int main(int argc, char** argv) {
   std::string config, locality, target = "greeter.mesh.internal";
   std::string batches_s = "40", size_s = "50", interval_s = "250";
+  std::string show = "locality", header;
+  std::vector<std::pair<std::string, std::string>> headers;
   for (int i = 1; i < argc; ++i) {
+    if (Flag(argv[i], "--header=", &header)) {
+      std::pair<std::string, std::string> kv =
+          absl::StrSplit(header, absl::MaxSplits('=', 1));
+      headers.push_back(kv);
+      continue;
+    }
     if (!Flag(argv[i], "--config=", &config) &&
+        !Flag(argv[i], "--show=", &show) &&
         !Flag(argv[i], "--locality=", &locality) &&
         !Flag(argv[i], "--target=", &target) &&
         !Flag(argv[i], "--batches=", &batches_s) &&
@@ -84,13 +97,14 @@ int main(int argc, char** argv) {
       ctx.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::seconds(5));
       ctx.set_wait_for_ready(b == 1);  // Only while the mesh starts up.
+      for (const auto& [k, v] : headers) ctx.AddMetadata(k, v);
       mesh::examples::HelloRequest req;
       req.set_name("demo");
       mesh::examples::HelloReply reply;
       grpc::Status st = stub->SayHello(&ctx, req, &reply);
       ++total;
       if (st.ok()) {
-        ++served[reply.locality()];
+        ++served[show == "instance" ? reply.instance() : reply.locality()];
       } else {
         ++failed;
         ++errors[absl::StrCat(st.error_code(), " ", st.error_message())];

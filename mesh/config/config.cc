@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <cstring>
 #include <set>
 #include <tuple>
@@ -466,8 +467,15 @@ bool Duration(Reader& r, const YAML::Node& map, absl::string_view key,
   return true;
 }
 
-void ReadFailover(Reader& r, const YAML::Node& list, const std::string& path,
-                  std::vector<FailoverRule>* out) {
+// Reads a non-empty list of {from, to} rules with distinct `from` patterns.
+// `read_to` checks the rule's `from` further and reads its `to`; it returns
+// whether both are valid. Invalid rules are reported and left out.
+template <typename Rule>
+void ReadFromToRules(
+    Reader& r, const YAML::Node& list, const std::string& path,
+    std::vector<Rule>* out,
+    const std::function<bool(const YAML::Node&, const std::string&, Rule*)>&
+        read_to) {
   if (!list.IsSequence() || list.size() == 0) {
     r.Error(list.Mark(), path,
             absl::StrCat("must be a non-empty list of {from, to} rules, got ",
@@ -478,37 +486,17 @@ void ReadFailover(Reader& r, const YAML::Node& list, const std::string& path,
     const std::string p = absl::StrCat(path, "[", i, "]");
     const YAML::Node n = list[i];
     if (!r.ExpectMap(n, p, {"from", "to"})) continue;
-    FailoverRule rule;
+    Rule rule;
     rule.line = n.Mark().line + 1;
     bool ok = true;
     if (!n["from"].IsDefined()) {
       r.Error(n.Mark(), p + ".from", "required field is missing");
       ok = false;
-    } else if (ReadPattern(r, n["from"], p + ".from", &rule.from)) {
-      if (rule.from.region == "*" || rule.from.cluster != "*") {
-        r.Error(n["from"].Mark(), p + ".from",
-                "must name a region or a region/zone");
-        ok = false;
-      }
     } else {
-      ok = false;
+      ok = ReadPattern(r, n["from"], p + ".from", &rule.from);
     }
-    const YAML::Node to = n["to"];
-    if (!to.IsDefined() || !to.IsSequence() || to.size() == 0) {
-      r.Error(to.IsDefined() ? to.Mark() : n.Mark(), p + ".to",
-              "must be a non-empty list of locality patterns");
-      ok = false;
-    } else {
-      for (size_t j = 0; j < to.size(); ++j) {
-        LocalityPattern t;
-        if (ReadPattern(r, to[j], absl::StrCat(p, ".to[", j, "]"), &t)) {
-          rule.to.push_back(t);
-        } else {
-          ok = false;
-        }
-      }
-    }
-    for (const FailoverRule& other : *out) {
+    ok = read_to(n, p, &rule) && ok;
+    for (const Rule& other : *out) {
       if (ok && other.from.ToString() == rule.from.ToString()) {
         r.Error(n["from"].Mark(), p + ".from",
                 absl::StrCat("duplicate rule for ", rule.from.ToString(),
@@ -520,76 +508,82 @@ void ReadFailover(Reader& r, const YAML::Node& list, const std::string& path,
   }
 }
 
+void ReadFailover(Reader& r, const YAML::Node& list, const std::string& path,
+                  std::vector<FailoverRule>* out) {
+  ReadFromToRules<FailoverRule>(
+      r, list, path, out,
+      [&r](const YAML::Node& n, const std::string& p, FailoverRule* rule) {
+        bool ok = true;
+        if (n["from"].IsDefined() &&
+            (rule->from.region == "*" || rule->from.cluster != "*")) {
+          r.Error(n["from"].Mark(), p + ".from",
+                  "must name a region or a region/zone");
+          ok = false;
+        }
+        const YAML::Node to = n["to"];
+        if (!to.IsDefined() || !to.IsSequence() || to.size() == 0) {
+          r.Error(to.IsDefined() ? to.Mark() : n.Mark(), p + ".to",
+                  "must be a non-empty list of locality patterns");
+          return false;
+        }
+        for (size_t j = 0; j < to.size(); ++j) {
+          LocalityPattern t;
+          if (ReadPattern(r, to[j], absl::StrCat(p, ".to[", j, "]"), &t)) {
+            rule->to.push_back(t);
+          } else {
+            ok = false;
+          }
+        }
+        return ok;
+      });
+}
+
 void ReadDistribute(Reader& r, const YAML::Node& list, const std::string& path,
                     std::vector<DistributeRule>* out) {
-  if (!list.IsSequence() || list.size() == 0) {
-    r.Error(list.Mark(), path,
-            absl::StrCat("must be a non-empty list of {from, to} rules, got ",
-                         Reader::Kind(list)));
-    return;
-  }
-  for (size_t i = 0; i < list.size(); ++i) {
-    const std::string p = absl::StrCat(path, "[", i, "]");
-    const YAML::Node n = list[i];
-    if (!r.ExpectMap(n, p, {"from", "to"})) continue;
-    DistributeRule rule;
-    rule.line = n.Mark().line + 1;
-    bool ok = n["from"].IsDefined()
-                  ? ReadPattern(r, n["from"], p + ".from", &rule.from)
-                  : (r.Error(n.Mark(), p + ".from",
-                             "required field is missing"),
-                     false);
-    const YAML::Node to = n["to"];
-    if (!to.IsDefined() || !to.IsMap() || to.size() == 0) {
-      r.Error(to.IsDefined() ? to.Mark() : n.Mark(), p + ".to",
-              "must be a non-empty map of locality pattern to weight");
-      ok = false;
-    } else {
-      uint64_t sum = 0;
-      bool weights_ok = true;  // Independent of `from`: report both.
-      std::set<std::string> seen;
-      for (const auto& kv : to) {
-        LocalityPattern t;
-        const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
-        const std::string field = absl::StrCat(p, ".to.", key);
-        if (!ReadPattern(r, kv.first, field, &t)) {
-          weights_ok = false;
-          continue;
+  ReadFromToRules<DistributeRule>(
+      r, list, path, out,
+      [&r](const YAML::Node& n, const std::string& p, DistributeRule* rule) {
+        const YAML::Node to = n["to"];
+        if (!to.IsDefined() || !to.IsMap() || to.size() == 0) {
+          r.Error(to.IsDefined() ? to.Mark() : n.Mark(), p + ".to",
+                  "must be a non-empty map of locality pattern to weight");
+          return false;
         }
-        if (!seen.insert(t.ToString()).second) {
-          r.Error(kv.first.Mark(), field, "duplicate key");
-          weights_ok = false;
-          continue;
+        uint64_t sum = 0;
+        bool ok = true;
+        std::set<std::string> seen;
+        for (const auto& kv : to) {
+          LocalityPattern t;
+          const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+          const std::string field = absl::StrCat(p, ".to.", key);
+          if (!ReadPattern(r, kv.first, field, &t)) {
+            ok = false;
+            continue;
+          }
+          if (!seen.insert(t.ToString()).second) {
+            r.Error(kv.first.Mark(), field, "duplicate key");
+            ok = false;
+            continue;
+          }
+          uint64_t w = 0;
+          if (!kv.second.IsScalar() ||
+              !absl::SimpleAtoi(kv.second.Scalar(), &w) || w < 1 || w > 100) {
+            r.Error(kv.second.Mark(), field,
+                    absl::StrCat("must be a weight between 1 and 100, got ",
+                                 Reader::Kind(kv.second)));
+            ok = false;
+            continue;
+          }
+          sum += w;
+          rule->to.push_back({t, static_cast<uint32_t>(w)});
         }
-        uint64_t w = 0;
-        if (!kv.second.IsScalar() || !absl::SimpleAtoi(kv.second.Scalar(), &w) ||
-            w < 1 || w > 100) {
-          r.Error(kv.second.Mark(), field,
-                  absl::StrCat("must be a weight between 1 and 100, got ",
-                               Reader::Kind(kv.second)));
-          weights_ok = false;
-          continue;
+        if (ok && sum != 100) {
+          r.Error(to.Mark(), p + ".to",
+                  absl::StrCat("weights must sum to 100, got ", sum));
+          ok = false;
         }
-        sum += w;
-        rule.to.push_back({t, static_cast<uint32_t>(w)});
-      }
-      if (weights_ok && sum != 100) {
-        r.Error(to.Mark(), p + ".to",
-                absl::StrCat("weights must sum to 100, got ", sum));
-        weights_ok = false;
-      }
-      ok = ok && weights_ok;
-    }
-    for (const DistributeRule& other : *out) {
-      if (ok && other.from.ToString() == rule.from.ToString()) {
-        r.Error(n["from"].Mark(), p + ".from",
-                absl::StrCat("duplicate rule for ", rule.from.ToString(),
-                             " (also on line ", other.line, ")"));
-        ok = false;
-      }
-    }
-    if (ok) out->push_back(std::move(rule));
-  }
+        return ok;
+      });
 }
 
 void ReadLocalityPolicy(Reader& r, const YAML::Node& node,

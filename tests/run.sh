@@ -4,6 +4,8 @@
 # "N passed, N failed", counting test cases (a target that fails to build or
 # has no per-case report counts as one failed case).
 #
+# Also runs the config fuzzer for MESH_FUZZ_SECONDS (default 30; 0 skips).
+#
 # Usage: tests/run.sh [extra bazel test flags]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +38,17 @@ done < <(grep -E '^//[^ ]+ +(PASSED|FAILED|FLAKY|TIMEOUT|NO STATUS|FAILED TO BUI
 rm -f /tmp/mesh-tests.$$.log
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1  # Bazel failed before any test ran (e.g. a build error).
+fi
+
+# The config fuzzer, bounded (MESH_FUZZ_SECONDS, default 30; 0 skips it).
+FUZZ_SECONDS=${MESH_FUZZ_SECONDS:-30}
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+  if tests/fuzz/run.sh "$FUZZ_SECONDS"; then
+    passed=$((passed + 1))
+  else
+    echo "[tests] config fuzzer FAILED (see above)"
+    failed=$((failed + 1))
+  fi
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "re2/re2.h"
 #include "yaml-cpp/yaml.h"
@@ -246,16 +247,19 @@ class Reader {
       if (required) Error(map.Mark(), field, "required field is missing");
       return false;
     }
-    uint64_t n = 0;
-    if (!v.IsScalar() || !absl::SimpleAtoi(v.Scalar(), &n)) {
+    int64_t n = 0;
+    const bool integer = v.IsScalar() && IsIntegerText(v.Scalar());
+    if (!integer) {
       Error(v.Mark(), field,
             absl::StrCat("must be an integer, got ",
                          v.IsScalar() ? Quote(v.Scalar()) : Kind(v)));
       return false;
     }
-    if (n < min || n > max) {
+    if (!absl::SimpleAtoi(v.Scalar(), &n) || n < static_cast<int64_t>(min) ||
+        n > static_cast<int64_t>(max)) {
       Error(v.Mark(), field,
-            absl::StrCat("must be between ", min, " and ", max, ", got ", n));
+            absl::StrCat("must be between ", min, " and ", max, ", got ",
+                         v.Scalar()));
       return false;
     }
     *out = static_cast<uint32_t>(n);
@@ -271,12 +275,22 @@ class Reader {
                         "\"");
   }
 
+  // An optional '-' and digits (however many).
+  static bool IsIntegerText(absl::string_view s) {
+    absl::ConsumePrefix(&s, "-");
+    if (s.empty()) return false;
+    for (char c : s) {
+      if (!absl::ascii_isdigit(c)) return false;
+    }
+    return true;
+  }
+
   static std::string Kind(const YAML::Node& n) {
     switch (n.Type()) {
       case YAML::NodeType::Map:
-        return "a map";
+        return n.size() == 0 ? "an empty map" : "a map";
       case YAML::NodeType::Sequence:
-        return "a list";
+        return n.size() == 0 ? "an empty list" : "a list";
       case YAML::NodeType::Scalar:
         return Quote(n.Scalar());
       default:
@@ -459,8 +473,11 @@ bool Duration(Reader& r, const YAML::Node& map, absl::string_view key,
   const int64_t ms = absl::ToInt64Milliseconds(d);
   if (ms < min_ms || ms > max_ms) {
     r.Error(v.Mark(), field,
-            absl::StrCat("must be between ", min_ms, "ms and ", max_ms,
-                         "ms, got ", v.Scalar()));
+            absl::StrCat("must be between ",
+                         absl::FormatDuration(absl::Milliseconds(min_ms)),
+                         " and ",
+                         absl::FormatDuration(absl::Milliseconds(max_ms)),
+                         ", got ", v.Scalar()));
     return false;
   }
   *out = ms;
@@ -1162,6 +1179,17 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
     return absl::InvalidArgumentError(
         absl::StrCat(filename, ": file is ", yaml.size(),
                      " bytes, larger than the limit of ", kMaxConfigBytes));
+  }
+  // Binary data is not a config (and yaml-cpp's messages stop at a NUL).
+  if (const size_t nul = yaml.find('\0'); nul != absl::string_view::npos) {
+    const absl::string_view before = yaml.substr(0, nul);
+    const size_t line = std::count(before.begin(), before.end(), '\n') + 1;
+    const size_t last_nl = before.rfind('\n');
+    const size_t col =
+        last_nl == absl::string_view::npos ? nul + 1 : nul - last_nl;
+    return absl::InvalidArgumentError(
+        absl::StrCat(filename, ":", line, ":", col,
+                     ": contains a NUL byte: a config must be text"));
   }
   YAML::Node root;
   try {

@@ -124,7 +124,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "(lowercase letters, digits, '.', '-', '_'), got \"A/B\""},
         BadCase{"ServicesNotAList",
                 "apiVersion: mesh/v1\ntrustDomain: a\nservices: {}\n",
-                "f.yaml:3:11: services: must be a list, got a map"},
+                "f.yaml:3:11: services: must be a list, got an empty map"},
         BadCase{"ServiceFields",
                 "apiVersion: mesh/v1\ntrustDomain: a\nservices:\n"
                 "  - name: Bad_Name\n    hostname: -x.mesh\n    port: 0\n"

@@ -24,10 +24,7 @@ def mesh_cc_test(name, copts = [], deps = [], **kwargs):
     native.cc_test(
         name = name,
         copts = MESH_COPTS + copts,
-        deps = deps + [
-            "//bazel/system:gtest_main",
-            "//tests:tsan_suppressions",
-        ],
+        deps = deps + ["//bazel/system:gtest_main"],
         **kwargs
     )
 

@@ -297,12 +297,22 @@ class Mesh::Impl {
 
   absl::Status Start() {
     if (g_runtime_dir != nullptr) {
-      // See g_runtime_dir: same path as the first Mesh of this process.
+      // See g_runtime_dir: same path as the first Mesh of this process, and
+      // the same node, checked before anything is created.
+      if (*g_bootstrap != BootstrapJson(options_, *g_runtime_dir +
+                                                      "/ads.sock")) {
+        return absl::FailedPreconditionError(
+            "gRPC keeps the xDS bootstrap of the first Mesh of a process: a "
+            "later Mesh must use the same service_name, locality and "
+            "labels");
+      }
       dir_ = *g_runtime_dir;
       if (mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
-        return absl::FailedPreconditionError(absl::StrCat(
+        const std::string msg = absl::StrCat(
             "cannot re-create the private directory ", dir_, ": ",
-            strerror(errno)));
+            strerror(errno));
+        dir_.clear();
+        return absl::FailedPreconditionError(msg);
       }
     } else {
       std::string tmpl = options_.runtime_dir + "/mesh-XXXXXX";
@@ -319,12 +329,6 @@ class Mesh::Impl {
           "runtime_dir is too long for a unix socket path: ", socket_));
     }
     const std::string bootstrap = BootstrapJson(options_, socket_);
-    if (g_bootstrap != nullptr && *g_bootstrap != bootstrap) {
-      dir_.clear();  // Not ours to remove.
-      return absl::FailedPreconditionError(
-          "gRPC keeps the xDS bootstrap of the first Mesh of a process: a "
-          "later Mesh must use the same service_name, locality and labels");
-    }
     absl::StatusOr<AgentProcess> agent = SpawnAgent(options_, socket_);
     if (!agent.ok()) return agent.status();
     Adopt(*agent);

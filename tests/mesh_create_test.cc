@@ -155,6 +155,7 @@ TEST_F(MeshCreateTest, ALaterMeshMustKeepTheFirstOnesNode) {
   EXPECT_TRUE(absl::StrContains(other.status().message(),
                                 "must use the same service_name, locality"))
       << other.status();
+  EXPECT_NE(access(dir.c_str(), F_OK), 0);  // Nothing was re-created.
   // The same node works, on the same socket path gRPC has cached.
   auto again = Mesh::Create({.config_path = Write(kValid)});
   ASSERT_TRUE(again.ok()) << again.status();

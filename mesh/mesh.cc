@@ -385,6 +385,10 @@ class Mesh::Impl {
     absl::MutexLock lock(&mu_);
     auto it = explain_.find(std::string(hostname));
     if (it == explain_.end()) {
+      // "host:port" (a service's declared port) explains as "host".
+      it = explain_.find(std::string(hostname.substr(0, hostname.rfind(':'))));
+    }
+    if (it == explain_.end()) {
       return absl::NotFoundError(absl::StrCat(
           "no routing for ", hostname,
           " yet: create a channel to it and make a call (or the hostname is "

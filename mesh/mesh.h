@@ -156,7 +156,8 @@ class Mesh final {
   // How calls on a channel to `hostname` are routed right now: the
   // priorities, localities and weights in force for this workload, with the
   // rule and numbers behind them (the same text as `meshctl explain`).
-  // NotFound until a channel to `hostname` has received its endpoints.
+  // `hostname` may carry the service's declared port. NotFound until a
+  // channel to `hostname` has received its endpoints.
   absl::StatusOr<std::string> Explain(absl::string_view hostname) const;
 
   // Waits until `condition(status)` holds or `timeout` passes; returns

@@ -406,6 +406,8 @@ TEST_F(MeshE2eTest, PartialOutageSpillsTheComputedShareToTheNextLocality) {
       << explained;
   EXPECT_EQ(mesh_->Explain("nope.mesh.internal").status().code(),
             absl::StatusCode::kNotFound);
+  EXPECT_EQ(*mesh_->Explain(absl::StrCat(kHost, ":8080")),
+            *mesh_->Explain(kHost));
   EXPECT_NEAR(got[kC1] * 100.0 / 3000, 70, 5) << ::testing::PrintToString(got);
   EXPECT_NEAR(got[kC2] * 100.0 / 3000, 30, 5) << ::testing::PrintToString(got);
 }

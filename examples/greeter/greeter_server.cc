@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   mesh::examples::GreeterService service(name, locality);
+  // Answer grpc.health.v1 checks (a service's `healthCheck` in the config).
+  grpc::EnableDefaultHealthCheckService(true);
   auto builder = (*m)->NewServerBuilder();
   builder->AddListeningPort(listen, (*m)->ServerCredentials());
   builder->RegisterService(&service);

@@ -466,8 +466,6 @@ class Mesh::Impl {
       case agent::EventKind::kError:
         SetError(e.text);
         break;
-      case agent::EventKind::kAck:
-        break;
       case agent::EventKind::kSynced:
         status_.applied_version = e.version;
         break;

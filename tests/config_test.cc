@@ -49,7 +49,6 @@ TEST(ConfigTest, ParsesAGoodFileIntoTheModel) {
   EXPECT_EQ(g.endpoints[0].weight, 3u);
   EXPECT_EQ(g.endpoints[0].health, Health::kHealthy);
   EXPECT_EQ(g.endpoints[0].labels.at("version"), "v1");
-  EXPECT_EQ(g.endpoints[0].line, 9);
   EXPECT_EQ(g.endpoints[1].address, "::1");
   EXPECT_EQ(g.endpoints[1].locality.ToString(), "eu-west//");
   EXPECT_EQ(g.endpoints[1].health, Health::kDraining);

@@ -93,7 +93,6 @@ class EventSink final : public xds::AdsServer::Observer {
   void OnAck(const xds::Caller& caller, absl::string_view type_url,
              absl::string_view version,
              const std::vector<std::string>& names) override {
-    Emit(EventKind::kAck, version, xds::TypeName(type_url));
     if (type_url == xds::kEndpointType && explain_) {
       explain_(caller, version, names);
     }

@@ -13,7 +13,7 @@ namespace {
 constexpr std::pair<EventKind, absl::string_view> kNames[] = {
     {EventKind::kReady, "ready"},     {EventKind::kApplied, "applied"},
     {EventKind::kRejected, "rejected"}, {EventKind::kError, "error"},
-    {EventKind::kAck, "ack"},         {EventKind::kNack, "nack"},
+    {EventKind::kNack, "nack"},
     {EventKind::kHealth, "health"},   {EventKind::kExplain, "explain"},
     {EventKind::kSynced, "synced"},
 };

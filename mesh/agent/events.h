@@ -20,7 +20,6 @@ enum class EventKind {
   kApplied,   // A new snapshot is served.
   kRejected,  // A config failed validation; TEXT is the report. Kept old.
   kError,     // Any other problem (e.g. the file cannot be read).
-  kAck,       // The xDS client accepted VERSION; TEXT is the type.
   kNack,      // The xDS client rejected VERSION; TEXT is "TYPE: message".
   kHealth,    // An active health check changed an endpoint; TEXT says how.
   kExplain,   // For VERSION, TEXT = "HOSTNAME\n" + its plan's explanation.

@@ -370,7 +370,6 @@ void ReadLocality(Reader& r, const YAML::Node& parent, const std::string& path,
 
 void ReadEndpoint(Reader& r, const YAML::Node& node, const std::string& path,
                   Endpoint* ep) {
-  ep->line = node.Mark().is_null() ? 0 : node.Mark().line + 1;
   if (!r.ExpectMap(node, path, {"address", "port", "locality", "weight",
                                 "health", "labels"})) {
     return;

@@ -50,7 +50,6 @@ struct Endpoint {
   uint32_t weight = 1;
   Health health = Health::kHealthy;
   std::map<std::string, std::string> labels;
-  int line = 0;  // 1-based line in the source file, for messages.
 };
 
 // A locality with wildcards, written "region/zone/cluster"; a part that is

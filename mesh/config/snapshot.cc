@@ -33,8 +33,6 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> MakeSnapshot(
   if (!cfg.ok()) return cfg.status();
   auto snap = std::make_shared<Snapshot>();
   snap->version = ContentVersion(data);
-  snap->source = std::string(source);
-  snap->created = absl::Now();
   snap->config = *std::move(cfg);
   return std::shared_ptr<const Snapshot>(std::move(snap));
 }

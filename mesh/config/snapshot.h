@@ -13,7 +13,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
 #include "mesh/config/config.h"
 
 namespace mesh {
@@ -23,8 +22,6 @@ struct Snapshot {
   // The first 12 hex digits of the SHA-256 of the source bytes: the same file
   // gives the same version on every machine and after a restart.
   std::string version;
-  std::string source;  // Where it came from, e.g. the file path.
-  absl::Time created;
   std::shared_ptr<const MeshConfig> config;
   // Results of active health checks; empty when none are configured.
   HealthOverrides health;
@@ -40,7 +37,8 @@ struct Snapshot {
 // Hex SHA-256 prefix of `data` (12 digits).
 std::string ContentVersion(absl::string_view data);
 
-// Parses and validates `data` into a Snapshot (see ParseConfig for errors).
+// Parses and validates `data` into a Snapshot (see ParseConfig for errors);
+// `source` names it in messages.
 absl::StatusOr<std::shared_ptr<const Snapshot>> MakeSnapshot(
     absl::string_view data, absl::string_view source);
 

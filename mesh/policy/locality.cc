@@ -115,13 +115,18 @@ std::vector<Level> ByLocality(
   return levels;
 }
 
-std::vector<Level> ProximityLevels(const std::vector<Bucket>& buckets,
-                                   const Locality& caller) {
+// "same cluster", "same zone", ... for the first `n` proximity levels.
+std::vector<std::string> ProximityNames(int n) {
   std::vector<std::string> names;
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < n; ++i) {
     names.push_back(ProximityName(static_cast<Proximity>(i)));
   }
-  return ByLocality(buckets, names, [&caller](const Locality& l) {
+  return names;
+}
+
+std::vector<Level> ProximityLevels(const std::vector<Bucket>& buckets,
+                                   const Locality& caller) {
+  return ByLocality(buckets, ProximityNames(4), [&caller](const Locality& l) {
     return static_cast<size_t>(ProximityOf(caller, l));
   });
 }
@@ -165,10 +170,7 @@ std::vector<Level> FailoverPriorityLevels(const std::vector<Bucket>& buckets,
 std::vector<Level> ExplicitFailoverLevels(const std::vector<Bucket>& buckets,
                                           const Caller& caller,
                                           const config::FailoverRule& rule) {
-  std::vector<std::string> names;
-  for (int i = 0; i < 3; ++i) {
-    names.push_back(ProximityName(static_cast<Proximity>(i)));
-  }
+  std::vector<std::string> names = ProximityNames(3);
   for (const config::LocalityPattern& t : rule.to) {
     names.push_back(absl::StrCat("failover target ", t.ToString()));
   }

@@ -199,7 +199,6 @@ bool AdsServer::WriteNext(
   }
   resp.set_type_url(type_url);
   for (auto& [name, any] : resources) *resp.add_resources() = std::move(any);
-  responses_.fetch_add(1);
   return stream->Write(resp);
 }
 

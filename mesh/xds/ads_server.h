@@ -72,7 +72,6 @@ class AdsServer final
   void Stop();
 
   uint64_t nacks() const { return nacks_.load(); }
-  uint64_t responses() const { return responses_.load(); }
 
   grpc::Status StreamAggregatedResources(
       grpc::ServerContext* context,
@@ -114,7 +113,6 @@ class AdsServer final
 
   Observer* const observer_;
   std::atomic<uint64_t> nacks_{0};
-  std::atomic<uint64_t> responses_{0};
 
   absl::Mutex mu_;
   absl::CondVar cv_;

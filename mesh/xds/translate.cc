@@ -274,8 +274,6 @@ void SetFault(const config::FaultPolicy& fp,
   (*route->mutable_typed_per_filter_config())[kFaultFilter].PackFrom(fault);
 }
 
-}  // namespace
-
 std::string DestinationCluster(const config::MeshConfig& config,
                                const config::Service& from,
                                const config::Destination& d) {
@@ -284,6 +282,8 @@ std::string DestinationCluster(const config::MeshConfig& config,
   if (target == nullptr) target = &from;  // Validation rules this out.
   return ClusterName(*target, d.subset);
 }
+
+}  // namespace
 
 RouteConfiguration RouteConfig(const config::MeshConfig& config,
                                const config::Service& service) {

@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
   std::shared_ptr<grpc::Channel> channel;
   if (mode == "mesh") {
     auto created = mesh::Mesh::Create({.config_path = config,
-                                       .locality = {"r", "z", "c"}});
+                                       .locality = {"r", "z", "c"},
+        .plaintext = true});
     if (!created.ok()) {
       std::cerr << created.status() << "\n";
       return 1;

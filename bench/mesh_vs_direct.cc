@@ -183,7 +183,8 @@ int main(int argc, char** argv) {
                         << ", locality: {region: r, zone: z, cluster: c}}\n";
   auto m = mesh::Mesh::Create({.config_path = config,
                                .service_name = "bench",
-                               .locality = {"r", "z", "c"}});
+                               .locality = {"r", "z", "c"},
+        .plaintext = true});
   if (!m.ok()) {
     std::cerr << m.status() << "\n";
     return 1;

@@ -4,7 +4,9 @@
 # the mesh library. Shows locality-aware routing, failover with no failed
 # call when the local instances die, failback when they return, live config
 # edits (a good one applied, a bad one rejected), and routing rules (a 90/10
-# canary between two versions and a header pin).
+# canary between two versions and a header pin). Every call is mutual TLS
+# with SPIFFE identities from a throwaway CA made at start, and the greeter
+# servers admit only the identities their authorization policy names.
 #
 # Installs what is missing (bazel/setup.sh), builds, runs, stops every
 # process it started (by PID) and exits 0 if no call failed.
@@ -14,11 +16,13 @@ cd "$(dirname "$0")/.."
 bazel/setup.sh
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-say "building the example (bazel build //examples/greeter:all)"
-bazel build //examples/greeter:all 2>&1 | grep -E '^(ERROR|FAILED)' || true
+say "building the example (bazel build //examples/greeter:all //:meshctl)"
+bazel build //examples/greeter:all //:meshctl 2>&1 |
+  grep -E '^(ERROR|FAILED)' || true
 BIN=bazel-bin/examples/greeter
-[ -x $BIN/greeter_server ] && [ -x $BIN/greeter_client ] ||
-  { echo "build failed: run 'bazel build //examples/greeter:all'"; exit 1; }
+MESH_BIN=bazel-bin/mesh/cli/meshctl
+[ -x $BIN/greeter_server ] && [ -x $BIN/greeter_client ] && [ -x $MESH_BIN ] ||
+  { echo "build failed: run 'bazel build //examples/greeter:all //:meshctl'"; exit 1; }
 
 WORK=$(mktemp -d /tmp/mesh-demo-XXXXXX)
 PIDS=()
@@ -28,6 +32,14 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+say "identities: a throwaway CA and one SPIFFE certificate per workload (meshctl dev-certs)"
+mkdir -m 0700 "$WORK/certs"
+$MESH_BIN dev-certs --dir "$WORK/certs" --trust-domain example.org \
+  greeter greeter-client intruder | sed 's/^/   /'
+ID() {  # ID NAME: the security flags of workload NAME
+  echo "--cert=$WORK/certs/$1.pem --key=$WORK/certs/$1.key --bundle=$WORK/certs/ca.pem"
+}
 
 C1="region: us-east, zone: us-east-a, cluster: cluster-1"
 C2="region: us-east, zone: us-east-b, cluster: cluster-2"
@@ -39,6 +51,9 @@ trustDomain: example.org
 services:
   - name: greeter
     hostname: greeter.mesh.internal
+    authorization:
+      allow:
+        - callers: [spiffe://example.org/ns/default/sa/greeter-client]
     endpoints:
       - {address: 127.0.1.1, port: ${2:-50051}$1, locality: {$C1}}
       - {address: 127.0.1.2, port: 50051$1, locality: {$C1}}
@@ -52,7 +67,7 @@ write_config ""
 declare -A SERVER_PID
 start_server() {  # start_server NAME IP LOCALITY
   $BIN/greeter_server --config="$WORK/mesh.yaml" --listen="$2:50051" \
-    --locality="$3" --name="$1" > "$WORK/$1.log" 2>&1 &
+    --locality="$3" --name="$1" $(ID greeter) > "$WORK/$1.log" 2>&1 &
   SERVER_PID[$1]=$!
   PIDS+=($!)
 }
@@ -78,7 +93,7 @@ for s in c1-a c1-b c2 c3; do await_serving $s; done
 echo "   4 greeter servers serving"
 
 say "client in cluster-1: batches of 20 calls to greeter.mesh.internal every 100 ms"
-MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" \
+MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" $(ID greeter-client) \
   --locality=us-east/us-east-a/cluster-1 --batches=1500 --batch_size=20 \
   --interval_ms=100 > "$WORK/client.log" 2>&1 &
 CLIENT=$!
@@ -112,8 +127,13 @@ await() {
 ONLY_C1='served by us-east/us-east-a/cluster-1=20'
 ONLY_C2='served by us-east/us-east-b/cluster-2=20'
 
-say "step 1: all healthy -> every call stays in cluster-1"
+say "step 1: all healthy -> every call stays in cluster-1 (mTLS, identity greeter-client)"
 await 5 "$ONLY_C1"
+echo "   a caller with a valid certificate of the same CA but another identity (intruder):"
+MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" $(ID intruder) \
+  --locality=us-east/us-east-a/cluster-1 --batches=1 --batch_size=5 \
+  --interval_ms=0 2>&1 | grep '^batch' | sed 's/^/     /' || true
+echo "   (7 = PERMISSION_DENIED: the greeter policy allows only greeter-client)"
 
 say "step 2: kill -9 both cluster-1 instances -> calls go straight to cluster-2 (same region)"
 { kill -9 "${SERVER_PID[c1-a]}" "${SERVER_PID[c1-b]}"
@@ -139,8 +159,6 @@ echo "   config applied live; cluster-1 receives no new calls"
 say "step 5: a bad edit (port 70000) is rejected; the last good config stays in force"
 write_config "" 70000
 await 5 "$ONLY_C2"
-MESH_BIN=bazel-bin/mesh/cli/meshctl
-bazel build //:meshctl 2>&1 | grep -E '^(ERROR|FAILED)' || true
 echo "   meshctl validate says:"
 $MESH_BIN validate "$WORK/mesh.yaml" 2>&1 | sed 's/^/     /' || true
 
@@ -155,6 +173,9 @@ trustDomain: example.org
 services:
   - name: greeter
     hostname: greeter.mesh.internal
+    authorization:
+      allow:
+        - callers: [spiffe://example.org/ns/default/sa/greeter-client]
     subsets:
       - {name: v1, labels: {version: v1}}
       - {name: v2, labels: {version: v2}}
@@ -173,11 +194,11 @@ YAML
 mv "$WORK/mesh.yaml.tmp" "$WORK/mesh.yaml"
 await 2 "served by us-east/us-east-a/cluster-1=20"
 echo "   a second client, 2000 calls, counting replies by instance (c1-a = v1, c1-b = v2):"
-MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" \
+MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" $(ID greeter-client) \
   --locality=us-east/us-east-a/cluster-1 --show=instance --batches=1 \
   --batch_size=2000 --interval_ms=0 2>&1 | grep '^batch' | sed 's/^/     /'
 echo "   the same with the header x-version: v2:"
-MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" \
+MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" $(ID greeter-client) \
   --locality=us-east/us-east-a/cluster-1 --show=instance --batches=1 \
   --batch_size=200 --interval_ms=0 --header=x-version=v2 2>&1 |
   grep '^batch' | sed 's/^/     /'
@@ -189,7 +210,7 @@ show_client
 say "result"
 grep '^total:' "$WORK/client.log" | sed 's/^/   /'
 if [ "$client_rc" -eq 0 ]; then
-  echo "   zero failed calls through two failovers and four config edits"
+  echo "   zero failed calls through two failovers and four config edits, all over mTLS"
 else
   echo "   some calls failed (see above)"
 fi

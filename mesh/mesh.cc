@@ -17,23 +17,32 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <map>
 #include <thread>
 #include <vector>
 
 #include <grpc/grpc.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/auth_metadata_processor.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "mesh/agent/agent.h"
 #include "mesh/agent/events.h"
 #include "mesh/common/log.h"
 #include "mesh/config/config.h"
+#include "mesh/policy/authorization.h"
+#include "mesh/xds/names.h"
 
 extern char** environ;
 
@@ -102,6 +111,11 @@ absl::Status CheckBootstrap() {
       "someone else in this process; unset it to use mesh"));
 }
 
+// Where the agent keeps the checked identity files (identity/keeper.h).
+std::string IdentityDir(const std::string& socket) {
+  return socket.substr(0, socket.rfind('/')) + "/identity";
+}
+
 std::string BootstrapJson(const MeshOptions& o, const std::string& socket) {
   char host[256] = "unknown";
   gethostname(host, sizeof(host) - 1);
@@ -117,6 +131,25 @@ std::string BootstrapJson(const MeshOptions& o, const std::string& socket) {
     }
     labels = absl::StrCat(",\"labels\":{", absl::StrJoin(kv, ","), "}");
   }
+  // mTLS: the certificate providers that the TLS contexts of our clusters
+  // and server listeners name. gRPC re-reads the files every second.
+  std::string providers;
+  std::string mtls;
+  if (!o.plaintext) {
+    const std::string d = IdentityDir(socket);
+    providers = absl::StrCat(
+        ",\"certificate_providers\":{",
+        JsonString(xds::kIdentityProviderInstance),
+        ":{\"plugin_name\":\"file_watcher\",\"config\":{"
+        "\"certificate_file\":", JsonString(d + "/cert.pem"),
+        ",\"private_key_file\":", JsonString(d + "/key.pem"),
+        ",\"refresh_interval\":\"1s\"}},",
+        JsonString(xds::kRootsProviderInstance),
+        ":{\"plugin_name\":\"file_watcher\",\"config\":{"
+        "\"ca_certificate_file\":", JsonString(d + "/bundle.pem"),
+        ",\"refresh_interval\":\"1s\"}}}");
+    mtls = absl::StrCat(",", JsonString(xds::kMtlsMetadataKey), ":\"true\"");
+  }
   return absl::StrCat(
       "{\"xds_servers\":[{\"server_uri\":", JsonString("unix:" + socket),
       ",\"channel_creds\":[{\"type\":\"insecure\"}],"
@@ -126,9 +159,9 @@ std::string BootstrapJson(const MeshOptions& o, const std::string& socket) {
       ",\"locality\":{\"region\":", JsonString(o.locality.region),
       ",\"zone\":", JsonString(o.locality.zone),
       ",\"sub_zone\":", JsonString(o.locality.cluster), "},",
-      "\"metadata\":{", kOwnerKey, getpid(), "\"", labels, "}},",
+      "\"metadata\":{", kOwnerKey, getpid(), "\"", mtls, labels, "}},",
       "\"server_listener_resource_name_template\":"
-      "\"grpc/server?xds.resource.listening_address=%s\"}");
+      "\"grpc/server?xds.resource.listening_address=%s\"", providers, "}");
 }
 
 // Reads '\n'-terminated lines from a pipe.
@@ -200,7 +233,15 @@ absl::StatusOr<AgentProcess> SpawnAgent(const MeshOptions& o,
   const bool self = exe == "/proc/self/exe";
   std::vector<std::string> args = {
       "mesh-agent", "--config=" + o.config_path, "--socket=" + socket,
-      "--status-fd=3", "--lifeline-fd=4"};
+      "--status-fd=3", "--lifeline-fd=4", "--service=" + o.service_name};
+  if (!o.plaintext) {
+    args.push_back("--cert=" + o.identity.certificate_path);
+    args.push_back("--key=" + o.identity.private_key_path);
+    for (const std::string& b : o.identity.trust_bundle_paths) {
+      args.push_back("--bundle=" + b);
+    }
+    args.push_back("--identity-dir=" + IdentityDir(socket));
+  }
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -255,11 +296,37 @@ class ServingLogger final
   }
 };
 
+// Client-side fallback of the xDS credentials under mTLS: gRPC uses it only
+// for a cluster without a TLS context, which our control plane never sends
+// to an mTLS workload. Refuse rather than fall back to anything weaker.
+class RefuseVerifier final
+    : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest*,
+              std::function<void(grpc::Status)>,
+              grpc::Status* sync_status) override {
+    *sync_status = grpc::Status(
+        grpc::StatusCode::UNAUTHENTICATED,
+        "mesh: the control plane sent no TLS settings for this destination; "
+        "refusing to connect");
+    return true;
+  }
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*)
+      override {}
+};
+
 }  // namespace
 
 class Mesh::Impl {
  public:
-  explicit Impl(MeshOptions o) : options_(std::move(o)) {}
+  explicit Impl(MeshOptions o) : options_(std::move(o)) {
+    status_.mtls = !options_.plaintext;
+    status_.security =
+        status_.mtls ? "mTLS"
+                     : "PLAINTEXT: traffic is neither encrypted nor "
+                       "authenticated and every call is allowed (local "
+                       "development only)";
+  }
 
   ~Impl() {
     {
@@ -286,7 +353,14 @@ class Mesh::Impl {
       if (status_fd_ >= 0) close(status_fd_);
       status_fd_ = -1;
     }
-    if (!socket_.empty()) unlink(socket_.c_str());  // If the agent was killed.
+    if (!socket_.empty()) {
+      unlink(socket_.c_str());  // If the agent was killed.
+      const std::string id = IdentityDir(socket_);
+      for (const char* f : {"/cert.pem", "/key.pem", "/bundle.pem"}) {
+        unlink((id + f).c_str());
+      }
+      rmdir(id.c_str());
+    }
     if (!dir_.empty()) rmdir(dir_.c_str());
     const char* b = getenv(kBootstrapEnv);
     if (b != nullptr &&
@@ -329,6 +403,13 @@ class Mesh::Impl {
           "runtime_dir is too long for a unix socket path: ", socket_));
     }
     const std::string bootstrap = BootstrapJson(options_, socket_);
+    if (!options_.plaintext &&
+        mkdir(IdentityDir(socket_).c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot create ", IdentityDir(socket_), ": ",
+                       strerror(errno)));
+    }
+    if (options_.plaintext) Log(internal::kWarning, "mesh: " + status_.security);
     absl::StatusOr<AgentProcess> agent = SpawnAgent(options_, socket_);
     if (!agent.ok()) return agent.status();
     Adopt(*agent);
@@ -378,7 +459,9 @@ class Mesh::Impl {
 
   MeshStatus GetStatus() const {
     absl::MutexLock lock(&mu_);
-    return status_;
+    MeshStatus s = status_;
+    s.calls_authorized = authorized_.load(std::memory_order_relaxed);
+    return s;
   }
 
   absl::StatusOr<std::string> Explain(absl::string_view hostname) const {
@@ -419,6 +502,39 @@ class Mesh::Impl {
   const MeshOptions& options() const { return options_; }
   const std::string& dir() const { return dir_; }
   ServingLogger* serving_logger() { return &serving_logger_; }
+  std::string identity_dir() const { return IdentityDir(socket_); }
+
+  // The authorization decision for one call to a mesh server (mTLS only):
+  // `caller` is the peer's SPIFFE ID ("" if none), `method` its :path.
+  bool Authorize(absl::string_view caller, absl::string_view method) {
+    bool allowed;
+    {
+      absl::ReaderMutexLock lock(&authz_mu_);
+      allowed = authorizer_.Allowed(caller, method);
+    }
+    if (allowed) {
+      authorized_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    absl::MutexLock lock(&mu_);
+    ++status_.calls_denied;
+    status_.last_denial = absl::StrCat(
+        caller.empty() ? "(no SPIFFE ID)" : caller, " ", method);
+    // Rate-limited: the first denial, then one line per 10 s with a count.
+    const absl::Time now = absl::Now();
+    if (now - last_denial_log_ >= absl::Seconds(10)) {
+      Log(internal::kWarning,
+          absl::StrCat("mesh: PERMISSION_DENIED ", status_.last_denial,
+                       " (", status_.calls_denied - denials_logged_,
+                       " denial(s) since the last line; policy: ",
+                       status_.authorization, ")"));
+      last_denial_log_ = now;
+      denials_logged_ = status_.calls_denied;
+    }
+    ++generation_;
+    cv_.SignalAll();
+    return false;
+  }
 
  private:
   void Adopt(const AgentProcess& a) {
@@ -481,6 +597,37 @@ class Mesh::Impl {
         ++status_.health_changes;
         status_.last_health_change = e.text;
         break;
+      case agent::EventKind::kIdentity: {
+        // "ID SERIAL NOT_AFTER"
+        std::vector<std::string> f = absl::StrSplit(e.text, ' ');
+        int64_t not_after = 0;
+        if (f.size() == 3 && absl::SimpleAtoi(f[2], &not_after)) {
+          if (status_.identity_serial != f[1] && status_.identity_loads > 0) {
+            Log(internal::kInfo,
+                absl::StrCat("mesh: identity ", f[0], " rotated: serial ",
+                             status_.identity_serial, " -> ", f[1]));
+          }
+          status_.identity = f[0];
+          status_.identity_serial = f[1];
+          status_.identity_expiry = absl::FromUnixSeconds(not_after);
+          ++status_.identity_loads;
+        }
+        break;
+      }
+      case agent::EventKind::kAuthz: {
+        absl::StatusOr<policy::Authorizer> a =
+            policy::Authorizer::Decode(e.text);
+        if (!a.ok()) {
+          SetError(std::string(a.status().message()));
+          break;
+        }
+        status_.authorization = status_.mtls
+                                    ? a->Describe()
+                                    : "none (plaintext: every call allowed)";
+        absl::MutexLock lock(&authz_mu_);
+        authorizer_ = *std::move(a);
+        break;
+      }
       case agent::EventKind::kNack:
         ++status_.nacks;
         SetError(absl::StrCat("gRPC rejected xDS version ", e.version, ": ",
@@ -558,6 +705,11 @@ class Mesh::Impl {
   }
 
   const MeshOptions options_;
+  absl::Mutex authz_mu_;
+  policy::Authorizer authorizer_ ABSL_GUARDED_BY(authz_mu_);  // Denies all.
+  std::atomic<uint64_t> authorized_{0};
+  absl::Time last_denial_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t denials_logged_ ABSL_GUARDED_BY(mu_) = 0;
   std::string dir_;
   std::string socket_;
   ServingLogger serving_logger_;
@@ -584,6 +736,32 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Create(MeshOptions options) {
     return absl::InvalidArgumentError(
         "MeshOptions.startup_timeout must be positive");
   }
+  if (options.plaintext && !options.identity.empty()) {
+    return absl::InvalidArgumentError(
+        "MeshOptions: identity and plaintext exclude each other");
+  }
+  if (!options.plaintext) {
+    const Identity& id = options.identity;
+    if (id.certificate_path.empty() || id.private_key_path.empty() ||
+        id.trust_bundle_paths.empty()) {
+      return absl::InvalidArgumentError(
+          "MeshOptions.identity needs certificate_path, private_key_path and "
+          "trust_bundle_paths (mTLS); for local development without "
+          "security set MeshOptions.plaintext = true");
+    }
+  }
+  // The agent may run in another working directory later: make paths
+  // absolute now.
+  auto absolute = [](std::string* path) {
+    if (path->empty() || (*path)[0] == '/') return;
+    char cwd[4096];
+    if (getcwd(cwd, sizeof(cwd)) != nullptr) {
+      *path = absl::StrCat(cwd, "/", *path);
+    }
+  };
+  absolute(&options.identity.certificate_path);
+  absolute(&options.identity.private_key_path);
+  for (std::string& b : options.identity.trust_bundle_paths) absolute(&b);
   if (options.config_path[0] != '/') {
     // The agent may run in another working directory later: make it
     // absolute now.
@@ -620,12 +798,75 @@ Mesh::~Mesh() {
   g_mesh_alive = false;
 }
 
+namespace {
+
+// Runs the authorization policy on each call to a mesh server, before the
+// handler: gRPC's server auth filter gives it the peer's auth context and
+// the call's metadata (with :path). Inline, never blocking.
+class AuthzProcessor final : public grpc::AuthMetadataProcessor {
+ public:
+  explicit AuthzProcessor(Mesh::Impl* impl) : impl_(impl) {}
+  bool IsBlocking() const override { return false; }
+  grpc::Status Process(const InputMetadata& md, grpc::AuthContext* ctx,
+                       OutputMetadata*, OutputMetadata*) override;
+
+ private:
+  Mesh::Impl* const impl_;
+};
+
+}  // namespace
+
 std::shared_ptr<grpc::ChannelCredentials> Mesh::ChannelCredentials() const {
-  return grpc::XdsCredentials(grpc::InsecureChannelCredentials());
+  if (impl_->options().plaintext) {
+    return grpc::XdsCredentials(grpc::InsecureChannelCredentials());
+  }
+  grpc::experimental::TlsChannelCredentialsOptions o;
+  o.set_certificate_verifier(
+      grpc::experimental::ExternalCertificateVerifier::Create<
+          RefuseVerifier>());
+  o.set_check_call_host(false);
+  return grpc::XdsCredentials(grpc::experimental::TlsCredentials(o));
 }
 
 std::shared_ptr<grpc::ServerCredentials> Mesh::ServerCredentials() const {
-  return grpc::XdsServerCredentials(grpc::InsecureServerCredentials());
+  if (impl_->options().plaintext) {
+    return grpc::XdsServerCredentials(grpc::InsecureServerCredentials());
+  }
+  // The fallback (used only for a listener without a TLS context, which
+  // our control plane never sends to an mTLS workload) is mTLS too, with
+  // the same files.
+  const std::string d = impl_->identity_dir();
+  auto provider =
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          d + "/key.pem", d + "/cert.pem", d + "/bundle.pem", 1);
+  grpc::experimental::TlsServerCredentialsOptions o(provider);
+  o.watch_root_certs();
+  o.watch_identity_key_cert_pairs();
+  o.set_cert_request_type(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  std::shared_ptr<grpc::ServerCredentials> creds =
+      grpc::XdsServerCredentials(grpc::experimental::TlsServerCredentials(o));
+  creds->SetAuthMetadataProcessor(
+      std::make_shared<AuthzProcessor>(impl_.get()));
+  return creds;
+}
+
+grpc::Status AuthzProcessor::Process(const InputMetadata& md,
+                                     grpc::AuthContext* ctx, OutputMetadata*,
+                                     OutputMetadata*) {
+  absl::string_view method;
+  auto path = md.find(":path");
+  if (path != md.end()) method = {path->second.data(), path->second.size()};
+  std::string caller;
+  for (const grpc::string_ref& v : ctx->FindPropertyValues("peer_spiffe_id")) {
+    caller.assign(v.data(), v.size());
+  }
+  if (impl_->Authorize(caller, method)) return grpc::Status::OK;
+  return grpc::Status(
+      grpc::StatusCode::PERMISSION_DENIED,
+      absl::StrCat("mesh: caller ",
+                   caller.empty() ? "(no SPIFFE ID)" : caller,
+                   " may not call ", method));
 }
 
 std::shared_ptr<grpc::Channel> Mesh::CreateChannel(

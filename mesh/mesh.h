@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/xds_server_builder.h>
@@ -44,6 +45,22 @@ struct Locality {
   std::string region;
   std::string zone;
   std::string cluster;
+};
+
+// This workload's X.509-SVID and the CAs it trusts (PEM files). The files
+// are watched: replace them (atomically, e.g. by rename) to rotate; new
+// connections use the new material within about a second, running calls
+// are not disturbed. See docs/security.md.
+struct Identity {
+  std::string certificate_path;  // The SVID chain, leaf first.
+  std::string private_key_path;  // The leaf's private key.
+  // Trust bundles: one file per trust domain (each may hold several CAs).
+  std::vector<std::string> trust_bundle_paths;
+
+  bool empty() const {
+    return certificate_path.empty() && private_key_path.empty() &&
+           trust_bundle_paths.empty();
+  }
 };
 
 struct MeshOptions {
@@ -80,6 +97,17 @@ struct MeshOptions {
   // How long Create waits for the control plane to come up.
   // Default: 10 seconds.
   absl::Duration startup_timeout = absl::Seconds(10);
+
+  // mTLS with this identity: every mesh channel and server authenticates
+  // both ends with SPIFFE identities, and servers authorize callers by
+  // identity (config `authorization`). Exactly one of `identity` and
+  // `plaintext` must be given: there is no silent fallback to plaintext.
+  Identity identity;
+
+  // Plaintext, for local development only: no encryption, no
+  // authentication, so no authorization either (every call is allowed).
+  // GetStatus() and the log say so loudly. Default: false.
+  bool plaintext = false;
 };
 
 // A point-in-time view of the mesh, for status pages and health checks.
@@ -107,13 +135,30 @@ struct MeshStatus {
   bool control_plane_running = false;
   int64_t control_plane_pid = -1;  // The agent process, while running.
   uint64_t control_plane_restarts = 0;
+
+  // Security. `security` is "mTLS" or a loud "PLAINTEXT ..." warning.
+  bool mtls = false;
+  std::string security;
+  std::string identity;          // This workload's SPIFFE ID (mTLS).
+  std::string identity_serial;   // Serial (hex) of the SVID in force.
+  absl::Time identity_expiry = absl::InfinitePast();
+  uint64_t identity_loads = 0;   // The first load plus every rotation.
+  // The authorization policy this process's servers enforce, in words.
+  std::string authorization;
+  // Calls to this process's mesh servers that the policy allowed or
+  // denied (PERMISSION_DENIED), and the last denial ("CALLER METHOD").
+  uint64_t calls_authorized = 0;
+  uint64_t calls_denied = 0;
+  std::string last_denial;
 };
 
 class Mesh final {
  public:
   // Starts the mesh. Errors:
   //   InvalidArgument     bad options, or the config fails validation (the
-  //                       message lists every problem with file:line);
+  //                       message lists every problem with file:line), or
+  //                       the identity files fail the X.509-SVID checks
+  //                       (the message names the file and the rule);
   //   NotFound            the config file does not exist;
   //   FailedPrecondition  another Mesh is alive in this process; another
   //                       party already set gRPC's xDS bootstrap
@@ -142,12 +187,18 @@ class Mesh final {
       const grpc::ChannelArguments& args = grpc::ChannelArguments()) const;
 
   // Credentials for channels to mesh hostnames (used by CreateChannel).
+  // With mTLS, a server must present the SPIFFE ID its service is
+  // configured with; anything else (another identity, another CA,
+  // plaintext) fails the call with UNAVAILABLE.
   std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials() const;
 
   // A server builder whose server the mesh configures: use it exactly like a
   // grpc::ServerBuilder, listening with ServerCredentials() on a fixed port
   // ("0.0.0.0:50051"; port 0 is not supported by gRPC's xDS server). The
   // server starts serving once the control plane has sent its listener.
+  // With mTLS it accepts only clients with a certificate from the trust
+  // bundle, and calls from callers the service's `authorization` does not
+  // allow fail with PERMISSION_DENIED (counted in MeshStatus).
   std::unique_ptr<grpc::XdsServerBuilder> NewServerBuilder() const;
   std::shared_ptr<grpc::ServerCredentials> ServerCredentials() const;
 

@@ -137,7 +137,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "got 0\n"
                 "f.yaml:7:5: services[0].replicas: unknown field (expected "
                 "one of: name, namespace, hostname, port, endpoints, "
-                "localityPolicy, healthCheck, subsets, routes)"},
+                "localityPolicy, healthCheck, subsets, routes, identity, authorization)"},
         BadCase{"DuplicateServiceAndHostname",
                 "apiVersion: mesh/v1\ntrustDomain: a\nservices:\n"
                 "  - {name: a, hostname: a.m}\n  - {name: a, hostname: a.m}\n",

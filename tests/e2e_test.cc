@@ -28,6 +28,7 @@
 #include "examples/greeter/greeter_service.h"
 #include "mesh/config/snapshot.h"
 #include "mesh/mesh.h"
+#include "tests/free_port.h"
 #include "tests/temp_dir.h"
 
 namespace mesh {
@@ -100,7 +101,8 @@ class MeshE2eTest : public ::testing::Test {
     WriteConfig(BaseConfig());
     auto m = Mesh::Create({.config_path = *dir_ + "/mesh.yaml",
                            .service_name = "e2e-client",
-                           .locality = {"us-east", "us-east-a", "cluster-1"}});
+                           .locality = {"us-east", "us-east-a", "cluster-1"},
+        .plaintext = true});
     ASSERT_TRUE(m.ok()) << m.status();
     mesh_ = m->release();
     stub_ = Greeter::NewStub(mesh_->CreateChannel(kHost)).release();
@@ -354,7 +356,8 @@ TEST_F(MeshE2eTest, UnknownHostnameFailsWithUnavailable) {
 }
 
 TEST_F(MeshE2eTest, ASecondMeshInTheProcessIsAClearError) {
-  auto m = Mesh::Create({.config_path = *dir_ + "/mesh.yaml"});
+  auto m = Mesh::Create({.config_path = *dir_ + "/mesh.yaml",
+        .plaintext = true});
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(m.status().message(), "already alive"));
@@ -724,24 +727,8 @@ TEST_F(MeshE2eTest, CallsLeaveAHungServerForTheNextLocality) {
   EXPECT_EQ(CallMany(50), (std::map<std::string, int>{{kC2, 50}}));
 }
 
-// gRPC's xDS server needs a fixed port: take a free one from the kernel.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a = {};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    return 0;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 TEST_F(MeshE2eTest, MeshServerServesOnceTheControlPlaneSendsItsListener) {
-  const int port = FreePort();
+  const int port = testing::FreePort();
   ASSERT_GT(port, 0);
   GreeterService service("mesh-served", kC1);
   auto builder = mesh_->NewServerBuilder();

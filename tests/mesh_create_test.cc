@@ -51,7 +51,8 @@ TEST_F(MeshCreateTest, RequiresAConfigPath) {
 }
 
 TEST_F(MeshCreateTest, MissingConfigIsNotFound) {
-  auto m = Mesh::Create({.config_path = dir_ + "/nope.yaml"});
+  auto m = Mesh::Create({.config_path = dir_ + "/nope.yaml",
+        .plaintext = true});
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(m.status().message(),
@@ -61,7 +62,8 @@ TEST_F(MeshCreateTest, MissingConfigIsNotFound) {
 TEST_F(MeshCreateTest, InvalidConfigListsEveryProblem) {
   const std::string path =
       Write("apiVersion: mesh/v0\ntrustDomain: Bad\nservices: []\n");
-  auto m = Mesh::Create({.config_path = path});
+  auto m = Mesh::Create({.config_path = path,
+        .plaintext = true});
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(m.status().message(),
@@ -70,13 +72,15 @@ TEST_F(MeshCreateTest, InvalidConfigListsEveryProblem) {
                 ":2:14: trustDomain: must be a SPIFFE trust domain (lowercase "
                 "letters, digits, '.', '-', '_'), got \"Bad\"");
   // Nothing is left running: a valid Create works right after.
-  auto ok = Mesh::Create({.config_path = Write(kValid)});
+  auto ok = Mesh::Create({.config_path = Write(kValid),
+        .plaintext = true});
   EXPECT_TRUE(ok.ok()) << ok.status();
 }
 
 TEST_F(MeshCreateTest, RefusesABootstrapThatBelongsToSomeoneElse) {
   setenv("GRPC_XDS_BOOTSTRAP_CONFIG", "{\"xds_servers\":[]}", 1);
-  auto m = Mesh::Create({.config_path = Write(kValid)});
+  auto m = Mesh::Create({.config_path = Write(kValid),
+        .plaintext = true});
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(m.status().message(),
@@ -84,7 +88,8 @@ TEST_F(MeshCreateTest, RefusesABootstrapThatBelongsToSomeoneElse) {
       << m.status();
   unsetenv("GRPC_XDS_BOOTSTRAP_CONFIG");
   setenv("GRPC_XDS_BOOTSTRAP", "/etc/xds.json", 1);
-  m = Mesh::Create({.config_path = Write(kValid)});
+  m = Mesh::Create({.config_path = Write(kValid),
+        .plaintext = true});
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(m.status().message(),
@@ -95,7 +100,8 @@ TEST_F(MeshCreateTest, ReplacesABootstrapInheritedFromAParentMeshProcess) {
   // What a child of a mesh application sees in its environment.
   setenv("GRPC_XDS_BOOTSTRAP_CONFIG",
          "{\"node\":{\"metadata\":{\"mesh_owner_pid\":\"1\"}}}", 1);
-  auto m = Mesh::Create({.config_path = Write(kValid)});
+  auto m = Mesh::Create({.config_path = Write(kValid),
+        .plaintext = true});
   ASSERT_TRUE(m.ok()) << m.status();
   const std::string b = getenv("GRPC_XDS_BOOTSTRAP_CONFIG");
   EXPECT_TRUE(absl::StrContains(
@@ -122,7 +128,8 @@ TEST_F(MeshCreateTest, TheAgentHoldsNoneOfTheApplicationsDescriptors) {
   const int fd = fcntl(low, F_DUPFD, 100);  // Without FD_CLOEXEC.
   close(low);
   ASSERT_GE(fd, 100);
-  auto m = Mesh::Create({.config_path = Write(kValid)});
+  auto m = Mesh::Create({.config_path = Write(kValid),
+        .plaintext = true});
   ASSERT_TRUE(m.ok()) << m.status();
   const std::string fds =
       "/proc/" + std::to_string((*m)->GetStatus().control_plane_pid) + "/fd";
@@ -144,12 +151,14 @@ TEST_F(MeshCreateTest, TheAgentHoldsNoneOfTheApplicationsDescriptors) {
 
 TEST_F(MeshCreateTest, ALaterMeshMustKeepTheFirstOnesNode) {
   // gRPC keeps the first xDS bootstrap for the life of the process.
-  auto first = Mesh::Create({.config_path = Write(kValid)});
+  auto first = Mesh::Create({.config_path = Write(kValid),
+        .plaintext = true});
   ASSERT_TRUE(first.ok()) << first.status();
   const std::string dir = (*first)->runtime_dir();
   first->reset();
   auto other = Mesh::Create({.config_path = Write(kValid),
-                             .locality = {"eu-west", "", ""}});
+                             .locality = {"eu-west", "", ""},
+        .plaintext = true});
   ASSERT_FALSE(other.ok());
   EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(other.status().message(),
@@ -157,19 +166,38 @@ TEST_F(MeshCreateTest, ALaterMeshMustKeepTheFirstOnesNode) {
       << other.status();
   EXPECT_NE(access(dir.c_str(), F_OK), 0);  // Nothing was re-created.
   // The same node works, on the same socket path gRPC has cached.
-  auto again = Mesh::Create({.config_path = Write(kValid)});
+  auto again = Mesh::Create({.config_path = Write(kValid),
+        .plaintext = true});
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ((*again)->runtime_dir(), dir);
 }
 
 TEST_F(MeshCreateTest, ABadAgentPathIsAClearError) {
   auto m = Mesh::Create(
-      {.config_path = Write(kValid), .agent_path = "/nonexistent/agent"});
+      {.config_path = Write(kValid), .agent_path = "/nonexistent/agent",
+        .plaintext = true});
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(m.status().message(),
             "cannot start the mesh agent /nonexistent/agent: No such file or "
             "directory");
+}
+
+TEST_F(MeshCreateTest, RequiresAnIdentityOrAnExplicitPlaintextMode) {
+  auto m = Mesh::Create({.config_path = Write(kValid)});
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(m.status().message(),
+                                "MeshOptions.identity needs certificate_path"))
+      << m.status();
+  MeshOptions both;
+  both.config_path = Write(kValid);
+  both.plaintext = true;
+  both.identity.certificate_path = "/x.pem";
+  m = Mesh::Create(both);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().message(),
+            "MeshOptions: identity and plaintext exclude each other");
 }
 
 }  // namespace

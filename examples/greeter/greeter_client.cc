@@ -5,6 +5,7 @@
 //       --target=greeter.mesh.internal --batches=40 --batch_size=50
 //       --interval_ms=250
 //
+// Security: --cert=FILE --key=FILE --bundle=FILE (mTLS), or --plaintext.
 // --header=KEY=VALUE (repeatable) adds request metadata (e.g. to match a
 // route's header pin); --show=instance counts replies by serving instance
 // instead of locality.
@@ -29,6 +30,7 @@
 #include "absl/strings/strip.h"
 #include "greeter.grpc.pb.h"
 #include "mesh/mesh.h"
+#include "security_flags.h"
 
 namespace {
 
@@ -47,7 +49,9 @@ int main(int argc, char** argv) {
   std::string batches_s = "40", size_s = "50", interval_s = "250";
   std::string show = "locality", header;
   std::vector<std::pair<std::string, std::string>> headers;
+  mesh::MeshOptions options;
   for (int i = 1; i < argc; ++i) {
+    if (mesh::examples::SecurityFlag(argv[i], &options)) continue;
     if (Flag(argv[i], "--header=", &header)) {
       std::pair<std::string, std::string> kv =
           absl::StrSplit(header, absl::MaxSplits('=', 1));
@@ -72,20 +76,27 @@ int main(int argc, char** argv) {
       size <= 0 || interval_ms < 0) {
     std::cerr << "usage: greeter_client --config=FILE "
                  "[--locality=R/Z/C] [--target=HOST] [--batches=N] "
-                 "[--batch_size=N] [--interval_ms=N]\n";
+                 "[--batch_size=N] [--interval_ms=N] "
+              << mesh::examples::kSecurityUsage << "\n";
     return 2;
   }
   signal(SIGTERM, [](int) { g_stop = true; });
   signal(SIGINT, [](int) { g_stop = true; });
   std::vector<std::string> loc = absl::StrSplit(locality, '/');
   loc.resize(3);
-  auto m = mesh::Mesh::Create({.config_path = config,
-                               .service_name = "greeter-client",
-                               .locality = {loc[0], loc[1], loc[2]}});
+  options.config_path = config;
+  options.service_name = "greeter-client";
+  options.locality = {loc[0], loc[1], loc[2]};
+  auto m = mesh::Mesh::Create(options);
   if (!m.ok()) {
     std::cerr << "greeter_client: " << m.status() << "\n";
     return 1;
   }
+  std::cout << "security: " << (*m)->GetStatus().security
+            << ((*m)->GetStatus().identity.empty()
+                    ? ""
+                    : ", identity " + (*m)->GetStatus().identity)
+            << std::endl;
   auto stub = mesh::examples::Greeter::NewStub((*m)->CreateChannel(target));
   uint64_t total = 0, failed = 0;
   std::string last_version;

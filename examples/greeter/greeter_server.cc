@@ -3,6 +3,9 @@
 //
 //   greeter_server --config=mesh.yaml --listen=127.0.1.1:50051
 //       --locality=us-east/us-east-a/cluster-1 --name=greeter-c1
+//       --cert=greeter.pem --key=greeter.key --bundle=ca.pem
+//
+// (or --plaintext instead of the identity files, for local development).
 //
 // Runs until SIGTERM or SIGINT.
 
@@ -16,6 +19,7 @@
 #include "absl/strings/strip.h"
 #include "greeter_service.h"
 #include "mesh/mesh.h"
+#include "security_flags.h"
 
 namespace {
 
@@ -29,14 +33,17 @@ bool Flag(absl::string_view arg, absl::string_view name, std::string* out) {
 
 int main(int argc, char** argv) {
   std::string config, listen, locality, name = "greeter";
+  mesh::MeshOptions options;
   for (int i = 1; i < argc; ++i) {
-    if (!Flag(argv[i], "--config=", &config) &&
+    if (!mesh::examples::SecurityFlag(argv[i], &options) &&
+        !Flag(argv[i], "--config=", &config) &&
         !Flag(argv[i], "--listen=", &listen) &&
         !Flag(argv[i], "--locality=", &locality) &&
         !Flag(argv[i], "--name=", &name)) {
       std::cerr << "unknown flag " << argv[i] << "\nusage: greeter_server "
                 << "--config=FILE --listen=IP:PORT "
-                   "--locality=REGION/ZONE/CLUSTER [--name=NAME]\n";
+                   "--locality=REGION/ZONE/CLUSTER [--name=NAME] "
+                << mesh::examples::kSecurityUsage << "\n";
       return 2;
     }
   }
@@ -53,9 +60,10 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-  auto m = mesh::Mesh::Create({.config_path = config,
-                               .service_name = "greeter",
-                               .locality = {loc[0], loc[1], loc[2]}});
+  options.config_path = config;
+  options.service_name = "greeter";
+  options.locality = {loc[0], loc[1], loc[2]};
+  auto m = mesh::Mesh::Create(options);
   if (!m.ok()) {
     std::cerr << "greeter_server: " << m.status() << "\n";
     return 1;

@@ -22,6 +22,8 @@
 #include "mesh/common/log.h"
 #include "mesh/config/snapshot.h"
 #include "mesh/health/health_checker.h"
+#include "mesh/identity/keeper.h"
+#include "mesh/policy/authorization.h"
 #include "mesh/source/file_watcher.h"
 #include "mesh/xds/ads_server.h"
 
@@ -37,6 +39,9 @@ struct Flags {
   std::string socket;
   int status_fd = -1;
   int lifeline_fd = -1;
+  std::string service;
+  identity::IdentityFiles identity;
+  std::string identity_dir;
 };
 
 bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
@@ -48,7 +53,15 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
       return true;
     };
     std::string v;
-    if (value("--config=", &f->config) || value("--socket=", &f->socket)) {
+    if (value("--config=", &f->config) || value("--socket=", &f->socket) ||
+        value("--service=", &f->service) ||
+        value("--cert=", &f->identity.certificate) ||
+        value("--key=", &f->identity.private_key) ||
+        value("--identity-dir=", &f->identity_dir)) {
+      continue;
+    }
+    if (value("--bundle=", &v)) {
+      f->identity.trust_bundles.push_back(v);
       continue;
     }
     if (value("--status-fd=", &v) || value("--lifeline-fd=", &v)) {
@@ -65,6 +78,18 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
   }
   if (f->config.empty() || f->socket.empty()) {
     *err = "--config=PATH and --socket=PATH are required";
+    return false;
+  }
+  const bool any = !f->identity.certificate.empty() ||
+                   !f->identity.private_key.empty() ||
+                   !f->identity.trust_bundles.empty() ||
+                   !f->identity_dir.empty();
+  const bool all = !f->identity.certificate.empty() &&
+                   !f->identity.private_key.empty() &&
+                   !f->identity.trust_bundles.empty() &&
+                   !f->identity_dir.empty();
+  if (any && !all) {
+    *err = "--cert, --key, --bundle and --identity-dir go together";
     return false;
   }
   return true;
@@ -227,6 +252,37 @@ int RunAgent(int argc, char** argv) {
     return 3;
   }
 
+  // The application's identity: checked and in place before it is ready.
+  std::unique_ptr<identity::Keeper> keeper;
+  if (!flags.identity_dir.empty()) {
+    absl::StatusOr<std::unique_ptr<identity::Keeper>> k =
+        identity::Keeper::Start(
+            flags.identity, (*snap)->config->trust_domain,
+            flags.identity_dir,
+            [&sink](const identity::SvidInfo& info) {
+              sink.Emit(EventKind::kIdentity, "",
+                        absl::StrCat(info.id.ToString(), " ",
+                                     info.serial_hex, " ", info.not_after));
+            },
+            [&sink](const std::string& err) {
+              sink.Emit(EventKind::kError, "", err);
+              Log(internal::kWarning, err);
+            });
+    if (!k.ok()) {
+      sink.Emit(EventKind::kError, "", k.status().message());
+      Log(internal::kError,
+          absl::StrCat("mesh agent: ", k.status().message()));
+      return 3;
+    }
+    keeper = std::move(*k);
+  }
+  auto send_policy = [&sink, &flags](const config::Snapshot& s) {
+    sink.Emit(EventKind::kAuthz, s.version,
+              policy::Authorizer::ForService(*s.config, flags.service)
+                  .Encode());
+  };
+  send_policy(**snap);
+
   xds::AdsServer ads(&sink);
   Publisher publisher(&ads, &sink);
   // After each EDS ACK: the explanation of what that client now does, for
@@ -291,6 +347,7 @@ int RunAgent(int argc, char** argv) {
               return;
             }
             current_version = (*next)->version;
+            send_policy(**next);
             publisher.SetConfig(*next);
             checker.Update((*next)->config);
             sink.Emit(EventKind::kApplied, current_version, flags.config);
@@ -308,6 +365,18 @@ int RunAgent(int argc, char** argv) {
   WaitForEnd(flags.lifeline_fd);
 
   watcher->reset();
+  keeper.reset();
+  if (flags.lifeline_fd >= 0 && !flags.identity_dir.empty()) {
+    // The application is gone or done with us: its copies of the identity
+    // (the private key among them) go too.
+    for (const std::string& f :
+         {identity::Keeper::CertPath(flags.identity_dir),
+          identity::Keeper::KeyPath(flags.identity_dir),
+          identity::Keeper::BundlePath(flags.identity_dir)}) {
+      unlink(f.c_str());
+    }
+    rmdir(flags.identity_dir.c_str());
+  }
   ads.Stop();
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(500));

@@ -17,6 +17,12 @@
 //   --lifeline-fd=N      exit when this fd reaches EOF, i.e. when the
 //                        application that spawned us is gone (optional;
 //                        without it the agent runs until SIGTERM/SIGINT)
+//   --service=NAME       the application's own service: its authorization
+//                        policy is reported on the status fd (optional)
+//   --cert=PATH --key=PATH --bundle=PATH (repeatable) --identity-dir=DIR
+//                        the workload's SVID and trust bundles: checked,
+//                        then kept in DIR for gRPC (identity/keeper.h);
+//                        all or none
 
 #ifndef MESH_AGENT_AGENT_H_
 #define MESH_AGENT_AGENT_H_
@@ -25,8 +31,8 @@ namespace mesh {
 namespace agent {
 
 // Runs the agent; returns the process exit code: 0 on a clean stop, 2 for
-// bad flags, 3 for an unusable initial config, 4 if the socket cannot be
-// served.
+// bad flags, 3 for an unusable initial config or identity, 4 if the socket
+// cannot be served.
 int RunAgent(int argc, char** argv);
 
 // Environment variable that makes a program linked with mesh run RunAgent

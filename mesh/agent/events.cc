@@ -15,7 +15,8 @@ constexpr std::pair<EventKind, absl::string_view> kNames[] = {
     {EventKind::kRejected, "rejected"}, {EventKind::kError, "error"},
     {EventKind::kNack, "nack"},
     {EventKind::kHealth, "health"},   {EventKind::kExplain, "explain"},
-    {EventKind::kSynced, "synced"},
+    {EventKind::kSynced, "synced"},   {EventKind::kIdentity, "identity"},
+    {EventKind::kAuthz, "authz"},
 };
 }  // namespace
 

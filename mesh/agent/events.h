@@ -24,6 +24,9 @@ enum class EventKind {
   kHealth,    // An active health check changed an endpoint; TEXT says how.
   kExplain,   // For VERSION, TEXT = "HOSTNAME\n" + its plan's explanation.
   kSynced,    // The xDS client has applied VERSION completely.
+  kIdentity,  // Identity files (re)loaded; TEXT = "ID SERIAL NOT_AFTER".
+  kAuthz,     // For config VERSION, TEXT = the application's policy
+              // (policy::Authorizer::Encode).
 };
 
 struct Event {

@@ -12,22 +12,37 @@
 //                              takes and its destinations; for each
 //                              destination the priorities, localities,
 //                              weights and the rule and numbers behind them.
+//   meshctl dev-certs --dir DIR --trust-domain TD [--namespace NS]
+//           [--valid-hours N] SERVICE...
+//                              make a throwaway CA (DIR/ca.pem) and an
+//                              X.509-SVID per service (DIR/SERVICE.pem,
+//                              DIR/SERVICE.key) with the identity
+//                              spiffe://TD/ns/NS/sa/SERVICE, for local
+//                              development and the demo; never for
+//                              production (the CA key is thrown away).
 //
 // It never crashes on any input: every file goes through the same validating
 // loader as the library, which turns all problems into messages.
 
 #include <stdlib.h>
 
+#include <sys/stat.h>
+
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "mesh/config/config.h"
 #include "mesh/config/snapshot.h"
+#include "mesh/identity/dev_ca.h"
+#include "mesh/identity/svid.h"
 #include "mesh/policy/route_match.h"
 #include "mesh/xds/translate.h"
 
@@ -45,7 +60,11 @@ constexpr char kUsage[] =
     "  explain   show the priorities, localities and weights a caller in\n"
     "            the given locality (running as service NAME, with the\n"
     "            given labels) gets for HOSTNAME, and why; with --method\n"
-    "            (and --header), which route such a call takes first\n";
+    "            (and --header), which route such a call takes first\n"
+    "       meshctl dev-certs --dir DIR --trust-domain TD [--namespace NS]\n"
+    "               [--valid-hours N] SERVICE...\n"
+    "  dev-certs make a throwaway CA (DIR/ca.pem) and an SVID per service\n"
+    "            (DIR/SERVICE.pem, DIR/SERVICE.key) for development only\n";
 
 // Resolves `path` against the directory bazel run was started from.
 std::string UserPath(std::string path) {
@@ -199,6 +218,82 @@ int Validate(int argc, char** argv) {
   return bad == 0 ? 0 : 1;
 }
 
+bool WriteFile(const std::string& path, const std::string& data,
+               mode_t mode) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << data;
+    if (!out.flush()) return false;
+  }
+  return chmod(tmp.c_str(), mode) == 0 && rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+int DevCerts(int argc, char** argv) {
+  std::string dir, td, ns = "default", hours_s = "24";
+  std::vector<std::string> services;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* name, std::string* out) {
+      if (a != name) return false;
+      if (i + 1 >= argc) return false;
+      *out = argv[++i];
+      return true;
+    };
+    if (value("--dir", &dir) || value("--trust-domain", &td) ||
+        value("--namespace", &ns) || value("--valid-hours", &hours_s)) {
+      continue;
+    }
+    if (absl::StartsWith(a, "--")) {
+      std::cerr << "meshctl dev-certs: unknown or incomplete flag " << a
+                << "\n" << kUsage;
+      return 2;
+    }
+    services.push_back(a);
+  }
+  int hours = 0;
+  if (dir.empty() || td.empty() || services.empty() ||
+      !absl::SimpleAtoi(hours_s, &hours) || hours <= 0) {
+    std::cerr << "meshctl dev-certs: --dir, --trust-domain, a positive "
+                 "--valid-hours and at least one SERVICE are needed\n"
+              << kUsage;
+    return 2;
+  }
+  dir = UserPath(dir);
+  auto ca = mesh::identity::DevCa::Create("mesh dev CA (" + td + ")");
+  if (!ca.ok()) {
+    std::cerr << "meshctl dev-certs: " << ca.status().message() << "\n";
+    return 1;
+  }
+  if (!WriteFile(dir + "/ca.pem", (*ca)->cert_pem(), 0644)) {
+    std::cerr << "meshctl dev-certs: cannot write " << dir << "/ca.pem\n";
+    return 1;
+  }
+  for (const std::string& svc : services) {
+    mesh::identity::LeafOptions o;
+    o.uris = {absl::StrCat("spiffe://", td, "/ns/", ns, "/sa/", svc)};
+    o.not_after_offset_s = hours * 3600L;
+    absl::StatusOr<mesh::identity::SpiffeId> id =
+        mesh::identity::ParseSpiffeId(o.uris[0]);
+    if (!id.ok()) {
+      std::cerr << "meshctl dev-certs: " << id.status().message() << "\n";
+      return 1;
+    }
+    auto pem = (*ca)->Issue(o);
+    if (!pem.ok() ||
+        !WriteFile(dir + "/" + svc + ".key", pem->key, 0600) ||
+        !WriteFile(dir + "/" + svc + ".pem", pem->cert, 0644)) {
+      std::cerr << "meshctl dev-certs: cannot write " << dir << "/" << svc
+                << ".{pem,key}\n";
+      return 1;
+    }
+    std::cout << dir << "/" << svc << ".pem: " << o.uris[0] << "\n";
+  }
+  std::cout << dir << "/ca.pem: the trust bundle (throwaway CA, "
+            << "development only)\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -210,6 +305,7 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   if (cmd == "validate") return Validate(argc, argv);
   if (cmd == "explain") return Explain(argc, argv);
+  if (cmd == "dev-certs") return DevCerts(argc, argv);
   std::cerr << "meshctl: unknown command \"" << cmd << "\"\n" << kUsage;
   return 2;
 }

@@ -27,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "mesh/identity/svid.h"
 #include "re2/re2.h"
 #include "yaml-cpp/yaml.h"
 
@@ -105,6 +106,12 @@ const Subset* Service::FindSubset(absl::string_view subset) const {
     if (s.name == subset) return &s;
   }
   return nullptr;
+}
+
+std::string Service::Identity(absl::string_view trust_domain) const {
+  if (!identity.empty()) return identity;
+  return absl::StrCat("spiffe://", trust_domain, "/ns/", namespace_name,
+                      "/sa/", name);
 }
 
 const Service* MeshConfig::FindByName(absl::string_view name) const {
@@ -1100,12 +1107,121 @@ void ReadRoutes(Reader& r, const YAML::Node& list, const std::string& path,
   }
 }
 
+// A caller pattern: a SPIFFE ID, a SPIFFE ID prefix ending in "*", or "*".
+std::string CallerPatternError(absl::string_view p) {
+  if (p == "*") return "";
+  if (absl::EndsWith(p, "*")) {
+    absl::string_view prefix = p.substr(0, p.size() - 1);
+    if (absl::StrContains(prefix, "*")) return "\"*\" may only end a pattern";
+    if (!absl::StartsWith(prefix, "spiffe://") ||
+        prefix.size() == strlen("spiffe://") || !absl::EndsWith(prefix, "/")) {
+      return "a prefix pattern must look like \"spiffe://TRUST_DOMAIN/*\" "
+             "or \"spiffe://TRUST_DOMAIN/PATH/*\" (ending in \"/*\", so "
+             "that it cannot match another trust domain)";
+    }
+    return "";
+  }
+  absl::StatusOr<identity::SpiffeId> id = identity::ParseSpiffeId(p);
+  return id.ok() ? "" : std::string(id.status().message());
+}
+
+std::string MethodPatternError(absl::string_view p) {
+  if (p == "*") return "";
+  if (absl::StrContains(p.substr(0, p.size() - 1), "*")) {
+    return "\"*\" may only end a pattern";
+  }
+  const size_t slash = p.find('/', 1);
+  if (!absl::StartsWith(p, "/") || slash == absl::string_view::npos ||
+      slash == 1) {
+    return "must be \"/package.Service/Method\", \"/package.Service/*\" "
+           "or \"*\"";
+  }
+  return "";
+}
+
+void ReadPatterns(Reader& r, const YAML::Node& n, absl::string_view key,
+                  const std::string& p, bool required,
+                  std::string (*check)(absl::string_view),
+                  std::vector<std::string>* out) {
+  const YAML::Node list = n[std::string(key)];
+  const std::string path = Reader::Join(p, key);
+  if (!list.IsDefined() || list.IsNull()) {
+    if (required) r.Error(n.Mark(), path, "required field is missing");
+    return;
+  }
+  if (!list.IsSequence() || list.size() == 0) {
+    r.Error(list.Mark(), path,
+            absl::StrCat("must be a non-empty list of strings, got ",
+                         Reader::Kind(list)));
+    return;
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string ip = absl::StrCat(path, "[", i, "]");
+    if (!list[i].IsScalar()) {
+      r.Error(list[i].Mark(), ip,
+              absl::StrCat("must be a string, got ", Reader::Kind(list[i])));
+      continue;
+    }
+    const std::string v = list[i].Scalar();
+    const std::string err = check(v);
+    if (!err.empty()) {
+      r.Error(list[i].Mark(), ip, err);
+      continue;
+    }
+    out->push_back(v);
+  }
+}
+
+void ReadAuthorization(Reader& r, const YAML::Node& n, const std::string& p,
+                       Authorization* out) {
+  if (!r.ExpectMap(n, p, {"allow"})) return;
+  out->set = true;
+  const YAML::Node allow = n["allow"];
+  const std::string ap = p + ".allow";
+  if (!allow.IsDefined() || allow.IsNull()) {
+    r.Error(n.Mark(), ap,
+            "required field is missing (write \"allow: []\" to deny every "
+            "call)");
+    return;
+  }
+  if (!allow.IsSequence()) {
+    r.Error(allow.Mark(), ap,
+            absl::StrCat("must be a list of {callers, methods}, got ",
+                         Reader::Kind(allow)));
+    return;
+  }
+  for (size_t i = 0; i < allow.size(); ++i) {
+    const std::string rp = absl::StrCat(ap, "[", i, "]");
+    if (!r.ExpectMap(allow[i], rp, {"callers", "methods"})) continue;
+    AuthorizationRule rule;
+    rule.line = allow[i].Mark().line + 1;
+    ReadPatterns(r, allow[i], "callers", rp, true, CallerPatternError,
+                 &rule.callers);
+    ReadPatterns(r, allow[i], "methods", rp, false, MethodPatternError,
+                 &rule.methods);
+    out->allow.push_back(std::move(rule));
+  }
+}
+
 void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
                  Service* svc, std::vector<PendingDestination>* pending) {
   if (!r.ExpectMap(node, path, {"name", "namespace", "hostname", "port",
                                 "endpoints", "localityPolicy", "healthCheck",
-                                "subsets", "routes"})) {
+                                "subsets", "routes", "identity",
+                                "authorization"})) {
     return;
+  }
+  if (r.String(node, "identity", path, false, &svc->identity)) {
+    absl::StatusOr<identity::SpiffeId> id =
+        identity::ParseSpiffeId(svc->identity);
+    if (!id.ok()) {
+      r.Error(node["identity"].Mark(), Reader::Join(path, "identity"),
+              id.status().message());
+    }
+  }
+  if (node["authorization"].IsDefined()) {
+    ReadAuthorization(r, node["authorization"], path + ".authorization",
+                      &svc->authorization);
   }
   if (node["subsets"].IsDefined() && !node["subsets"].IsNull()) {
     ReadSubsets(r, node["subsets"], path + ".subsets", &svc->subsets);

@@ -177,6 +177,24 @@ struct Route {
   int line = 0;
 };
 
+// Who may call a service: a call is allowed if one rule matches both its
+// caller's SPIFFE ID and its method. Patterns: an exact value, a prefix
+// ending in "*" ("spiffe://example.org/ns/batch/*", "/pkg.Service/*"), or
+// "*" for anything.
+struct AuthorizationRule {
+  std::vector<std::string> callers;
+  std::vector<std::string> methods;  // Empty: every method.
+  int line = 0;
+};
+
+struct Authorization {
+  // false: the section is absent, and any caller whose identity is in the
+  // mesh's trust domain is allowed. true: only callers that `allow` names
+  // (an empty list denies every call).
+  bool set = false;
+  std::vector<AuthorizationRule> allow;
+};
+
 struct Service {
   std::string name;
   std::string namespace_name = "default";
@@ -193,8 +211,14 @@ struct Service {
   // matches everything always follows them (unless the last one already
   // matches everything).
   std::vector<Route> routes;
+  // The SPIFFE ID its servers must present; "" = the default,
+  // spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/NAME (see Identity()).
+  std::string identity;
+  Authorization authorization;
 
   const Subset* FindSubset(absl::string_view name) const;
+  // `identity`, or the default for `trust_domain`.
+  std::string Identity(absl::string_view trust_domain) const;
 };
 
 // Health known beyond the config (from active health checks), by

@@ -7,6 +7,7 @@
 #include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "envoy/extensions/filters/http/router/v3/router.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 
 namespace mesh {
 namespace xds {
@@ -55,6 +56,20 @@ void PackHcm(const HttpConnectionManager& hcm, Listener* l) {
   l->mutable_api_listener()->mutable_api_listener()->PackFrom(hcm);
 }
 
+using envoy::extensions::transport_sockets::tls::v3::CommonTlsContext;
+
+constexpr char kTlsTransportSocket[] = "envoy.transport_sockets.tls";
+
+// Our identity and the trust bundle, both from the bootstrap's certificate
+// provider (files the agent keeps valid; gRPC re-reads them on rotation).
+void SetProviders(CommonTlsContext* common) {
+  common->mutable_tls_certificate_provider_instance()->set_instance_name(
+      std::string(kIdentityProviderInstance));
+  common->mutable_validation_context()
+      ->mutable_ca_certificate_provider_instance()
+      ->set_instance_name(std::string(kRootsProviderInstance));
+}
+
 }  // namespace
 
 Caller CallerFromNode(const envoy::config::core::v3::Node& node) {
@@ -65,6 +80,8 @@ Caller CallerFromNode(const envoy::config::core::v3::Node& node) {
   c.locality.zone = node.locality().zone();
   c.locality.cluster = node.locality().sub_zone();
   const auto& md = node.metadata().fields();
+  auto mtls = md.find(std::string(kMtlsMetadataKey));
+  c.mtls = mtls != md.end() && mtls->second.string_value() == "true";
   auto it = md.find("labels");
   if (it != md.end() && it->second.has_struct_value()) {
     for (const auto& [k, v] : it->second.struct_value().fields()) {
@@ -144,7 +161,7 @@ Listener UnknownHostListener(const std::string& name) {
   return l;
 }
 
-absl::StatusOr<Listener> ServerListener(const std::string& name) {
+absl::StatusOr<Listener> ServerListener(const std::string& name, bool mtls) {
   if (!absl::StartsWith(name, kServerListenerPrefix)) {
     return absl::InvalidArgumentError("not a server listener name: " + name);
   }
@@ -180,6 +197,13 @@ absl::StatusOr<Listener> ServerListener(const std::string& name) {
   auto* filter = fc->add_filters();
   filter->set_name("envoy.filters.network.http_connection_manager");
   filter->mutable_typed_config()->PackFrom(hcm);
+  if (mtls) {
+    envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext tls;
+    tls.mutable_require_client_certificate()->set_value(true);
+    SetProviders(tls.mutable_common_tls_context());
+    fc->mutable_transport_socket()->set_name(kTlsTransportSocket);
+    fc->mutable_transport_socket()->mutable_typed_config()->PackFrom(tls);
+  }
   return l;
 }
 
@@ -327,7 +351,8 @@ RouteConfiguration RouteConfig(const config::MeshConfig& config,
   return rc;
 }
 
-Cluster ClusterFor(const config::Service& service, absl::string_view subset) {
+Cluster ClusterFor(const config::Service& service, absl::string_view subset,
+                   absl::string_view server_identity) {
   Cluster c;
   c.set_name(ClusterName(service, subset));
   c.set_type(Cluster::EDS);
@@ -354,6 +379,24 @@ Cluster ClusterFor(const config::Service& service, absl::string_view subset) {
   od->mutable_failure_percentage_minimum_hosts()->set_value(1);
   od->mutable_failure_percentage_request_volume()->set_value(
       kOutlierMinRequests);
+  if (!server_identity.empty()) {
+    envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext tls;
+    SetProviders(tls.mutable_common_tls_context());
+    // The server must present exactly this SPIFFE ID. gRPC 1.51.1 silently
+    // ignores the newer match_typed_subject_alt_names (any certificate of
+    // the CA would pass), so the deprecated field it does enforce is used;
+    // SecurityE2eTest.ServerWithAnotherIdentityFromTheSameCaIsRefused
+    // keeps this honest.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    tls.mutable_common_tls_context()
+        ->mutable_validation_context()
+        ->add_match_subject_alt_names()
+        ->set_exact(std::string(server_identity));
+#pragma GCC diagnostic pop
+    c.mutable_transport_socket()->set_name(kTlsTransportSocket);
+    c.mutable_transport_socket()->mutable_typed_config()->PackFrom(tls);
+  }
   return c;
 }
 
@@ -417,7 +460,7 @@ std::map<std::string, google::protobuf::Any> Translate(
   if (type_url == kListenerType) {
     for (const std::string& name : names) {
       if (absl::StartsWith(name, kServerListenerPrefix)) {
-        absl::StatusOr<Listener> l = ServerListener(name);
+        absl::StatusOr<Listener> l = ServerListener(name, caller.mtls);
         if (l.ok()) out[name].PackFrom(*l);
       } else if (const config::Service* s = config.FindByAuthority(name)) {
         out[name].PackFrom(ClientListener(*s, name));
@@ -451,7 +494,9 @@ std::map<std::string, google::protobuf::Any> Translate(
       if (!wanted(name)) continue;
       const auto& [s, subset] = target;
       if (type_url == kClusterType) {
-        out[name].PackFrom(ClusterFor(*s, subset));
+        out[name].PackFrom(ClusterFor(
+            *s, subset,
+            caller.mtls ? s->Identity(config.trust_domain) : std::string()));
       } else if (type_url == kEndpointType) {
         out[name].PackFrom(
             LoadAssignmentFor(config, *s, caller, health, subset));

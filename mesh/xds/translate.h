@@ -40,6 +40,7 @@
 #include "envoy/config/route/v3/route.pb.h"
 #include "google/protobuf/any.pb.h"
 #include "mesh/config/config.h"
+#include "mesh/xds/names.h"
 #include "mesh/policy/locality.h"
 
 namespace mesh {
@@ -63,6 +64,7 @@ struct Caller {
   std::string service;  // node.cluster: the caller's own service name
   config::Locality locality;
   std::map<std::string, std::string> labels;  // node.metadata.labels
+  bool mtls = false;  // node.metadata.mesh_mtls == "true"
 };
 
 Caller CallerFromNode(const envoy::config::core::v3::Node& node);
@@ -91,12 +93,17 @@ envoy::config::listener::v3::Listener ClientListener(
     const config::Service& service, const std::string& name);
 envoy::config::listener::v3::Listener UnknownHostListener(
     const std::string& name);
+// With `mtls`, the server requires client certificates from the trust
+// bundle (authorization happens in the application, per call).
 absl::StatusOr<envoy::config::listener::v3::Listener> ServerListener(
-    const std::string& name);
+    const std::string& name, bool mtls = false);
 envoy::config::route::v3::RouteConfiguration RouteConfig(
     const config::MeshConfig& config, const config::Service& service);
-envoy::config::cluster::v3::Cluster ClusterFor(const config::Service& service,
-                                               absl::string_view subset = "");
+// With a `server_identity` (a SPIFFE ID), connections use mTLS and accept
+// only a server certificate whose URI SAN is exactly that ID.
+envoy::config::cluster::v3::Cluster ClusterFor(
+    const config::Service& service, absl::string_view subset = "",
+    absl::string_view server_identity = "");
 envoy::config::endpoint::v3::ClusterLoadAssignment LoadAssignmentFor(
     const config::MeshConfig& config, const config::Service& service,
     const Caller& caller, const config::HealthOverrides& health = {},

@@ -154,6 +154,7 @@ class SecurityE2eTest : public ::testing::Test {
     ASSERT_TRUE(m.ok()) << m.status();
     mesh_ = m->release();
     service_ = new PeerEcho();
+    grpc::EnableDefaultHealthCheckService(true);
     auto builder = mesh_->NewServerBuilder();
     builder->AddListeningPort(absl::StrCat("127.0.0.1:", port_),
                               mesh_->ServerCredentials());
@@ -186,10 +187,12 @@ class SecurityE2eTest : public ::testing::Test {
 
   // greeter (this process) allows greeter and frontend to SayHello only;
   // `extra` services are appended.
-  static std::string Config(const std::vector<std::string>& extra) {
+  static std::string Config(const std::vector<std::string>& extra,
+                            const std::string& greeter_extra = "") {
     std::string s = absl::StrCat(
         "apiVersion: mesh/v1\ntrustDomain: example.org\nservices:\n"
-        "  - name: greeter\n    hostname: greeter.mesh.internal\n"
+        "  - name: greeter\n    hostname: greeter.mesh.internal\n",
+        greeter_extra,
         "    authorization:\n      allow:\n"
         "        - callers: [", kTd, "greeter, ", kTd, "frontend]\n"
         "          methods: [/mesh.examples.Greeter/SayHello]\n"
@@ -526,6 +529,33 @@ TEST_F(SecurityE2eTest, RotationUnderLoadLosesNoCallAndNewConnectionsUseIt) {
   absl::MutexLock lock(&mu);
   EXPECT_TRUE(failures.empty()) << ::testing::PrintToString(failures);
   EXPECT_GT(ok.load(), 200);
+}
+
+// The agent's active health checks are mTLS calls too (checking the
+// server's SPIFFE ID), and are allowed by every authorization policy: here
+// they see NOT_SERVING and SERVING again, which they could not over a
+// refused connection.
+TEST_F(SecurityE2eTest, HealthChecksRunOverMtls) {
+  HelloReply reply;
+  ASSERT_TRUE(CallWhenServing("greeter.mesh.internal", &reply).ok());
+  Apply(Config({}, "    healthCheck: {interval: 100ms, timeout: 100ms, "
+                   "healthyThreshold: 1, unhealthyThreshold: 1}\n"));
+  auto await_change = [](const std::string& what) {
+    return mesh_->WaitForStatus(
+        [&](const MeshStatus& s) {
+          return absl::StrContains(s.last_health_change, what);
+        },
+        absl::Seconds(10));
+  };
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  EXPECT_TRUE(await_change("is UNHEALTHY"))
+      << mesh_->GetStatus().last_health_change;
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  EXPECT_TRUE(await_change("is HEALTHY again"))
+      << mesh_->GetStatus().last_health_change;
+  const uint64_t denied = mesh_->GetStatus().calls_denied;
+  Apply(Config({}));
+  EXPECT_EQ(mesh_->GetStatus().calls_denied, denied);
 }
 
 TEST_F(SecurityE2eTest, BadBundleIsRefusedAndThePreviousOneKept) {

@@ -23,6 +23,7 @@
 #include "mesh/config/snapshot.h"
 #include "mesh/health/health_checker.h"
 #include "mesh/identity/keeper.h"
+#include "mesh/identity/tls.h"
 #include "mesh/policy/authorization.h"
 #include "mesh/source/file_watcher.h"
 #include "mesh/xds/ads_server.h"
@@ -307,7 +308,10 @@ int RunAgent(int argc, char** argv) {
       [&publisher](const config::HealthOverrides& failing,
                    const std::string& change) {
         publisher.SetFailing(failing, change);
-      });
+      },
+      // With an identity, health checks are mTLS calls like any other.
+      keeper == nullptr ? nullptr
+                        : identity::MtlsCredentialsFactory(flags.identity_dir));
   checker.Update((*snap)->config);
   unlink(flags.socket.c_str());  // A stale socket from a previous agent.
   grpc::ServerBuilder builder;

@@ -1110,9 +1110,11 @@ void ReadRoutes(Reader& r, const YAML::Node& list, const std::string& path,
 // A caller pattern: a SPIFFE ID, a SPIFFE ID prefix ending in "*", or "*".
 std::string CallerPatternError(absl::string_view p) {
   if (p == "*") return "";
+  if (absl::StrContains(p.substr(0, p.empty() ? 0 : p.size() - 1), "*")) {
+    return "\"*\" may only end a pattern";
+  }
   if (absl::EndsWith(p, "*")) {
     absl::string_view prefix = p.substr(0, p.size() - 1);
-    if (absl::StrContains(prefix, "*")) return "\"*\" may only end a pattern";
     if (!absl::StartsWith(prefix, "spiffe://") ||
         prefix.size() == strlen("spiffe://") || !absl::EndsWith(prefix, "/")) {
       return "a prefix pattern must look like \"spiffe://TRUST_DOMAIN/*\" "

@@ -96,7 +96,8 @@ int HealthChecker::DecodeStatus(const std::string& bytes) {
   return i == bytes.size() ? status : -1;
 }
 
-HealthChecker::HealthChecker(Callback cb) : cb_(std::move(cb)) {
+HealthChecker::HealthChecker(Callback cb, Credentials credentials)
+    : cb_(std::move(cb)), credentials_(std::move(credentials)) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -119,14 +120,16 @@ void HealthChecker::Update(std::shared_ptr<const config::MeshConfig> config) {
       Target& t = next[key];
       t.address = DialTarget(e);
       t.service = s.health_check.service_name;
+      t.identity = s.Identity(config->trust_domain);
       t.spec = s.health_check;
     }
   }
   absl::MutexLock lock(&mu_);
   for (auto& [key, t] : next) {
     auto old = targets_.find(key);
-    if (old != targets_.end() && old->second.spec.service_name ==
-                                     t.spec.service_name) {
+    if (old != targets_.end() &&
+        old->second.spec.service_name == t.spec.service_name &&
+        old->second.identity == t.identity) {
       // Keep its state and connection.
       old->second.spec = t.spec;
       t = std::move(old->second);
@@ -144,7 +147,10 @@ void HealthChecker::StartDueChecks() {
       // A separate connection from the application's own, retried quickly.
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
       t.stub = std::make_unique<grpc::GenericStub>(grpc::CreateCustomChannel(
-          t.address, grpc::InsecureChannelCredentials(), args));
+          t.address,
+          credentials_ ? credentials_(t.identity)
+                       : grpc::InsecureChannelCredentials(),
+          args));
     }
     auto* c = new Check;
     c->key = key;

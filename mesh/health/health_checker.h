@@ -46,7 +46,13 @@ class HealthChecker final {
   using Callback = std::function<void(const config::HealthOverrides& failing,
                                       const std::string& change)>;
 
-  explicit HealthChecker(Callback cb);
+  // Credentials for the connection to an endpoint whose servers must
+  // present the SPIFFE ID `identity` (mTLS meshes; see the agent).
+  using Credentials = std::function<std::shared_ptr<grpc::ChannelCredentials>(
+      const std::string& identity)>;
+
+  // Without `credentials`, checks use plaintext connections.
+  explicit HealthChecker(Callback cb, Credentials credentials = nullptr);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
@@ -65,6 +71,7 @@ class HealthChecker final {
   struct Target {
     std::string address;  // "ip:port" / "[ip6]:port"
     std::string service;
+    std::string identity;  // The SPIFFE ID its server must present.
     config::HealthCheck spec;
     absl::Time next_check = absl::InfinitePast();
     int successes = 0;
@@ -84,6 +91,7 @@ class HealthChecker final {
   config::HealthOverrides Failing() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Callback cb_;
+  const Credentials credentials_;
   grpc::CompletionQueue cq_;
   std::thread thread_;
 

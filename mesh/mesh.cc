@@ -281,6 +281,25 @@ std::string DescribeExit(int wstatus) {
   return "unknown status";
 }
 
+// Removes the identity files of this process's runtime directory (and the
+// directory) when the process exits normally; registered at most once. A
+// process that dies otherwise has them removed by its agent, which sees the
+// lifeline close without kKeepIdentity.
+void RemoveIdentityFiles() {
+  if (g_runtime_dir == nullptr) return;
+  const std::string id = *g_runtime_dir + "/identity";
+  for (const char* f : {"/cert.pem", "/key.pem", "/bundle.pem"}) {
+    unlink((id + f).c_str());
+  }
+  rmdir(id.c_str());
+  rmdir(g_runtime_dir->c_str());
+}
+
+void RemoveIdentityAtExit() {
+  static std::atomic<bool> registered{false};
+  if (!registered.exchange(true)) atexit(RemoveIdentityFiles);
+}
+
 class ServingLogger final
     : public grpc::XdsServerServingStatusNotifierInterface {
  public:
@@ -329,13 +348,26 @@ class Mesh::Impl {
   }
 
   ~Impl() {
+    bool identity_kept = false;
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
       // Closing the lifeline tells the agent to stop; its EOF on the status
       // pipe then ends the supervisor. An agent that does not stop in 2 s is
       // killed.
-      if (lifeline_fd_ >= 0) close(lifeline_fd_);
+      if (lifeline_fd_ >= 0) {
+        if (!options_.plaintext && supervisor_.joinable()) {
+          // gRPC in this process keeps its certificate providers (and so
+          // reads the identity files every second) after the Mesh is gone:
+          // the files stay until the process exits (RemoveIdentityAtExit).
+          const char keep = agent::kKeepIdentity;
+          if (write(lifeline_fd_, &keep, 1) == 1) {
+            identity_kept = true;
+            RemoveIdentityAtExit();
+          }
+        }
+        close(lifeline_fd_);
+      }
       lifeline_fd_ = -1;
       cv_.SignalAll();
     }
@@ -355,13 +387,15 @@ class Mesh::Impl {
     }
     if (!socket_.empty()) {
       unlink(socket_.c_str());  // If the agent was killed.
-      const std::string id = IdentityDir(socket_);
-      for (const char* f : {"/cert.pem", "/key.pem", "/bundle.pem"}) {
-        unlink((id + f).c_str());
+      if (!identity_kept) {  // A failed Create: nothing of it may remain.
+        const std::string id = IdentityDir(socket_);
+        for (const char* f : {"/cert.pem", "/key.pem", "/bundle.pem"}) {
+          unlink((id + f).c_str());
+        }
+        rmdir(id.c_str());
       }
-      rmdir(id.c_str());
     }
-    if (!dir_.empty()) rmdir(dir_.c_str());
+    if (!dir_.empty()) rmdir(dir_.c_str());  // Fails while identity files stay.
     const char* b = getenv(kBootstrapEnv);
     if (b != nullptr &&
         absl::StrContains(b, absl::StrCat(kOwnerKey, getpid(), "\""))) {

@@ -145,14 +145,19 @@ class EventSink final : public xds::AdsServer::Observer {
 
 // Blocks until the lifeline reaches EOF, or (without one) until SIGTERM or
 // SIGINT arrives.
-void WaitForEnd(int lifeline_fd) {
+// Returns whether the application asked, before closing the lifeline, to
+// keep the identity files (kKeepIdentity: it lives on, and gRPC in it still
+// reads them).
+bool WaitForEnd(int lifeline_fd) {
+  bool keep = false;
   if (lifeline_fd >= 0) {
     while (true) {
       struct pollfd p = {lifeline_fd, POLLIN, 0};
       int r = poll(&p, 1, -1);
       if (r < 0 && errno == EINTR) continue;
       char c;
-      if (r < 0 || read(lifeline_fd, &c, 1) <= 0) return;
+      if (r < 0 || read(lifeline_fd, &c, 1) <= 0) return keep;
+      keep = keep || c == kKeepIdentity;
     }
   }
   sigset_t set;
@@ -161,6 +166,7 @@ void WaitForEnd(int lifeline_fd) {
   sigaddset(&set, SIGINT);
   int sig = 0;
   sigwait(&set, &sig);
+  return false;
 }
 
 // The snapshot the agent serves: the last good config plus the results of
@@ -366,13 +372,15 @@ int RunAgent(int argc, char** argv) {
   }
   sink.Emit(EventKind::kReady, (*snap)->version, flags.socket);
 
-  WaitForEnd(flags.lifeline_fd);
+  const bool keep_identity = WaitForEnd(flags.lifeline_fd);
 
   watcher->reset();
   keeper.reset();
-  if (flags.lifeline_fd >= 0 && !flags.identity_dir.empty()) {
-    // The application is gone or done with us: its copies of the identity
-    // (the private key among them) go too.
+  if (flags.lifeline_fd >= 0 && !flags.identity_dir.empty() &&
+      !keep_identity) {
+    // The application is gone: its copies of the identity (the private key
+    // among them) go too. (If it only destroyed its Mesh, it removes them
+    // when it exits.)
     for (const std::string& f :
          {identity::Keeper::CertPath(flags.identity_dir),
           identity::Keeper::KeyPath(flags.identity_dir),

@@ -40,6 +40,11 @@ int RunAgent(int argc, char** argv);
 // binary as the agent.
 inline constexpr char kAgentEnv[] = "MESH_INTERNAL_RUN_AGENT";
 
+// Written by the application on the lifeline before it closes it when it
+// destroys its Mesh but lives on: gRPC keeps reading the identity files, so
+// the agent leaves them for the application to remove at exit.
+inline constexpr char kKeepIdentity = 'K';
+
 }  // namespace agent
 }  // namespace mesh
 

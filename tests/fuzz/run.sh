@@ -16,19 +16,28 @@ OUT=$(mktemp -d /tmp/mesh-fuzz-XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 ABSL=$(pkg-config --libs absl_strings absl_str_format absl_status absl_statusor \
   absl_synchronization absl_time absl_hash absl_raw_hash_set)
-echo "[fuzz] building config_fuzzer" >&2
-clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined \
-  -fno-sanitize-recover=undefined -I. \
-  tests/fuzz/config_fuzzer.cc mesh/config/config.cc mesh/config/snapshot.cc \
-  mesh/policy/locality.cc mesh/policy/route_match.cc \
+CXX="clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I."
+echo "[fuzz] building config_fuzzer and svid_fuzzer" >&2
+$CXX tests/fuzz/config_fuzzer.cc mesh/config/config.cc mesh/config/snapshot.cc \
+  mesh/policy/locality.cc mesh/policy/route_match.cc mesh/identity/svid.cc \
   -lyaml-cpp -lre2 -lcrypto $ABSL -o "$OUT/config_fuzzer"
-# The committed seeds plus the test configs; new finds go to a scratch copy.
-mkdir -p "$OUT/corpus"
-cp tests/fuzz/corpus/config/* "$OUT/corpus/"
-for f in tests/testdata/*.yaml; do cp "$f" "$OUT/corpus/testdata-$(basename "$f")"; done
-echo "[fuzz] config_fuzzer for ${SECONDS_PER_TARGET}s" >&2
-"$OUT/config_fuzzer" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
-  -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-  "$OUT/corpus" > "$OUT/log" 2>&1 || { tail -60 "$OUT/log"; exit 1; }
-runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/log")
-echo "config_fuzzer: $runs executions in ${SECONDS_PER_TARGET}s, no crash"
+$CXX tests/fuzz/svid_fuzzer.cc mesh/identity/svid.cc -lcrypto $ABSL \
+  -o "$OUT/svid_fuzzer"
+# fuzz NAME CORPUS_DIR...: run NAME on a scratch copy of the seeds.
+fuzz() {
+  local name=$1; shift
+  mkdir -p "$OUT/corpus-$name"
+  for d in "$@"; do
+    find "$d" -maxdepth 1 -type f -exec cp -t "$OUT/corpus-$name/" {} +
+  done
+  echo "[fuzz] $name for ${SECONDS_PER_TARGET}s" >&2
+  "$OUT/$name" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
+    -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+    "$OUT/corpus-$name" > "$OUT/$name.log" 2>&1 || { tail -60 "$OUT/$name.log"; exit 1; }
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/$name.log")
+  echo "$name: $runs executions in ${SECONDS_PER_TARGET}s, no crash"
+}
+# The config fuzzer's seeds are the committed corpus plus the test configs
+# and the bad-input corpus.
+fuzz config_fuzzer tests/fuzz/corpus/config tests/testdata tests/testdata/bad
+fuzz svid_fuzzer tests/fuzz/corpus/svid

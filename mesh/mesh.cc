@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
 #include <cstdio>
 #include <map>
 #include <thread>
@@ -37,11 +38,15 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "mesh/admin.h"
 #include "mesh/agent/agent.h"
 #include "mesh/agent/events.h"
+#include "mesh/common/json.h"
 #include "mesh/common/log.h"
 #include "mesh/config/config.h"
 #include "mesh/policy/authorization.h"
+#include "mesh/telemetry/admin_server.h"
+#include "mesh/telemetry/call_metrics.h"
 #include "mesh/xds/names.h"
 
 extern char** environ;
@@ -67,26 +72,7 @@ constexpr char kBootstrapFileEnv[] = "GRPC_XDS_BOOTSTRAP";
 // Marks a bootstrap as written by mesh in process PID (see CheckBootstrap).
 constexpr char kOwnerKey[] = "\"mesh_owner_pid\":\"";
 
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(&out, "\\u00", absl::Hex(c, absl::kZeroPad2));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+using internal::JsonString;
 
 // gRPC reads the bootstrap once per process and child processes inherit the
 // environment. A bootstrap written by mesh in *another* process was
@@ -338,7 +324,15 @@ class RefuseVerifier final
 
 class Mesh::Impl {
  public:
-  explicit Impl(MeshOptions o) : options_(std::move(o)) {
+  explicit Impl(MeshOptions o)
+      : options_(std::move(o)),
+        metrics_([this](const std::string& dest, int from, int to,
+                        const std::string& locality) {
+          AddEvent(absl::StrCat(
+              to > from ? "failover: " : "failback: ", dest,
+              " now served by priority ", to, " (", locality,
+              "), was priority ", from));
+        }) {
     status_.mtls = !options_.plaintext;
     status_.security =
         status_.mtls ? "mTLS"
@@ -348,6 +342,7 @@ class Mesh::Impl {
   }
 
   ~Impl() {
+    admin_.reset();  // No more requests reading our state.
     bool identity_kept = false;
     {
       absl::MutexLock lock(&mu_);
@@ -537,6 +532,104 @@ class Mesh::Impl {
   const std::string& dir() const { return dir_; }
   ServingLogger* serving_logger() { return &serving_logger_; }
   std::string identity_dir() const { return IdentityDir(socket_); }
+  telemetry::CallMetrics* metrics() { return &metrics_; }
+
+  absl::Status StartAdmin() {
+    if (options_.admin_address.empty()) return absl::OkStatus();
+    absl::StatusOr<std::unique_ptr<telemetry::AdminServer>> a =
+        telemetry::AdminServer::Start(
+            options_.admin_address, options_.admin_allow_remote,
+            [this](const std::string& path, const std::string& query) {
+              return Serve(path, query);
+            });
+    if (!a.ok()) return a.status();
+    admin_ = std::move(*a);
+    Log(internal::kInfo,
+        absl::StrCat("mesh admin endpoint on ", admin_->address()));
+    return absl::OkStatus();
+  }
+  std::string admin_address() const {
+    return admin_ == nullptr ? "" : admin_->address();
+  }
+
+  std::string MetricsText() {
+    return absl::StrCat(metrics_.Prometheus(),
+                        internal::StatusPrometheus(View()));
+  }
+
+  // A consistent copy of everything the admin endpoint shows.
+  internal::AdminView View() {
+    const absl::Time now = absl::Now();
+    std::map<std::string, telemetry::CallMetrics::Totals> totals =
+        metrics_.Snapshot();
+    internal::AdminView v;
+    absl::MutexLock lock(&mu_);
+    v.status = status_;
+    v.status.calls_authorized = authorized_.load(std::memory_order_relaxed);
+    v.config_path = options_.config_path;
+    v.config_text = config_text_;
+    v.config_time = config_time_;
+    v.events.assign(events_.begin(), events_.end());
+    // Traffic "now": the change since the oldest sample of the last 10 s.
+    samples_.push_back({now, totals});
+    while (samples_.size() > 1 && now - samples_.front().first > absl::Seconds(10)) {
+      samples_.pop_front();
+    }
+    const auto& base = samples_.front();
+    const bool have_base = samples_.size() > 1;
+    std::set<std::string> names;
+    for (const auto& [h, p] : plans_) names.insert(h);
+    for (const auto& [h, t] : totals) names.insert(h);
+    for (const std::string& h : names) {
+      internal::DestinationView d;
+      d.hostname = h;
+      auto p = plans_.find(h);
+      if (p != plans_.end()) {
+        d.xds_version = p->second.version;
+        d.plan_json = p->second.json;
+        d.placements = p->second.placements;
+        d.excluded = p->second.excluded;
+      }
+      d.calls = totals[h];
+      d.recent = d.calls;
+      d.recent_seconds = absl::ToDoubleSeconds(now - start_time_);
+      auto b = base.second.find(h);
+      if (have_base && b != base.second.end()) {
+        d.recent_seconds = absl::ToDoubleSeconds(now - base.first);
+        for (auto& [loc, c] : d.recent.by_locality) {
+          auto old = b->second.by_locality.find(loc);
+          if (old == b->second.by_locality.end()) continue;
+          c.first -= old->second.first;
+          c.second -= old->second.second;
+        }
+        d.recent.started -= b->second.started;
+      }
+      v.destinations.push_back(std::move(d));
+    }
+    return v;
+  }
+
+  telemetry::AdminServer::Response Serve(const std::string& path,
+                                         const std::string& query) {
+    constexpr char kJson[] = "application/json";
+    if (path == "/metrics") {
+      return {200, "text/plain; version=0.0.4; charset=utf-8", MetricsText()};
+    }
+    if (path == "/status" && query == "format=text") {
+      return {200, "text/plain; charset=utf-8", internal::StatusText(View())};
+    }
+    if (path == "/status") return {200, kJson, internal::StatusJson(View())};
+    if (path == "/clusters") {
+      return {200, kJson, internal::ClustersJson(View())};
+    }
+    if (path == "/config") return {200, kJson, internal::ConfigJson(View())};
+    if (path == "/" || path == "/index.html") {
+      return {200, "text/html; charset=utf-8", internal::StatusPageHtml()};
+    }
+    return {404, "text/plain; charset=utf-8",
+            "not found; try /, /metrics, /status, /status?format=text, "
+            "/clusters, /config\n"};
+  }
 
   // The authorization decision for one call to a mesh server (mTLS only):
   // `caller` is the peer's SPIFFE ID ("" if none), `method` its :path.
@@ -610,12 +703,51 @@ class Mesh::Impl {
       case agent::EventKind::kApplied:
         status_.config_version = e.version;
         ++status_.configs_applied;
+        AddEventLocked(absl::StrCat("config version ", e.version, " applied"));
         break;
+      case agent::EventKind::kConfig:
+        config_text_ = e.text;
+        config_time_ = absl::Now();
+        break;
+      case agent::EventKind::kPlan: {
+        // "HOSTNAME\nJSON\n" then "ADDR PRIO SHARE LOCALITY" or
+        // "excluded TEXT" lines.
+        std::vector<std::string> lines =
+            absl::StrSplit(e.text, '\n', absl::SkipEmpty());
+        if (lines.size() < 2) break;
+        PlanInfo& p = plans_[lines[0]];
+        p.version = e.version;
+        p.json = lines[1];
+        p.placements.clear();
+        p.excluded.clear();
+        for (size_t i = 2; i < lines.size(); ++i) {
+          absl::string_view l = lines[i];
+          if (absl::ConsumePrefix(&l, "excluded ")) {
+            p.excluded.emplace_back(l);
+            continue;
+          }
+          std::vector<std::string> f =
+              absl::StrSplit(l, absl::MaxSplits(' ', 3));
+          telemetry::Placement pl;
+          if (f.size() == 4 && absl::SimpleAtoi(f[1], &pl.priority) &&
+              absl::SimpleAtod(f[2], &pl.share)) {
+            pl.locality = f[3];
+            p.placements[f[0]] = pl;
+          }
+        }
+        metrics_.SetPlan(lines[0], p.placements);
+        break;
+      }
       case agent::EventKind::kRejected:
         ++status_.configs_rejected;
         SetError(absl::StrCat("config rejected, keeping version ",
                               e.version.empty() ? "(none)" : e.version, ":\n",
                               e.text));
+        AddEventLocked(absl::StrCat(
+            "config rejected, keeping version ",
+            e.version.empty() ? "(none)" : e.version, ": ",
+            e.text.substr(0, e.text.find('\n')),
+            e.text.find('\n') == std::string::npos ? "" : " (and more)"));
         break;
       case agent::EventKind::kError:
         SetError(e.text);
@@ -634,6 +766,7 @@ class Mesh::Impl {
       case agent::EventKind::kHealth:
         ++status_.health_changes;
         status_.last_health_change = e.text;
+        AddEventLocked(absl::StrCat("health check: ", e.text));
         break;
       case agent::EventKind::kIdentity: {
         // "ID SERIAL NOT_AFTER"
@@ -641,9 +774,9 @@ class Mesh::Impl {
         int64_t not_after = 0;
         if (f.size() == 3 && absl::SimpleAtoi(f[2], &not_after)) {
           if (status_.identity_serial != f[1] && status_.identity_loads > 0) {
-            Log(internal::kInfo,
-                absl::StrCat("mesh: identity ", f[0], " rotated: serial ",
-                             status_.identity_serial, " -> ", f[1]));
+            AddEventLocked(absl::StrCat("identity ", f[0],
+                                        " rotated: serial ",
+                                        status_.identity_serial, " -> ", f[1]));
           }
           status_.identity = f[0];
           status_.identity_serial = f[1];
@@ -674,6 +807,38 @@ class Mesh::Impl {
     }
     ++generation_;
     cv_.SignalAll();
+  }
+
+  void AddEvent(std::string text) {
+    absl::MutexLock lock(&mu_);
+    AddEventLocked(std::move(text));
+    ++generation_;
+    cv_.SignalAll();
+  }
+
+  // Keeps the last 100 events (the admin endpoint shows them) and logs
+  // them, at most 10 lines per 10 s: a flapping endpoint cannot flood the
+  // application's log; what was held back is counted in the next line.
+  void AddEventLocked(std::string text) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const absl::Time now = absl::Now();
+    if (now - log_window_start_ >= absl::Seconds(10)) {
+      log_window_start_ = now;
+      log_lines_in_window_ = 0;
+    }
+    if (log_lines_in_window_ < 10) {
+      ++log_lines_in_window_;
+      Log(internal::kInfo,
+          absl::StrCat("mesh event: ", text,
+                       events_suppressed_ == 0
+                           ? ""
+                           : absl::StrCat(" (", events_suppressed_,
+                                          " earlier events not logged)")));
+      events_suppressed_ = 0;
+    } else {
+      ++events_suppressed_;
+    }
+    events_.push_back({now, std::move(text)});
+    if (events_.size() > 100) events_.pop_front();
   }
 
   void SetError(std::string msg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -742,7 +907,27 @@ class Mesh::Impl {
     cv_.SignalAll();
   }
 
+  struct PlanInfo {
+    std::string version;
+    std::string json;
+    std::map<std::string, telemetry::Placement> placements;
+    std::vector<std::string> excluded;
+  };
+
   const MeshOptions options_;
+  const absl::Time start_time_ = absl::Now();
+  telemetry::CallMetrics metrics_;
+  std::unique_ptr<telemetry::AdminServer> admin_;
+  std::string config_text_ ABSL_GUARDED_BY(mu_);
+  absl::Time config_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::map<std::string, PlanInfo> plans_ ABSL_GUARDED_BY(mu_);
+  std::deque<internal::Event> events_ ABSL_GUARDED_BY(mu_);
+  absl::Time log_window_start_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int log_lines_in_window_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t events_suppressed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::pair<absl::Time,
+                       std::map<std::string, telemetry::CallMetrics::Totals>>>
+      samples_ ABSL_GUARDED_BY(mu_);
   absl::Mutex authz_mu_;
   policy::Authorizer authorizer_ ABSL_GUARDED_BY(authz_mu_);  // Denies all.
   std::atomic<uint64_t> authorized_{0};
@@ -821,6 +1006,7 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Create(MeshOptions options) {
   }
   auto impl = std::make_unique<Impl>(std::move(options));
   st = impl->Start();
+  if (st.ok()) st = impl->StartAdmin();
   if (!st.ok()) {
     impl.reset();
     g_mesh_alive = false;
@@ -930,8 +1116,18 @@ std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
     }
     if (!set) merged.SetInt(key, value);
   }
-  return grpc::CreateCustomChannel(absl::StrCat("xds:///", hostname),
-                                   ChannelCredentials(), merged);
+  const std::string target = absl::StrCat("xds:///", hostname);
+  if (!impl_->options().call_metrics) {
+    return grpc::CreateCustomChannel(target, ChannelCredentials(), merged);
+  }
+  std::vector<
+      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      interceptors;
+  // Metrics are kept per hostname, without a declared port.
+  interceptors.push_back(impl_->metrics()->InterceptorFor(
+      std::string(hostname.substr(0, hostname.rfind(':')))));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      target, ChannelCredentials(), merged, std::move(interceptors));
 }
 
 std::unique_ptr<grpc::XdsServerBuilder> Mesh::NewServerBuilder() const {
@@ -956,5 +1152,9 @@ bool Mesh::WaitForStatus(
 }
 
 const std::string& Mesh::runtime_dir() const { return impl_->dir(); }
+
+std::string Mesh::admin_address() const { return impl_->admin_address(); }
+
+std::string Mesh::MetricsText() const { return impl_->MetricsText(); }
 
 }  // namespace mesh

@@ -108,6 +108,19 @@ struct MeshOptions {
   // authentication, so no authorization either (every call is allowed).
   // GetStatus() and the log say so loudly. Default: false.
   bool plaintext = false;
+
+  // The admin endpoint (docs/observability.md): "" = off (default);
+  // "127.0.0.1:9901", "[::1]:9901" (port 0 picks one; see admin_address()),
+  // or "unix:/run/app/mesh-admin.sock". It serves /metrics (Prometheus),
+  // /status, /clusters, /config (JSON), /status?format=text and a live
+  // status page at /. Never key material.
+  std::string admin_address;
+  // Allow a non-loopback admin_address. Default: false (refused).
+  bool admin_allow_remote = false;
+
+  // Count calls on mesh channels per destination, locality and status code
+  // (a client interceptor; /metrics). Default: true.
+  bool call_metrics = true;
 };
 
 // A point-in-time view of the mesh, for status pages and health checks.
@@ -218,6 +231,13 @@ class Mesh final {
 
   // The directory holding the control plane socket (for diagnostics).
   const std::string& runtime_dir() const;
+
+  // Where the admin endpoint listens ("127.0.0.1:40123"), "" if off.
+  std::string admin_address() const;
+
+  // The call metrics and status in the Prometheus text format (what the
+  // admin endpoint serves at /metrics; usable without it).
+  std::string MetricsText() const;
 
   class Impl;
 

@@ -28,6 +28,7 @@
 #include "examples/greeter/greeter_service.h"
 #include "mesh/config/snapshot.h"
 #include "mesh/mesh.h"
+#include "tests/backend.h"
 #include "tests/free_port.h"
 #include "tests/temp_dir.h"
 
@@ -36,6 +37,7 @@ namespace {
 
 using examples::Greeter;
 using examples::GreeterService;
+using testing::Backend;
 using examples::HelloReply;
 using examples::HelloRequest;
 
@@ -43,48 +45,6 @@ constexpr char kHost[] = "greeter.mesh.internal";
 constexpr char kC1[] = "us-east/us-east-a/cluster-1";
 constexpr char kC2[] = "us-east/us-east-b/cluster-2";
 constexpr char kC3[] = "eu-west/eu-west-a/cluster-3";
-
-// One greeter instance on 127.0.0.1; restartable on the same port.
-class Backend {
- public:
-  Backend(std::string name, std::string locality)
-      : service_(name, locality), locality_(std::move(locality)) {}
-  ~Backend() { Stop(); }
-
-  void Start() {
-    if (server_) return;
-    grpc::ServerBuilder b;
-    b.AddListeningPort(absl::StrCat("127.0.0.1:", port_),
-                       grpc::InsecureServerCredentials(), &port_);
-    b.RegisterService(&service_);
-    server_ = b.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_GT(port_, 0);
-  }
-  void Stop() {
-    if (!server_) return;
-    server_->Shutdown(std::chrono::system_clock::now() +
-                      std::chrono::milliseconds(100));
-    server_.reset();
-  }
-  int port() const { return port_; }
-  // Its grpc.health.v1 status (the port stays open either way).
-  void SetServing(bool serving) {
-    if (server_) server_->GetHealthCheckService()->SetServingStatus(serving);
-  }
-  std::string Yaml(const std::string& extra = "") const {
-    std::vector<std::string> p = absl::StrSplit(locality_, '/');
-    return absl::StrCat("      - {address: 127.0.0.1, port: ", port_, extra,
-                        ", locality: {region: ", p[0], ", zone: ", p[1],
-                        ", cluster: ", p[2], "}}\n");
-  }
-
- private:
-  GreeterService service_;
-  const std::string locality_;
-  int port_ = 0;
-  std::unique_ptr<grpc::Server> server_;
-};
 
 class MeshE2eTest : public ::testing::Test {
  protected:

@@ -200,5 +200,23 @@ TEST_F(MeshCreateTest, RequiresAnIdentityOrAnExplicitPlaintextMode) {
             "MeshOptions: identity and plaintext exclude each other");
 }
 
+TEST_F(MeshCreateTest, RefusesANonLoopbackAdminAddress) {
+  MeshOptions o;
+  o.config_path = Write(kValid);
+  o.plaintext = true;
+  o.admin_address = "0.0.0.0:0";
+  auto m = Mesh::Create(o);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(m.status().message(),
+                                "is not a loopback address"))
+      << m.status();
+  // Nothing is left running: the same Create on loopback works.
+  o.admin_address = "127.0.0.1:0";
+  m = Mesh::Create(o);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_TRUE(absl::StartsWith((*m)->admin_address(), "127.0.0.1:"));
+}
+
 }  // namespace
 }  // namespace mesh

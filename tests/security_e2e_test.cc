@@ -29,11 +29,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "examples/greeter/greeter.grpc.pb.h"
 #include "mesh/identity/dev_ca.h"
 #include "mesh/identity/svid.h"
 #include "mesh/mesh.h"
+#include "mesh/telemetry/http_get.h"
 #include "tests/free_port.h"
 #include "tests/temp_dir.h"
 
@@ -150,6 +152,7 @@ class SecurityE2eTest : public ::testing::Test {
     o.locality = {"us-east", "us-east-a", "cluster-1"};
     o.identity = {*dir_ + "/greeter.pem", *dir_ + "/greeter.key",
                   {*dir_ + "/ca.pem"}};
+    o.admin_address = "127.0.0.1:0";
     auto m = Mesh::Create(o);
     ASSERT_TRUE(m.ok()) << m.status();
     mesh_ = m->release();
@@ -556,6 +559,48 @@ TEST_F(SecurityE2eTest, HealthChecksRunOverMtls) {
   const uint64_t denied = mesh_->GetStatus().calls_denied;
   Apply(Config({}));
   EXPECT_EQ(mesh_->GetStatus().calls_denied, denied);
+}
+
+// The admin endpoint shows the identity, its expiry and the denials, and
+// never key material: every page is searched for the private key.
+TEST_F(SecurityE2eTest, AdminEndpointShowsIdentityButNeverKeys) {
+  HelloReply reply;
+  ASSERT_TRUE(CallWhenServing("greeter.mesh.internal", &reply).ok());
+  int code = -1;
+  RunClient("batch", &code, 1);  // One denial.
+  std::ifstream key_file(*dir_ + "/greeter.key");
+  const std::string key((std::istreambuf_iterator<char>(key_file)),
+                        std::istreambuf_iterator<char>());
+  ASSERT_FALSE(key.empty());
+  std::vector<std::string> key_lines;
+  for (absl::string_view l : absl::StrSplit(key, '\n', absl::SkipEmpty())) {
+    if (!absl::StartsWith(l, "-----")) key_lines.emplace_back(l);
+  }
+  ASSERT_FALSE(key_lines.empty());
+  for (const char* path : {"/", "/metrics", "/status", "/status?format=text",
+                           "/clusters", "/config"}) {
+    auto body = telemetry::HttpGet(mesh_->admin_address(), path);
+    ASSERT_TRUE(body.ok()) << path << ": " << body.status();
+    EXPECT_FALSE(absl::StrContains(*body, "PRIVATE KEY")) << path;
+    for (const std::string& l : key_lines) {
+      EXPECT_FALSE(absl::StrContains(*body, l)) << path;
+    }
+  }
+  auto status = telemetry::HttpGet(mesh_->admin_address(), "/status");
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(absl::StrContains(*status, absl::StrCat("\"identity\":\"", kTd,
+                                                      "greeter\"")))
+      << *status;
+  auto metrics = telemetry::HttpGet(mesh_->admin_address(), "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_TRUE(absl::StrContains(
+      *metrics, absl::StrCat("mesh_identity_expiry_timestamp_seconds{identity=\"",
+                             kTd, "greeter\"} ")))
+      << *metrics;
+  EXPECT_TRUE(absl::StrContains(
+      *metrics, absl::StrCat("mesh_authz_denied_total ",
+                             mesh_->GetStatus().calls_denied, "\n")))
+      << *metrics;
 }
 
 TEST_F(SecurityE2eTest, BadBundleIsRefusedAndThePreviousOneKept) {

@@ -6,6 +6,7 @@
 //       --interval_ms=250
 //
 // Security: --cert=FILE --key=FILE --bundle=FILE (mTLS), or --plaintext.
+// --admin=127.0.0.1:9901 serves the mesh admin endpoint (status page at /).
 // --header=KEY=VALUE (repeatable) adds request metadata (e.g. to match a
 // route's header pin); --show=instance counts replies by serving instance
 // instead of locality.
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
     }
     if (!Flag(argv[i], "--config=", &config) &&
         !Flag(argv[i], "--show=", &show) &&
+        !Flag(argv[i], "--admin=", &options.admin_address) &&
         !Flag(argv[i], "--locality=", &locality) &&
         !Flag(argv[i], "--target=", &target) &&
         !Flag(argv[i], "--batches=", &batches_s) &&
@@ -91,6 +93,10 @@ int main(int argc, char** argv) {
   if (!m.ok()) {
     std::cerr << "greeter_client: " << m.status() << "\n";
     return 1;
+  }
+  if (!(*m)->admin_address().empty()) {
+    std::cout << "admin endpoint: http://" << (*m)->admin_address() << "/"
+              << std::endl;
   }
   std::cout << "security: " << (*m)->GetStatus().security
             << ((*m)->GetStatus().identity.empty()

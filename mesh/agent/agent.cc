@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "mesh/agent/events.h"
 #include "mesh/common/log.h"
@@ -283,12 +284,16 @@ int RunAgent(int argc, char** argv) {
     }
     keeper = std::move(*k);
   }
-  auto send_policy = [&sink, &flags](const config::Snapshot& s) {
+  // What the application needs to know of each config it runs: its
+  // authorization policy, and the text (for its admin endpoint).
+  auto announce = [&sink, &flags](const config::Snapshot& s,
+                                  const std::string& text) {
     sink.Emit(EventKind::kAuthz, s.version,
               policy::Authorizer::ForService(*s.config, flags.service)
                   .Encode());
+    sink.Emit(EventKind::kConfig, s.version, text);
   };
-  send_policy(**snap);
+  announce(**snap, *data);
 
   xds::AdsServer ads(&sink);
   Publisher publisher(&ads, &sink);
@@ -302,11 +307,35 @@ int RunAgent(int argc, char** argv) {
     for (const std::string& cluster : names) {
       const config::Service* s = snap->config->FindByName(cluster);
       if (s == nullptr) continue;
+      const policy::Plan plan =
+          xds::PlanFor(*snap->config, *s, caller, snap->health);
+      // For the application's metrics and status page: the plan, and which
+      // priority and locality each endpoint is in.
+      std::string plan_text =
+          absl::StrCat(s->hostname, "\n", plan.ToJson(), "\n");
+      for (size_t p = 0; p < plan.priorities.size(); ++p) {
+        uint64_t total = 0;
+        for (const policy::LocalityGroup& g : plan.priorities[p].localities) {
+          total += g.weight;
+        }
+        for (const policy::LocalityGroup& g : plan.priorities[p].localities) {
+          const std::string share = absl::StrFormat(
+              "%.1f", total == 0 ? 0.0 : 100.0 * g.weight / total);
+          for (const policy::EndpointRef& e : g.endpoints) {
+            const bool v6 = e.address.find(':') != std::string::npos;
+            absl::StrAppend(&plan_text, v6 ? "[" : "", e.address,
+                            v6 ? "]" : "", ":", e.port, " ", p, " ", share,
+                            " ", g.locality.ToString(), "\n");
+          }
+        }
+      }
+      for (const std::string& x : plan.excluded) {
+        absl::StrAppend(&plan_text, "excluded ", x, "\n");
+      }
+      sink.Emit(EventKind::kPlan, version, plan_text);
+      // After the plan: once Mesh::Explain answers, the plan is in place.
       sink.Emit(EventKind::kExplain, version,
-                absl::StrCat(s->hostname, "\n",
-                             xds::PlanFor(*snap->config, *s, caller,
-                                          snap->health)
-                                 .Explain()));
+                absl::StrCat(s->hostname, "\n", plan.Explain()));
     }
   });
   publisher.SetConfig(*snap);
@@ -357,7 +386,7 @@ int RunAgent(int argc, char** argv) {
               return;
             }
             current_version = (*next)->version;
-            send_policy(**next);
+            announce(**next, *contents);
             publisher.SetConfig(*next);
             checker.Update((*next)->config);
             sink.Emit(EventKind::kApplied, current_version, flags.config);

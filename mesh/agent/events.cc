@@ -16,7 +16,8 @@ constexpr std::pair<EventKind, absl::string_view> kNames[] = {
     {EventKind::kNack, "nack"},
     {EventKind::kHealth, "health"},   {EventKind::kExplain, "explain"},
     {EventKind::kSynced, "synced"},   {EventKind::kIdentity, "identity"},
-    {EventKind::kAuthz, "authz"},
+    {EventKind::kAuthz, "authz"},     {EventKind::kConfig, "config"},
+    {EventKind::kPlan, "plan"},
 };
 }  // namespace
 

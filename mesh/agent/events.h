@@ -27,6 +27,11 @@ enum class EventKind {
   kIdentity,  // Identity files (re)loaded; TEXT = "ID SERIAL NOT_AFTER".
   kAuthz,     // For config VERSION, TEXT = the application's policy
               // (policy::Authorizer::Encode).
+  kConfig,    // Config VERSION is in force; TEXT = the file's text.
+  kPlan,      // For VERSION, TEXT = "HOSTNAME\nPLAN_JSON\n" then one line
+              // "ADDRESS:PORT PRIORITY SHARE LOCALITY" per endpoint in the
+              // plan (SHARE: its locality's percent of the priority)
+              // and one "excluded ENDPOINT (REASON)" per endpoint left out.
 };
 
 struct Event {

@@ -20,6 +20,11 @@
 //                              spiffe://TD/ns/NS/sa/SERVICE, for local
 //                              development and the demo; never for
 //                              production (the CA key is thrown away).
+//   meshctl status ADDRESS [--json]
+//                              what a running application's mesh is doing,
+//                              from its admin endpoint (MeshOptions::
+//                              admin_address: HOST:PORT or unix:PATH): a
+//                              table per destination, or the JSON.
 //
 // It never crashes on any input: every file goes through the same validating
 // loader as the library, which turns all problems into messages.
@@ -43,6 +48,7 @@
 #include "mesh/config/snapshot.h"
 #include "mesh/identity/dev_ca.h"
 #include "mesh/identity/svid.h"
+#include "mesh/telemetry/http_get.h"
 #include "mesh/policy/route_match.h"
 #include "mesh/xds/translate.h"
 
@@ -64,7 +70,11 @@ constexpr char kUsage[] =
     "       meshctl dev-certs --dir DIR --trust-domain TD [--namespace NS]\n"
     "               [--valid-hours N] SERVICE...\n"
     "  dev-certs make a throwaway CA (DIR/ca.pem) and an SVID per service\n"
-    "            (DIR/SERVICE.pem, DIR/SERVICE.key) for development only\n";
+    "            (DIR/SERVICE.pem, DIR/SERVICE.key) for development only\n"
+    "       meshctl status ADDRESS [--json]\n"
+    "  status    show a running application's mesh (its admin endpoint,\n"
+    "            HOST:PORT or unix:PATH): config, security, and per\n"
+    "            destination the localities, their traffic and health\n";
 
 // Resolves `path` against the directory bazel run was started from.
 std::string UserPath(std::string path) {
@@ -294,6 +304,38 @@ int DevCerts(int argc, char** argv) {
   return 0;
 }
 
+int Status(int argc, char** argv) {
+  std::string address;
+  bool json = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--json") {
+      json = true;
+    } else if (address.empty() && !absl::StartsWith(a, "--")) {
+      address = a;
+    } else {
+      std::cerr << "meshctl status: unexpected argument " << a << "\n"
+                << kUsage;
+      return 2;
+    }
+  }
+  if (address.empty()) {
+    std::cerr << "meshctl status: ADDRESS is required\n" << kUsage;
+    return 2;
+  }
+  absl::StatusOr<std::string> body =
+      mesh::telemetry::HttpGet(address, json ? "/status" : "/status?format=text");
+  if (!body.ok()) {
+    std::cerr << "meshctl status: " << address << ": "
+              << body.status().message()
+              << " (is MeshOptions::admin_address set to it?)\n";
+    return 1;
+  }
+  std::cout << *body;
+  if (json) std::cout << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -306,6 +348,7 @@ int main(int argc, char** argv) {
   if (cmd == "validate") return Validate(argc, argv);
   if (cmd == "explain") return Explain(argc, argv);
   if (cmd == "dev-certs") return DevCerts(argc, argv);
+  if (cmd == "status") return Status(argc, argv);
   std::cerr << "meshctl: unknown command \"" << cmd << "\"\n" << kUsage;
   return 2;
 }

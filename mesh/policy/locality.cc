@@ -4,9 +4,11 @@
 #include <functional>
 #include <tuple>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "mesh/common/json.h"
 
 namespace mesh {
 namespace policy {
@@ -544,6 +546,42 @@ Plan ComputePlan(const config::Service& service, const Caller& caller,
   }
   Spill(std::move(levels), lp, &plan);
   return plan;
+}
+
+std::string Plan::ToJson() const {
+  using internal::JsonString;
+  auto strings = [](const std::vector<std::string>& v) {
+    std::vector<std::string> q;
+    for (const std::string& x : v) q.push_back(JsonString(x));
+    return absl::StrCat("[", absl::StrJoin(q, ","), "]");
+  };
+  std::vector<std::string> prios;
+  for (const Priority& p : priorities) {
+    const uint64_t total = TotalWeight(p.localities);
+    std::vector<std::string> locs;
+    for (const LocalityGroup& g : p.localities) {
+      std::vector<std::string> eps;
+      for (const EndpointRef& e : g.endpoints) {
+        eps.push_back(JsonString(absl::StrCat(
+            absl::StrContains(e.address, ':') ? "[" + e.address + "]"
+                                              : e.address,
+            ":", e.port)));
+      }
+      locs.push_back(absl::StrCat(
+          "{\"locality\":", JsonString(g.locality.ToString()),
+          ",\"weight\":", g.weight, ",\"share\":",
+          absl::StrFormat("%.1f", total == 0 ? 0.0 : 100.0 * g.weight / total),
+          ",\"why\":", JsonString(g.why), ",\"endpoints\":[",
+          absl::StrJoin(eps, ","), "]}"));
+    }
+    prios.push_back(absl::StrCat("{\"why\":", JsonString(p.why),
+                                 ",\"localities\":[", absl::StrJoin(locs, ","),
+                                 "]}"));
+  }
+  return absl::StrCat("{\"rule\":", JsonString(rule), ",\"notes\":",
+                      strings(notes), ",\"priorities\":[",
+                      absl::StrJoin(prios, ","), "],\"excluded\":",
+                      strings(excluded), "}");
 }
 
 std::string Plan::Explain() const {

@@ -86,6 +86,10 @@ struct Plan {
 
   // Human-readable explanation: rule, notes, each priority and locality.
   std::string Explain() const;
+  // The same as JSON: {"rule", "notes", "priorities": [{"why",
+  // "localities": [{"locality", "weight", "share", "why", "endpoints"}]}],
+  // "excluded"}; "share" is the locality's percent of its priority.
+  std::string ToJson() const;
 };
 
 // Computes the plan. Rules (service.locality_policy, at most one set):

@@ -1,0 +1,318 @@
+#include "mesh/admin.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "mesh/common/json.h"
+#include "mesh/telemetry/prometheus.h"
+#include "yaml-cpp/yaml.h"
+
+namespace mesh {
+namespace internal {
+
+namespace {
+
+std::string Time(absl::Time t) {
+  if (t == absl::InfinitePast()) return "null";
+  return JsonString(absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()));
+}
+
+std::string TimeText(absl::Time t) {
+  if (t == absl::InfinitePast()) return "never";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone());
+}
+
+// Localities of a destination in plan order (priority, then name), then
+// any that served calls but are not in the plan (e.g. "unknown").
+struct Row {
+  int priority = -1;
+  double share = 0;
+  std::string locality;
+  std::vector<std::string> endpoints;
+  uint64_t completed = 0, succeeded = 0, recent = 0;
+};
+
+std::vector<Row> Rows(const DestinationView& d, uint64_t* recent_total) {
+  std::map<std::pair<int, std::string>, Row> rows;
+  std::map<std::string, int> prio_of;
+  for (const auto& [ep, p] : d.placements) {
+    Row& r = rows[{p.priority, p.locality}];
+    r.priority = p.priority;
+    r.share = p.share;
+    r.locality = p.locality;
+    r.endpoints.push_back(ep);
+    prio_of.emplace(p.locality, p.priority);
+  }
+  *recent_total = 0;
+  for (const auto& [loc, c] : d.calls.by_locality) {
+    auto it = prio_of.find(loc);
+    Row& r = rows[{it == prio_of.end() ? 1000 : it->second, loc}];
+    if (it == prio_of.end()) r.locality = loc;
+    r.completed = c.first;
+    r.succeeded = c.second;
+  }
+  for (const auto& [loc, c] : d.recent.by_locality) {
+    auto it = prio_of.find(loc);
+    Row& r = rows[{it == prio_of.end() ? 1000 : it->second, loc}];
+    if (it == prio_of.end()) r.locality = loc;
+    r.recent = c.first;
+    *recent_total += c.first;
+  }
+  std::vector<Row> out;
+  for (auto& [k, r] : rows) out.push_back(std::move(r));
+  return out;
+}
+
+std::string DestinationJson(const DestinationView& d) {
+  uint64_t recent_total = 0;
+  std::vector<std::string> locs;
+  for (const Row& r : Rows(d, &recent_total)) {
+    std::vector<std::string> eps;
+    for (const std::string& e : r.endpoints) eps.push_back(JsonString(e));
+    locs.push_back(absl::StrCat(
+        "{\"locality\":", JsonString(r.locality), ",\"priority\":",
+        r.priority < 0 || r.priority >= 1000 ? "null"
+                                             : absl::StrCat(r.priority),
+        ",\"plan_share\":", absl::StrFormat("%.1f", r.share),
+        ",\"endpoints\":[", absl::StrJoin(eps, ","), "],\"completed\":",
+        r.completed, ",\"succeeded\":", r.succeeded, ",\"recent_completed\":",
+        r.recent, ",\"recent_share\":",
+        absl::StrFormat("%.1f", recent_total == 0
+                                    ? 0.0
+                                    : 100.0 * r.recent / recent_total),
+        "}"));
+  }
+  std::vector<std::string> excluded;
+  for (const std::string& x : d.excluded) excluded.push_back(JsonString(x));
+  return absl::StrCat(
+      "{\"hostname\":", JsonString(d.hostname), ",\"xds_version\":",
+      JsonString(d.xds_version), ",\"calls_started\":", d.calls.started,
+      ",\"recent_seconds\":", absl::StrFormat("%.1f", d.recent_seconds),
+      ",\"localities\":[", absl::StrJoin(locs, ","), "],\"excluded\":[",
+      absl::StrJoin(excluded, ","), "],\"plan\":",
+      d.plan_json.empty() ? "null" : d.plan_json, "}");
+}
+
+std::string YamlToJson(const YAML::Node& n, int depth) {
+  if (depth > 64) return "null";
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      std::vector<std::string> kv;
+      for (const auto& e : n) {
+        kv.push_back(absl::StrCat(
+            JsonString(e.first.IsScalar() ? e.first.Scalar() : "?"), ":",
+            YamlToJson(e.second, depth + 1)));
+      }
+      return absl::StrCat("{", absl::StrJoin(kv, ","), "}");
+    }
+    case YAML::NodeType::Sequence: {
+      std::vector<std::string> items;
+      for (const auto& e : n) items.push_back(YamlToJson(e, depth + 1));
+      return absl::StrCat("[", absl::StrJoin(items, ","), "]");
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& s = n.Scalar();
+      int64_t i;
+      if (n.Tag() != "!" && absl::SimpleAtoi(s, &i) &&
+          s.find_first_not_of("-0123456789") == std::string::npos) {
+        return s;
+      }
+      if (n.Tag() != "!" && (s == "true" || s == "false")) return s;
+      return JsonString(s);
+    }
+    default:
+      return "null";
+  }
+}
+
+}  // namespace
+
+std::string ClustersJson(const AdminView& v) {
+  std::vector<std::string> ds;
+  for (const DestinationView& d : v.destinations) {
+    ds.push_back(DestinationJson(d));
+  }
+  return absl::StrCat("{\"destinations\":[", absl::StrJoin(ds, ","), "]}");
+}
+
+std::string StatusJson(const AdminView& v) {
+  const MeshStatus& s = v.status;
+  std::vector<std::string> events;
+  for (const Event& e : v.events) {
+    events.push_back(absl::StrCat("{\"time\":", Time(e.time), ",\"text\":",
+                                  JsonString(e.text), "}"));
+  }
+  std::vector<std::string> ds;
+  for (const DestinationView& d : v.destinations) {
+    ds.push_back(DestinationJson(d));
+  }
+  return absl::StrCat(
+      "{\"security\":", JsonString(s.security), ",\"mtls\":",
+      s.mtls ? "true" : "false", ",\"identity\":", JsonString(s.identity),
+      ",\"identity_serial\":", JsonString(s.identity_serial),
+      ",\"identity_expiry\":", Time(s.identity_expiry),
+      ",\"identity_loads\":", s.identity_loads,
+      ",\"authorization\":", JsonString(s.authorization),
+      ",\"calls_authorized\":", s.calls_authorized,
+      ",\"calls_denied\":", s.calls_denied,
+      ",\"last_denial\":", JsonString(s.last_denial),
+      ",\"config_version\":", JsonString(s.config_version),
+      ",\"applied_version\":", JsonString(s.applied_version),
+      ",\"stale\":false,\"sources\":[{\"name\":\"file\",\"path\":",
+      JsonString(v.config_path), ",\"version\":", JsonString(s.config_version),
+      ",\"last_success\":", Time(v.config_time), ",\"applied\":",
+      s.configs_applied, ",\"rejected\":", s.configs_rejected,
+      "}],\"last_error\":", JsonString(s.last_error),
+      ",\"last_error_time\":", Time(s.last_error_time),
+      ",\"nacks\":", s.nacks, ",\"health_changes\":", s.health_changes,
+      ",\"last_health_change\":", JsonString(s.last_health_change),
+      ",\"control_plane\":{\"running\":",
+      s.control_plane_running ? "true" : "false", ",\"pid\":",
+      s.control_plane_pid, ",\"restarts\":", s.control_plane_restarts,
+      "},\"events\":[", absl::StrJoin(events, ","), "],\"destinations\":[",
+      absl::StrJoin(ds, ","), "]}");
+}
+
+std::string StatusText(const AdminView& v) {
+  const MeshStatus& s = v.status;
+  std::string out;
+  absl::StrAppend(&out, "security       ", s.security, "\n");
+  if (s.mtls) {
+    absl::StrAppend(&out, "identity       ", s.identity, " (serial ",
+                    s.identity_serial, ", expires ",
+                    TimeText(s.identity_expiry), ")\n",
+                    "authorization  ", s.authorization, "; ",
+                    s.calls_authorized, " allowed, ", s.calls_denied,
+                    " denied",
+                    s.last_denial.empty() ? ""
+                                          : " (last: " + s.last_denial + ")",
+                    "\n");
+  }
+  absl::StrAppend(
+      &out, "config         version ", s.config_version, " from ",
+      v.config_path, ", applied ", TimeText(v.config_time), "; ",
+      s.configs_applied, " applied, ", s.configs_rejected,
+      " rejected; stale: no\n", "xDS            applied ",
+      s.applied_version.empty() ? "(nothing yet)" : s.applied_version, "; ",
+      s.nacks, " NACKs\n", "control plane  ",
+      s.control_plane_running
+          ? absl::StrCat("running (pid ", s.control_plane_pid, ")")
+          : "DOWN",
+      ", ", s.control_plane_restarts, " restarts\n", "last error     ",
+      s.last_error.empty()
+          ? "none"
+          : absl::StrCat(TimeText(s.last_error_time), ": ", s.last_error),
+      "\n");
+  for (const DestinationView& d : v.destinations) {
+    uint64_t recent_total = 0;
+    const std::vector<Row> rows = Rows(d, &recent_total);
+    absl::StrAppend(&out, "\n", d.hostname, "  (xDS ",
+                    d.xds_version.empty() ? "-" : d.xds_version, ", ",
+                    d.calls.started, " calls started)\n");
+    absl::StrAppend(&out, absl::StrFormat("  %-4s %-32s %6s %9s %9s %7s  %s\n",
+                                          "PRIO", "LOCALITY", "WEIGHT",
+                                          "TRAFFIC", "OK", "FAILED",
+                                          "ENDPOINTS"));
+    for (const Row& r : rows) {
+      absl::StrAppend(
+          &out,
+          absl::StrFormat(
+              "  %-4s %-32s %5.1f%% %8.1f%% %9d %7d  %s\n",
+              r.priority < 0 || r.priority >= 1000 ? "-"
+                                                   : absl::StrCat(r.priority),
+              r.locality, r.share,
+              recent_total == 0 ? 0.0 : 100.0 * r.recent / recent_total,
+              r.succeeded, r.completed - r.succeeded,
+              absl::StrJoin(r.endpoints, " ")));
+    }
+    for (const std::string& x : d.excluded) {
+      absl::StrAppend(&out, "  excluded: ", x, "\n");
+    }
+  }
+  if (!v.events.empty()) {
+    absl::StrAppend(&out, "\nrecent events\n");
+    for (const Event& e : v.events) {
+      absl::StrAppend(&out, "  ", TimeText(e.time), "  ", e.text, "\n");
+    }
+  }
+  absl::StrAppend(&out, "\n(TRAFFIC: share of calls completed in the last ",
+                  v.destinations.empty()
+                      ? std::string("10")
+                      : absl::StrFormat("%.0f",
+                                        v.destinations[0].recent_seconds),
+                  " s; WEIGHT: the locality's share of its priority)\n");
+  return out;
+}
+
+std::string ConfigJson(const AdminView& v) {
+  std::string body;
+  try {
+    body = YamlToJson(YAML::Load(v.config_text), 0);
+  } catch (const YAML::Exception& e) {
+    return absl::StrCat("{\"version\":", JsonString(v.status.config_version),
+                        ",\"error\":", JsonString(e.what()), "}");
+  }
+  return absl::StrCat("{\"version\":", JsonString(v.status.config_version),
+                      ",\"path\":", JsonString(v.config_path),
+                      ",\"config\":", body, "}");
+}
+
+std::string StatusPrometheus(const AdminView& v) {
+  const MeshStatus& s = v.status;
+  telemetry::PrometheusWriter w;
+  auto one = [&w](const char* name, const char* type, const char* help,
+                  double value,
+                  const telemetry::PrometheusWriter::Labels& labels = {}) {
+    w.Family(name, type, help);
+    w.Sample(name, labels, value);
+  };
+  one("mesh_config_applied_total", "counter",
+      "Config versions applied, by source.", s.configs_applied,
+      {{"source", "file"}});
+  one("mesh_config_rejected_total", "counter",
+      "Config edits rejected by validation (the previous one stayed), by "
+      "source.",
+      s.configs_rejected, {{"source", "file"}});
+  one("mesh_config_stale", "gauge",
+      "1 if the running config is a last-known-good copy rather than a "
+      "source's current one.",
+      0);
+  one("mesh_xds_nacks_total", "counter",
+      "xDS responses this process's gRPC rejected.", s.nacks);
+  one("mesh_health_changes_total", "counter",
+      "Endpoint health changes made by active health checks.",
+      s.health_changes);
+  one("mesh_control_plane_up", "gauge", "1 while the mesh agent runs.",
+      s.control_plane_running ? 1 : 0);
+  one("mesh_control_plane_restarts_total", "counter",
+      "Times the mesh agent was restarted.", s.control_plane_restarts);
+  one("mesh_authz_allowed_total", "counter",
+      "Calls to this process's mesh servers that authorization allowed.",
+      s.calls_authorized);
+  one("mesh_authz_denied_total", "counter",
+      "Calls to this process's mesh servers denied by authorization "
+      "(PERMISSION_DENIED).",
+      s.calls_denied);
+  if (s.mtls) {
+    one("mesh_identity_expiry_timestamp_seconds", "gauge",
+        "When this workload's certificate expires (Unix time).",
+        static_cast<double>(absl::ToUnixSeconds(s.identity_expiry)),
+        {{"identity", s.identity}});
+  }
+  w.Family("mesh_endpoints", "gauge",
+           "Endpoints of each destination: in its plan (healthy), or "
+           "excluded (unhealthy or draining).");
+  for (const DestinationView& d : v.destinations) {
+    w.Sample("mesh_endpoints", {{"destination", d.hostname}, {"state", "healthy"}},
+             d.placements.size());
+    w.Sample("mesh_endpoints",
+             {{"destination", d.hostname}, {"state", "excluded"}},
+             d.excluded.size());
+  }
+  return w.Text();
+}
+
+}  // namespace internal
+}  // namespace mesh

@@ -1,0 +1,270 @@
+#include "mesh/telemetry/call_metrics.h"
+
+#include <chrono>
+
+#include <grpcpp/client_context.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "mesh/telemetry/prometheus.h"
+
+namespace mesh {
+namespace telemetry {
+
+namespace {
+
+using grpc::experimental::InterceptionHookPoints;
+
+constexpr const char* kCodeNames[kNumCodes] = {
+    "OK",        "CANCELLED",         "UNKNOWN",          "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",   "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL",      "UNAVAILABLE",      "DATA_LOSS",
+    "UNAUTHENTICATED"};
+
+struct PeerEntry {
+  LocalityStats* stats = nullptr;
+  int priority = -1;
+};
+
+}  // namespace
+
+uint64_t LocalityStats::completed() const {
+  uint64_t n = 0;
+  for (const auto& c : by_code) n += c.load(std::memory_order_relaxed);
+  return n;
+}
+
+struct CallMetrics::Destination {
+  std::string name;
+  const CallMetrics::PriorityChange* on_change = nullptr;
+  std::atomic<uint64_t> started{0};
+  std::atomic<uint64_t> priority_changes{0};
+  std::atomic<int> last_priority{-1};
+
+  absl::Mutex mu;
+  std::map<std::string, Placement> plan ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, PeerEntry> by_peer ABSL_GUARDED_BY(mu);
+  std::map<std::string, std::unique_ptr<LocalityStats>> by_locality
+      ABSL_GUARDED_BY(mu);
+  absl::Time window_start ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+  int reports_in_window ABSL_GUARDED_BY(mu) = 0;
+
+  LocalityStats* StatsLocked(const std::string& locality)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto& s = by_locality[locality];
+    if (s == nullptr) {
+      s = std::make_unique<LocalityStats>();
+      s->locality = locality;
+    }
+    return s.get();
+  }
+
+  // The stats and priority of the server that answered (`peer` is
+  // ClientContext::peer(), e.g. "ipv4:10.0.0.1:50051").
+  PeerEntry Lookup(const std::string& peer) {
+    {
+      absl::ReaderMutexLock lock(&mu);
+      auto it = by_peer.find(peer);
+      if (it != by_peer.end()) return it->second;
+    }
+    absl::MutexLock lock(&mu);
+    absl::string_view addr = peer;
+    if (!absl::ConsumePrefix(&addr, "ipv4:")) absl::ConsumePrefix(&addr, "ipv6:");
+    PeerEntry e;
+    auto p = plan.find(std::string(addr));
+    if (p != plan.end()) {
+      e.stats = StatsLocked(p->second.locality);
+      e.priority = p->second.priority;
+    } else {
+      e.stats = StatsLocked("unknown");
+    }
+    if (by_peer.size() < 10000) by_peer[peer] = e;  // Bounded.
+    return e;
+  }
+
+  void Record(const std::string& peer, int code, uint64_t ns) {
+    const PeerEntry e = Lookup(peer);
+    if (code < 0 || code >= kNumCodes) code = 2;  // UNKNOWN
+    e.stats->by_code[code].fetch_add(1, std::memory_order_relaxed);
+    int b = 0;
+    const double s = ns / 1e9;
+    while (b < kNumBuckets && s > kBuckets[b]) ++b;
+    e.stats->buckets[b].fetch_add(1, std::memory_order_relaxed);
+    e.stats->sum_ns.fetch_add(ns, std::memory_order_relaxed);
+    if (code != 0 || e.priority < 0 ||
+        last_priority.load(std::memory_order_relaxed) == e.priority) {
+      return;
+    }
+    const int old = last_priority.exchange(e.priority);
+    if (old == e.priority || old < 0) return;
+    priority_changes.fetch_add(1, std::memory_order_relaxed);
+    {
+      // Rate limit: at most 5 reports per destination per 10 s, so that a
+      // flapping destination cannot flood the log (the metric counts all).
+      absl::MutexLock lock(&mu);
+      const absl::Time now = absl::Now();
+      if (now - window_start >= absl::Seconds(10)) {
+        window_start = now;
+        reports_in_window = 0;
+      }
+      if (++reports_in_window > 5) return;
+    }
+    (*on_change)(name, old, e.priority, e.stats->locality);
+  }
+};
+
+namespace {
+
+class Interceptor final : public grpc::experimental::Interceptor {
+ public:
+  Interceptor(CallMetrics::Destination* d,
+              grpc::experimental::ClientRpcInfo* info)
+      : d_(d), info_(info) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
+    if (m->QueryInterceptionHookPoint(
+            InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      start_ = std::chrono::steady_clock::now();
+      d_->started.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (m->QueryInterceptionHookPoint(
+            InterceptionHookPoints::POST_RECV_STATUS)) {
+      const grpc::Status* st = m->GetRecvStatus();
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now() - start_)
+                          .count();
+      d_->Record(info_->client_context()->peer(),
+                 st == nullptr ? 2 : static_cast<int>(st->error_code()),
+                 static_cast<uint64_t>(ns));
+    }
+    m->Proceed();
+  }
+
+ private:
+  CallMetrics::Destination* const d_;
+  grpc::experimental::ClientRpcInfo* const info_;
+  std::chrono::steady_clock::time_point start_ =
+      std::chrono::steady_clock::now();
+};
+
+class Factory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit Factory(CallMetrics::Destination* d) : d_(d) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override {
+    return new Interceptor(d_, info);
+  }
+
+ private:
+  CallMetrics::Destination* const d_;
+};
+
+}  // namespace
+
+CallMetrics::CallMetrics(PriorityChange on_change)
+    : on_change_(std::move(on_change)) {}
+CallMetrics::~CallMetrics() = default;
+
+CallMetrics::Destination* CallMetrics::Get(const std::string& destination) {
+  absl::MutexLock lock(&mu_);
+  auto& d = destinations_[destination];
+  if (d == nullptr) {
+    d = std::make_unique<Destination>();
+    d->name = destination;
+    d->on_change = &on_change_;
+  }
+  return d.get();
+}
+
+std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>
+CallMetrics::InterceptorFor(const std::string& destination) {
+  return std::make_unique<Factory>(Get(destination));
+}
+
+void CallMetrics::SetPlan(const std::string& destination,
+                          std::map<std::string, Placement> endpoints) {
+  Destination* d = Get(destination);
+  absl::MutexLock lock(&d->mu);
+  d->plan = std::move(endpoints);
+  d->by_peer.clear();
+}
+
+std::map<std::string, CallMetrics::Totals> CallMetrics::Snapshot() const {
+  std::map<std::string, Totals> out;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [name, d] : destinations_) {
+    Totals& t = out[name];
+    t.started = d->started.load();
+    absl::ReaderMutexLock dl(&d->mu);
+    for (const auto& [loc, s] : d->by_locality) {
+      t.by_locality[loc] = {s->completed(), s->succeeded()};
+    }
+  }
+  return out;
+}
+
+std::string CallMetrics::Prometheus() const {
+  PrometheusWriter w;
+  absl::MutexLock lock(&mu_);
+  w.Family("mesh_client_calls_started_total", "counter",
+           "Calls started on mesh channels, by destination (the locality "
+           "is known when a call completes).");
+  for (const auto& [name, d] : destinations_) {
+    w.Sample("mesh_client_calls_started_total", {{"destination", name}},
+             d->started.load());
+  }
+  w.Family("mesh_client_calls_total", "counter",
+           "Calls completed, by destination, locality of the server that "
+           "answered (\"unknown\" if none did) and gRPC status code.");
+  for (const auto& [name, d] : destinations_) {
+    absl::ReaderMutexLock dl(&d->mu);
+    for (const auto& [loc, s] : d->by_locality) {
+      for (int c = 0; c < kNumCodes; ++c) {
+        const uint64_t n = s->by_code[c].load();
+        if (n == 0) continue;
+        w.Sample("mesh_client_calls_total",
+                 {{"destination", name}, {"locality", loc},
+                  {"code", kCodeNames[c]}},
+                 n);
+      }
+    }
+  }
+  w.Family("mesh_client_call_duration_seconds", "histogram",
+           "Call latency as the application sees it (retries included), by "
+           "destination and locality.");
+  for (const auto& [name, d] : destinations_) {
+    absl::ReaderMutexLock dl(&d->mu);
+    for (const auto& [loc, s] : d->by_locality) {
+      uint64_t cum = 0;
+      for (int b = 0; b <= kNumBuckets; ++b) {
+        cum += s->buckets[b].load();
+        w.Sample("mesh_client_call_duration_seconds_bucket",
+                 {{"destination", name},
+                  {"locality", loc},
+                  {"le", b == kNumBuckets ? "+Inf"
+                                          : absl::StrFormat("%g", kBuckets[b])}},
+                 cum);
+      }
+      w.Sample("mesh_client_call_duration_seconds_sum",
+               {{"destination", name}, {"locality", loc}},
+               s->sum_ns.load() / 1e9);
+      w.Sample("mesh_client_call_duration_seconds_count",
+               {{"destination", name}, {"locality", loc}}, cum);
+    }
+  }
+  w.Family("mesh_client_priority_changes_total", "counter",
+           "Times successful calls to a destination moved to another "
+           "priority of its plan (failover or failback).");
+  for (const auto& [name, d] : destinations_) {
+    w.Sample("mesh_client_priority_changes_total", {{"destination", name}},
+             d->priority_changes.load());
+  }
+  return w.Text();
+}
+
+}  // namespace telemetry
+}  // namespace mesh

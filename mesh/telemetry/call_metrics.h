@@ -1,0 +1,103 @@
+// File: mesh/telemetry/call_metrics.h
+//
+// Client call metrics per destination (mesh hostname) and locality, counted
+// by a gRPC client interceptor on every mesh channel: calls started, calls
+// completed by status code, and a latency histogram. A completed call is
+// attributed to the locality of the server that answered its last attempt
+// (the peer address, looked up in the destination's current plan, which the
+// control plane sends after each EDS update); before an answer the locality
+// is unknown, so "started" is per destination only.
+//
+// The interceptor also notices failover and failback: when successful calls
+// move to another priority of the plan, the PriorityChange callback runs
+// (at most 5 times per destination per 10 s; the metric counts every one).
+//
+// Thread-safety: all methods may be called concurrently.
+
+#ifndef MESH_TELEMETRY_CALL_METRICS_H_
+#define MESH_TELEMETRY_CALL_METRICS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/support/client_interceptor.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace mesh {
+namespace telemetry {
+
+// Latency histogram bucket upper bounds, in seconds.
+inline constexpr double kBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                      0.025,  0.05,  0.1,    0.25,  0.5,
+                                      1,      2.5,   5,      10};
+inline constexpr int kNumBuckets = sizeof(kBuckets) / sizeof(kBuckets[0]);
+inline constexpr int kNumCodes = 17;  // grpc::StatusCode 0..16.
+
+struct LocalityStats {
+  std::string locality;  // "region/zone/cluster", or "unknown".
+  std::atomic<uint64_t> by_code[kNumCodes] = {};
+  std::atomic<uint64_t> buckets[kNumBuckets + 1] = {};  // Last is +Inf.
+  std::atomic<uint64_t> sum_ns{0};
+  uint64_t completed() const;
+  uint64_t succeeded() const { return by_code[0].load(); }
+};
+
+// One endpoint's place in a destination's plan.
+struct Placement {
+  int priority = -1;
+  double share = 0;  // The locality's percent of its priority's weight.
+  std::string locality;
+};
+
+class CallMetrics {
+ public:
+  // (destination, old priority, new priority, locality now serving).
+  using PriorityChange =
+      std::function<void(const std::string&, int, int, const std::string&)>;
+  explicit CallMetrics(PriorityChange on_change);
+  ~CallMetrics();
+
+  // The interceptor factory for channels to `destination`.
+  std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>
+  InterceptorFor(const std::string& destination);
+
+  // The destination's current plan: endpoint "address:port" (IPv6 in
+  // brackets) -> placement.
+  void SetPlan(const std::string& destination,
+               std::map<std::string, Placement> endpoints);
+
+  // Totals per destination and locality: started (per destination, under
+  // locality ""), completed, succeeded.
+  struct Totals {
+    uint64_t started = 0;
+    std::map<std::string, std::pair<uint64_t, uint64_t>> by_locality;
+  };
+  std::map<std::string, Totals> Snapshot() const;
+
+  // The call metrics in the Prometheus text format.
+  std::string Prometheus() const;
+
+  struct Destination;  // Internal; public for the interceptor.
+
+ private:
+  Destination* Get(const std::string& destination);
+
+  const PriorityChange on_change_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<Destination>> destinations_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace telemetry
+}  // namespace mesh
+
+#endif  // MESH_TELEMETRY_CALL_METRICS_H_

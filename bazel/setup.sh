@@ -3,6 +3,8 @@
 # with only Debian's packages and the npm registry reachable. Idempotent: it
 # installs only what is missing and re-extracts the protos only when the pinned
 # version changes. Usage: bazel/setup.sh [--with-test-tools]
+# (--with-test-tools also installs what only the tests need: chromium for the
+# status page test.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,10 @@ PACKAGES=(
   clang libclang-rt-14-dev
   openssl procps
 )
+
+# Only the tests need these (tests/run.sh asks for them).
+TEST_PACKAGES=(chromium)
+[ "${1:-}" = "--with-test-tools" ] && PACKAGES+=("${TEST_PACKAGES[@]}")
 
 missing=()
 for p in "${PACKAGES[@]}"; do

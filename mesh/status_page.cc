@@ -21,15 +21,15 @@ const char* StatusPageHtml() {
   .plain { color: #fff; background: #c0392b; padding: 1px 6px; border-radius: 3px; font-weight: bold; }
   .mtls { color: #1e7e34; font-weight: bold; }
   .err { color: #c0392b; }
-  #grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(330px, 1fr)); gap: 6px; }
-  .card { background: #fff; border: 1px solid #dde; border-radius: 4px; padding: 4px 6px; }
+  #grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(470px, 1fr)); gap: 6px; }
+  .card { background: #fff; border: 1px solid #dde; border-radius: 4px; padding: 4px 6px; overflow: hidden; }
   .card h2 { font-size: 13px; margin: 0 0 2px; display: flex; justify-content: space-between; }
   .card h2 small { font-weight: normal; color: #666; }
   table { border-collapse: collapse; width: 100%; }
   td, th { padding: 1px 3px; text-align: left; white-space: nowrap; }
   th { color: #666; font-weight: normal; font-size: 11px; }
   td.num { text-align: right; font-variant-numeric: tabular-nums; }
-  .bar { background: #e8ecf2; width: 70px; height: 9px; display: inline-block; vertical-align: middle; }
+  .bar { background: #e8ecf2; width: 60px; height: 9px; display: inline-block; vertical-align: middle; }
   .bar span { display: block; height: 100%; background: #3b7dd8; }
   tr.backup td { color: #888; }
   tr.serving td.loc { font-weight: bold; }

@@ -9,7 +9,7 @@
 # Usage: tests/run.sh [extra bazel test flags]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bazel/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+bazel/setup.sh --with-test-tools || { echo "0 passed, 1 failed"; exit 1; }
 
 echo "[tests] building and running all tests (bazel test //...)" >&2
 bazel test //... --keep_going --nocache_test_results "$@" 2>&1 | tee /tmp/mesh-tests.$$.log

@@ -114,6 +114,11 @@ int main(int argc, char** argv) {
       absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   stubs["mesh"] =
       Greeter::NewStub((*m)->CreateChannel("greeter.mesh.internal"));
+  // The same without call metrics (the interceptor), to show their cost.
+  grpc::ChannelArguments no_metrics;
+  no_metrics.SetInt(mesh::Mesh::kCallMetricsArg, 0);
+  stubs["mesh-no-metrics"] = Greeter::NewStub(
+      (*m)->CreateChannel("greeter.mesh.internal", no_metrics));
   for (auto& [name, stub] : stubs) {
     if (!only.empty() && name != only) continue;
     Result w = Run(stub.get(), 2000, 4, payload);  // Warm up, connect.
@@ -124,7 +129,7 @@ int main(int argc, char** argv) {
   }
   if (!only.empty()) {
     if (!stubs.count(only)) {
-      std::cerr << "--only must be direct or mesh\n";
+      std::cerr << "--only must be direct, mesh or mesh-no-metrics\n";
       return 2;
     }
     Result r = Run(stubs[only].get(), calls, inflight_only, payload);
@@ -148,12 +153,15 @@ int main(int argc, char** argv) {
                "QPS | CPU ratio | p50 ratio | p99 ratio |\n"
                "|---|---|---|---|---|---|---|---|---|\n";
   int total_failed = 0;
+  const std::vector<std::string> variants = {"direct", "mesh",
+                                             "mesh-no-metrics"};
   for (int inflight : {1, 16}) {
     std::map<std::string, std::vector<Result>> res;
-    std::vector<double> cpu_ratio, p50_ratio, p99_ratio;
+    // Per variant, per round: the variant's figure / direct's.
+    std::map<std::string, std::vector<double>> cpu_ratio, p50_ratio, p99_ratio;
     double agent_cpu = 0;
     for (int r = 0; r < rounds; ++r) {
-      std::vector<std::string> order = {"direct", "mesh"};
+      std::vector<std::string> order = variants;
       if (r % 2) std::reverse(order.begin(), order.end());
       for (const std::string& v : order) {
         const double a0 = ProcessCpuSeconds(agent_pid);
@@ -162,12 +170,14 @@ int main(int argc, char** argv) {
         total_failed += res[v].back().failed;
       }
       const Result& d = res["direct"].back();
-      const Result& me = res["mesh"].back();
-      cpu_ratio.push_back(me.cpu_us_per_call / d.cpu_us_per_call);
-      p50_ratio.push_back(me.p50_us / d.p50_us);
-      p99_ratio.push_back(me.p99_us / d.p99_us);
+      for (const std::string& v : variants) {
+        const Result& x = res[v].back();
+        cpu_ratio[v].push_back(x.cpu_us_per_call / d.cpu_us_per_call);
+        p50_ratio[v].push_back(x.p50_us / d.p50_us);
+        p99_ratio[v].push_back(x.p99_us / d.p99_us);
+      }
     }
-    for (const char* v : {"direct", "mesh"}) {
+    for (const std::string& v : variants) {
       std::vector<double> cpu, p50, p99, qps;
       for (const Result& x : res[v]) {
         cpu.push_back(x.cpu_us_per_call);
@@ -175,7 +185,7 @@ int main(int argc, char** argv) {
         p99.push_back(x.p99_us);
         qps.push_back(x.qps);
       }
-      const bool is_mesh = std::string(v) == "mesh";
+      const bool is_direct = v == "direct";
       auto range = [](std::vector<double> x) {
         std::sort(x.begin(), x.end());
         return absl::StrFormat("%.2f (%.2f-%.2f)", x[x.size() / 2], x.front(),
@@ -184,15 +194,16 @@ int main(int argc, char** argv) {
       std::cout << absl::StrFormat(
           "| %d | %s | %.1f | %.0f | %.0f | %.0f | %s | %s | %s |\n",
           inflight, v, Median(cpu), Median(p50), Median(p99), Median(qps),
-          is_mesh ? range(cpu_ratio) : "1", is_mesh ? range(p50_ratio) : "1",
-          is_mesh ? range(p99_ratio) : "1");
+          is_direct ? "1" : range(cpu_ratio[v]),
+          is_direct ? "1" : range(p50_ratio[v]),
+          is_direct ? "1" : range(p99_ratio[v]));
     }
     std::cout << absl::StrFormat(
         "| %d | mesh agent (control plane) | %.3f CPU us per mesh call | | "
         "| | | | |\n",
-        inflight, agent_cpu * 1e6 / (rounds * calls * 2));
+        inflight, agent_cpu * 1e6 / (rounds * calls * 3));
   }
-  std::cout << "\nratios: median of per-round mesh/direct (min-max); "
+  std::cout << "\nratios: median of per-round variant/direct (min-max); "
                "failed calls: "
             << total_failed << "\n";
   stubs.clear();

@@ -93,7 +93,14 @@ for s in c1-a c1-b c2 c3; do await_serving $s; done
 echo "   4 greeter servers serving"
 
 say "client in cluster-1: batches of 20 calls to greeter.mesh.internal every 100 ms"
+# The client's admin endpoint (metrics, status, live status page).
+while :; do
+  ADMIN_PORT=$(( 20000 + RANDOM % 30000 ))
+  ss -Hltn "sport = :$ADMIN_PORT" | grep -q . || break
+done
+ADMIN=127.0.0.1:$ADMIN_PORT
 MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" $(ID greeter-client) \
+  --admin="$ADMIN" \
   --locality=us-east/us-east-a/cluster-1 --batches=1500 --batch_size=20 \
   --interval_ms=100 > "$WORK/client.log" 2>&1 &
 CLIENT=$!
@@ -129,6 +136,7 @@ ONLY_C2='served by us-east/us-east-b/cluster-2=20'
 
 say "step 1: all healthy -> every call stays in cluster-1 (mTLS, identity greeter-client)"
 await 5 "$ONLY_C1"
+echo "   (live status page while the demo runs: http://$ADMIN/ ; or: meshctl status $ADMIN)"
 echo "   a caller with a valid certificate of the same CA but another identity (intruder):"
 MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" $(ID intruder) \
   --locality=us-east/us-east-a/cluster-1 --batches=1 --batch_size=5 \
@@ -203,6 +211,9 @@ MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" $(ID greeter-cli
   --batch_size=200 --interval_ms=0 --header=x-version=v2 2>&1 |
   grep '^batch' | sed 's/^/     /'
 echo "   (ask the mesh why: meshctl explain --config mesh.yaml --from us-east/us-east-a/cluster-1 --method /mesh.examples.Greeter/SayHello greeter.mesh.internal)"
+
+say "what the client's mesh reports (meshctl status $ADMIN)"
+$MESH_BIN status "$ADMIN" | sed 's/^/   /' || true
 
 kill -TERM $CLIENT
 wait $CLIENT && client_rc=0 || client_rc=$?

@@ -1117,7 +1117,14 @@ std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
     if (!set) merged.SetInt(key, value);
   }
   const std::string target = absl::StrCat("xds:///", hostname);
-  if (!impl_->options().call_metrics) {
+  bool metrics = impl_->options().call_metrics;
+  for (size_t i = 0; i < c_args.num_args; ++i) {
+    if (strcmp(c_args.args[i].key, kCallMetricsArg) == 0 &&
+        c_args.args[i].type == GRPC_ARG_INTEGER) {
+      metrics = c_args.args[i].value.integer != 0;
+    }
+  }
+  if (!metrics) {
     return grpc::CreateCustomChannel(target, ChannelCredentials(), merged);
   }
   std::vector<

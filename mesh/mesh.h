@@ -190,6 +190,10 @@ class Mesh final {
   Mesh(const Mesh&) = delete;
   Mesh& operator=(const Mesh&) = delete;
 
+  // Channel argument (integer) that turns call metrics off (0) or on (1)
+  // for one channel, overriding MeshOptions::call_metrics.
+  static constexpr char kCallMetricsArg[] = "mesh.call_metrics";
+
   // A channel to a mesh hostname ("app1.mesh.internal", or
   // "app1.mesh.internal:PORT" if the service declares that port). A
   // hostname the config does not know fails calls with UNAVAILABLE (the

@@ -32,7 +32,7 @@ echo "# command: bench/instructions_per_call.sh $N $K"
 echo "| variant | instructions/call | ratio to direct |"
 echo "|---|---|---|"
 base=""
-for v in "direct:--only=direct" "mesh:--only=mesh" "mesh without call metrics:--only=mesh-no-metrics" "direct + idle in-process gRPC server:--only=direct --inproc_server"; do
+for v in "direct:--only=direct" "mesh:--only=mesh" "mesh + optional call metrics:--only=mesh+call-metrics" "direct + idle in-process gRPC server:--only=direct --inproc_server"; do
   name=${v%%:*}; args=${v#*:}
   a=$(count "$N" $args); b=$(count "$((2 * N))" $args)
   per=$(( (b - a) / N ))

@@ -237,12 +237,13 @@ std::string StatusText(const AdminView& v) {
       absl::StrAppend(&out, "  ", TimeText(e.time), "  ", e.text, "\n");
     }
   }
-  absl::StrAppend(&out, "\n(TRAFFIC: share of calls completed in the last ",
+  absl::StrAppend(&out, "\n(TRAFFIC: share of call attempts in the last ",
                   v.destinations.empty()
                       ? std::string("10")
                       : absl::StrFormat("%.0f",
                                         v.destinations[0].recent_seconds),
-                  " s; WEIGHT: the locality's share of its priority)\n");
+                  " s; OK/FAILED: attempts since the start, from gRPC's load "
+                  "reports; WEIGHT: the locality's share of its priority)\n");
   return out;
 }
 

@@ -705,6 +705,28 @@ class Mesh::Impl {
         ++status_.configs_applied;
         AddEventLocked(absl::StrCat("config version ", e.version, " applied"));
         break;
+      case agent::EventKind::kLoad: {
+        // "HOSTNAME\n" then "LOCALITY SUCCEEDED FAILED ISSUED" lines.
+        std::vector<std::string> lines =
+            absl::StrSplit(e.text, '\n', absl::SkipEmpty());
+        if (lines.empty()) break;
+        std::vector<telemetry::CallMetrics::Load> load;
+        for (size_t i = 1; i < lines.size(); ++i) {
+          std::vector<std::string> f = absl::StrSplit(lines[i], ' ');
+          telemetry::CallMetrics::Load l;
+          if (f.size() == 4 && absl::SimpleAtoi(f[1], &l.succeeded) &&
+              absl::SimpleAtoi(f[2], &l.failed) &&
+              absl::SimpleAtoi(f[3], &l.issued)) {
+            l.locality = f[0];
+            load.push_back(std::move(l));
+          }
+        }
+        // Without our lock: AddLoad may call back into AddEvent.
+        mu_.Unlock();
+        metrics_.AddLoad(lines[0], load);
+        mu_.Lock();
+        break;
+      }
       case agent::EventKind::kConfig:
         config_text_ = e.text;
         config_time_ = absl::Now();

@@ -28,6 +28,7 @@
 #include "mesh/policy/authorization.h"
 #include "mesh/source/file_watcher.h"
 #include "mesh/xds/ads_server.h"
+#include "mesh/xds/lrs_server.h"
 
 namespace mesh {
 namespace agent {
@@ -349,10 +350,37 @@ int RunAgent(int argc, char** argv) {
                         : identity::MtlsCredentialsFactory(flags.identity_dir));
   checker.Update((*snap)->config);
   unlink(flags.socket.c_str());  // A stale socket from a previous agent.
+  // Load reports: per-locality call counts, for the application's metrics.
+  xds::LrsServer lrs([&sink, &publisher](
+                         const xds::Caller&,
+                         const envoy::config::endpoint::v3::ClusterStats& cs) {
+    std::shared_ptr<const config::Snapshot> snap = publisher.Current();
+    if (snap == nullptr) return;
+    // "NAMESPACE/NAME" or "NAMESPACE/NAME/SUBSET".
+    const std::string& cluster = cs.cluster_name();
+    const config::Service* s =
+        snap->config->FindByName(cluster.substr(0, cluster.find('/', cluster.find('/') + 1)));
+    if (s == nullptr) return;
+    std::string text = s->hostname + "\n";
+    bool any = false;
+    for (const auto& l : cs.upstream_locality_stats()) {
+      if (l.total_issued_requests() == 0 && l.total_successful_requests() == 0 &&
+          l.total_error_requests() == 0) {
+        continue;
+      }
+      any = true;
+      absl::StrAppend(&text, l.locality().region(), "/", l.locality().zone(), "/",
+                      l.locality().sub_zone(), " ", l.total_successful_requests(),
+                      " ", l.total_error_requests(), " ",
+                      l.total_issued_requests(), "\n");
+    }
+    if (any) sink.Emit(EventKind::kLoad, "", text);
+  });
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + flags.socket,
                            grpc::InsecureServerCredentials());
   builder.RegisterService(&ads);
+  builder.RegisterService(&lrs);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     const std::string msg =

@@ -17,7 +17,7 @@ constexpr std::pair<EventKind, absl::string_view> kNames[] = {
     {EventKind::kHealth, "health"},   {EventKind::kExplain, "explain"},
     {EventKind::kSynced, "synced"},   {EventKind::kIdentity, "identity"},
     {EventKind::kAuthz, "authz"},     {EventKind::kConfig, "config"},
-    {EventKind::kPlan, "plan"},
+    {EventKind::kPlan, "plan"},       {EventKind::kLoad, "load"},
 };
 }  // namespace
 

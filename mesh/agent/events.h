@@ -32,6 +32,9 @@ enum class EventKind {
               // "ADDRESS:PORT PRIORITY SHARE LOCALITY" per endpoint in the
               // plan (SHARE: its locality's percent of the priority)
               // and one "excluded ENDPOINT (REASON)" per endpoint left out.
+  kLoad,      // A load report: TEXT = "HOSTNAME\n" then one line
+              // "LOCALITY SUCCEEDED FAILED ISSUED" per locality, counts of
+              // call attempts since the previous report.
 };
 
 struct Event {

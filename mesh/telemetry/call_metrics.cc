@@ -39,10 +39,8 @@ uint64_t LocalityStats::completed() const {
 
 struct CallMetrics::Destination {
   std::string name;
-  const CallMetrics::PriorityChange* on_change = nullptr;
   std::atomic<uint64_t> started{0};
   std::atomic<uint64_t> priority_changes{0};
-  std::atomic<int> last_priority{-1};
 
   absl::Mutex mu;
   std::map<std::string, Placement> plan ABSL_GUARDED_BY(mu);
@@ -51,6 +49,12 @@ struct CallMetrics::Destination {
       ABSL_GUARDED_BY(mu);
   absl::Time window_start ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   int reports_in_window ABSL_GUARDED_BY(mu) = 0;
+  // From load reports: locality -> attempts, and the serving priority.
+  struct Attempts {
+    uint64_t succeeded = 0, failed = 0, issued = 0;
+  };
+  std::map<std::string, Attempts> attempts ABSL_GUARDED_BY(mu);
+  int serving_priority ABSL_GUARDED_BY(mu) = -1;
 
   LocalityStats* StatsLocked(const std::string& locality)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -94,25 +98,6 @@ struct CallMetrics::Destination {
     while (b < kNumBuckets && s > kBuckets[b]) ++b;
     e.stats->buckets[b].fetch_add(1, std::memory_order_relaxed);
     e.stats->sum_ns.fetch_add(ns, std::memory_order_relaxed);
-    if (code != 0 || e.priority < 0 ||
-        last_priority.load(std::memory_order_relaxed) == e.priority) {
-      return;
-    }
-    const int old = last_priority.exchange(e.priority);
-    if (old == e.priority || old < 0) return;
-    priority_changes.fetch_add(1, std::memory_order_relaxed);
-    {
-      // Rate limit: at most 5 reports per destination per 10 s, so that a
-      // flapping destination cannot flood the log (the metric counts all).
-      absl::MutexLock lock(&mu);
-      const absl::Time now = absl::Now();
-      if (now - window_start >= absl::Seconds(10)) {
-        window_start = now;
-        reports_in_window = 0;
-      }
-      if (++reports_in_window > 5) return;
-    }
-    (*on_change)(name, old, e.priority, e.stats->locality);
   }
 };
 
@@ -175,7 +160,6 @@ CallMetrics::Destination* CallMetrics::Get(const std::string& destination) {
   if (d == nullptr) {
     d = std::make_unique<Destination>();
     d->name = destination;
-    d->on_change = &on_change_;
   }
   return d.get();
 }
@@ -183,6 +167,61 @@ CallMetrics::Destination* CallMetrics::Get(const std::string& destination) {
 std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>
 CallMetrics::InterceptorFor(const std::string& destination) {
   return std::make_unique<Factory>(Get(destination));
+}
+
+void CallMetrics::AddLoad(const std::string& destination,
+                          const std::vector<Load>& load) {
+  Destination* d = Get(destination);
+  int old = -1, now = -1;
+  std::string serving;
+  {
+    absl::MutexLock lock(&d->mu);
+    std::map<std::string, int> prio;
+    for (const auto& [ep, p] : d->plan) prio.emplace(p.locality, p.priority);
+    // The serving priority: the one whose localities had most of this
+    // report's successful attempts.
+    std::map<int, uint64_t> by_priority;
+    for (const Load& l : load) {
+      Destination::Attempts& a = d->attempts[l.locality];
+      a.succeeded += l.succeeded;
+      a.failed += l.failed;
+      a.issued += l.issued;
+      auto p = prio.find(l.locality);
+      if (l.succeeded > 0 && p != prio.end()) {
+        by_priority[p->second] += l.succeeded;
+      }
+    }
+    int lowest = -1;
+    uint64_t most = 0;
+    for (const auto& [p, n] : by_priority) {
+      if (n > most) {
+        most = n;
+        lowest = p;
+      }
+    }
+    uint64_t best = 0;
+    for (const Load& l : load) {
+      auto p = prio.find(l.locality);
+      if (p != prio.end() && p->second == lowest && l.succeeded > best) {
+        best = l.succeeded;
+        serving = l.locality;
+      }
+    }
+    if (lowest < 0 || lowest == d->serving_priority) return;  // Unchanged.
+    old = d->serving_priority;
+    now = d->serving_priority = lowest;
+    if (old < 0) return;  // The first report: nothing moved.
+    d->priority_changes.fetch_add(1, std::memory_order_relaxed);
+    // Rate limit: at most 5 reports per destination per 10 s, so that a
+    // flapping destination cannot flood the log (the metric counts all).
+    const absl::Time t = absl::Now();
+    if (t - d->window_start >= absl::Seconds(10)) {
+      d->window_start = t;
+      d->reports_in_window = 0;
+    }
+    if (++d->reports_in_window > 5) return;
+  }
+  on_change_(destination, old, now, serving);
 }
 
 void CallMetrics::SetPlan(const std::string& destination,
@@ -198,10 +237,10 @@ std::map<std::string, CallMetrics::Totals> CallMetrics::Snapshot() const {
   absl::MutexLock lock(&mu_);
   for (const auto& [name, d] : destinations_) {
     Totals& t = out[name];
-    t.started = d->started.load();
     absl::ReaderMutexLock dl(&d->mu);
-    for (const auto& [loc, s] : d->by_locality) {
-      t.by_locality[loc] = {s->completed(), s->succeeded()};
+    for (const auto& [loc, a] : d->attempts) {
+      t.started += a.issued;
+      t.by_locality[loc] = {a.succeeded + a.failed, a.succeeded};
     }
   }
   return out;
@@ -210,16 +249,41 @@ std::map<std::string, CallMetrics::Totals> CallMetrics::Snapshot() const {
 std::string CallMetrics::Prometheus() const {
   PrometheusWriter w;
   absl::MutexLock lock(&mu_);
+  w.Family("mesh_client_attempts_total", "counter",
+           "Call attempts (retries count separately) by destination, "
+           "locality and result, from gRPC's load reports (every second).");
+  for (const auto& [name, d] : destinations_) {
+    absl::ReaderMutexLock dl(&d->mu);
+    for (const auto& [loc, a] : d->attempts) {
+      w.Sample("mesh_client_attempts_total",
+               {{"destination", name}, {"locality", loc}, {"result", "success"}},
+               a.succeeded);
+      w.Sample("mesh_client_attempts_total",
+               {{"destination", name}, {"locality", loc}, {"result", "error"}},
+               a.failed);
+    }
+  }
+  w.Family("mesh_client_attempts_issued_total", "counter",
+           "Call attempts started, by destination and locality, from gRPC's "
+           "load reports.");
+  for (const auto& [name, d] : destinations_) {
+    absl::ReaderMutexLock dl(&d->mu);
+    for (const auto& [loc, a] : d->attempts) {
+      w.Sample("mesh_client_attempts_issued_total",
+               {{"destination", name}, {"locality", loc}}, a.issued);
+    }
+  }
   w.Family("mesh_client_calls_started_total", "counter",
-           "Calls started on mesh channels, by destination (the locality "
-           "is known when a call completes).");
+           "Calls started on mesh channels, by destination (with "
+           "MeshOptions::call_metrics).");
   for (const auto& [name, d] : destinations_) {
     w.Sample("mesh_client_calls_started_total", {{"destination", name}},
              d->started.load());
   }
   w.Family("mesh_client_calls_total", "counter",
            "Calls completed, by destination, locality of the server that "
-           "answered (\"unknown\" if none did) and gRPC status code.");
+           "answered (\"unknown\" if none did) and gRPC status code (with "
+           "MeshOptions::call_metrics).");
   for (const auto& [name, d] : destinations_) {
     absl::ReaderMutexLock dl(&d->mu);
     for (const auto& [loc, s] : d->by_locality) {
@@ -235,7 +299,7 @@ std::string CallMetrics::Prometheus() const {
   }
   w.Family("mesh_client_call_duration_seconds", "histogram",
            "Call latency as the application sees it (retries included), by "
-           "destination and locality.");
+           "destination and locality (with MeshOptions::call_metrics).");
   for (const auto& [name, d] : destinations_) {
     absl::ReaderMutexLock dl(&d->mu);
     for (const auto& [loc, s] : d->by_locality) {
@@ -257,7 +321,7 @@ std::string CallMetrics::Prometheus() const {
     }
   }
   w.Family("mesh_client_priority_changes_total", "counter",
-           "Times successful calls to a destination moved to another "
+           "Times successful attempts to a destination moved to another "
            "priority of its plan (failover or failback).");
   for (const auto& [name, d] : destinations_) {
     w.Sample("mesh_client_priority_changes_total", {{"destination", name}},

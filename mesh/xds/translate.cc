@@ -379,6 +379,9 @@ Cluster ClusterFor(const config::Service& service, absl::string_view subset,
   od->mutable_failure_percentage_minimum_hosts()->set_value(1);
   od->mutable_failure_percentage_request_volume()->set_value(
       kOutlierMinRequests);
+  // Per-locality call counts for the application's metrics: gRPC reports
+  // them to this control plane (mesh/xds/lrs_server.h).
+  c.mutable_lrs_server()->mutable_self();
   if (!server_identity.empty()) {
     envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext tls;
     SetProviders(tls.mutable_common_tls_context());

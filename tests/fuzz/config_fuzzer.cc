@@ -25,6 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     caller.labels = {{"version", "v2"}};
     caller.own_service = &s;
     const mesh::policy::Plan plan = mesh::policy::ComputePlan(s, caller);
+    if (plan.ToJson().empty() || plan.Explain().empty()) __builtin_trap();
     for (const mesh::policy::Priority& p : plan.priorities) {
       if (p.localities.empty()) __builtin_trap();  // Gaps are NACKed.
       for (const auto& g : p.localities) {

@@ -17,12 +17,17 @@ trap 'rm -rf "$OUT"' EXIT
 ABSL=$(pkg-config --libs absl_strings absl_str_format absl_status absl_statusor \
   absl_synchronization absl_time absl_hash absl_raw_hash_set)
 CXX="clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I."
+# The library sources each fuzzer needs, from the Bazel target that runs
+# its corpus as a regression test (so the two never disagree).
+sources() {
+  bazel query "kind('source file', deps($1))" 2>/dev/null |
+    grep '^//mesh/.*\.cc$' | sed 's|^//||; s|:|/|'
+}
 echo "[fuzz] building config_fuzzer and svid_fuzzer" >&2
-$CXX tests/fuzz/config_fuzzer.cc mesh/config/config.cc mesh/config/snapshot.cc \
-  mesh/policy/locality.cc mesh/policy/route_match.cc mesh/identity/svid.cc \
+$CXX tests/fuzz/config_fuzzer.cc $(sources //tests/fuzz:config_corpus_test) \
   -lyaml-cpp -lre2 -lcrypto $ABSL -o "$OUT/config_fuzzer"
-$CXX tests/fuzz/svid_fuzzer.cc mesh/identity/svid.cc -lcrypto $ABSL \
-  -o "$OUT/svid_fuzzer"
+$CXX tests/fuzz/svid_fuzzer.cc $(sources //tests/fuzz:svid_corpus_test) \
+  -lcrypto $ABSL -o "$OUT/svid_fuzzer"
 # fuzz NAME CORPUS_DIR...: run NAME on a scratch copy of the seeds.
 fuzz() {
   local name=$1; shift

@@ -4,40 +4,57 @@
 # "N passed, N failed", counting test cases (a target that fails to build or
 # has no per-case report counts as one failed case).
 #
-# Also runs the fuzzers for MESH_FUZZ_SECONDS each (default 30; 0 skips).
+# Also runs the fuzzers for MESH_FUZZ_SECONDS each (default 30; 0 skips),
+# and with MESH_SANITIZERS=1 (set by .ci/run) every test again under ASan +
+# UBSan.
 #
 # Usage: tests/run.sh [extra bazel test flags]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bazel/setup.sh --with-test-tools || { echo "0 passed, 1 failed"; exit 1; }
 
-echo "[tests] building and running all tests (bazel test //...)" >&2
-bazel test //... --keep_going --nocache_test_results "$@" 2>&1 | tee /tmp/mesh-tests.$$.log
-rc=${PIPESTATUS[0]}
-
 passed=0
 failed=0
-# Per target: the JUnit XML Bazel writes (gtest's own for C++ tests).
-while read -r target status; do
-  path=${target#//}
-  xml="bazel-testlogs/${path/://}/test.xml"
-  if [ "$status" = PASSED ] || [ "$status" = FAILED ] || [ "$status" = FLAKY ]; then
-    if [ -f "$xml" ]; then
-      cases=$(grep -c '<testcase' "$xml")
-      bad=$(grep -c '<failure' "$xml")
-      [ "$cases" -eq 0 ] && cases=1
-      if [ "$status" != PASSED ] && [ "$bad" -eq 0 ]; then bad=1; fi
-      passed=$((passed + cases - bad))
-      failed=$((failed + bad))
-      continue
+# run_pass LABEL BAZEL_TEST_ARGS...: runs the tests and adds their cases to
+# passed/failed, per target from the JUnit XML Bazel writes (gtest's own
+# for C++ tests).
+run_pass() {
+  local label=$1; shift
+  local log=/tmp/mesh-tests.$$.log
+  echo "[tests] $label: bazel test $*" >&2
+  bazel test "$@" --keep_going --nocache_test_results 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]} pass_failed=0
+  while read -r target status; do
+    path=${target#//}
+    xml="bazel-testlogs/${path/://}/test.xml"
+    if [ "$status" = PASSED ] || [ "$status" = FAILED ] || [ "$status" = FLAKY ]; then
+      if [ -f "$xml" ]; then
+        cases=$(grep -c '<testcase' "$xml")
+        bad=$(grep -c '<failure' "$xml")
+        [ "$cases" -eq 0 ] && cases=1
+        if [ "$status" != PASSED ] && [ "$bad" -eq 0 ]; then bad=1; fi
+        passed=$((passed + cases - bad))
+        pass_failed=$((pass_failed + bad))
+        continue
+      fi
     fi
+    pass_failed=$((pass_failed + 1))  # NO STATUS, FAILED TO BUILD, TIMEOUT...
+  done < <(grep -E '^//[^ ]+ +(PASSED|FAILED|FLAKY|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)' \
+             "$log" | awk '{print $1, $2}')
+  rm -f "$log"
+  if [ "$rc" -ne 0 ] && [ "$pass_failed" -eq 0 ]; then
+    pass_failed=1  # Bazel failed before any test ran (e.g. a build error).
   fi
-  failed=$((failed + 1))  # NO STATUS, FAILED TO BUILD, TIMEOUT without XML...
-done < <(grep -E '^//[^ ]+ +(PASSED|FAILED|FLAKY|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)' \
-           /tmp/mesh-tests.$$.log | awk '{print $1, $2}')
-rm -f /tmp/mesh-tests.$$.log
-if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-  failed=1  # Bazel failed before any test ran (e.g. a build error).
+  failed=$((failed + pass_failed))
+}
+
+run_pass "all tests" //... "$@"
+
+# The unit and end-to-end tests again under AddressSanitizer +
+# UndefinedBehaviorSanitizer (MESH_SANITIZERS=1; .ci/run sets it). Their
+# cases count again: a sanitizer report fails the case.
+if [ "${MESH_SANITIZERS:-0}" = 1 ]; then
+  run_pass "ASan + UBSan" --config=asan //tests/... "$@"
 fi
 
 # The fuzzers (config loader, certificate identity parser), each bounded

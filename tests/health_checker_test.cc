@@ -62,7 +62,9 @@ class HealthCheckerTest : public ::testing::Test {
         absl::StrCat(
             "apiVersion: mesh/v1\ntrustDomain: t\nservices:\n"
             "  - name: s\n    hostname: s.m\n"
-            "    healthCheck: {interval: 100ms, timeout: 50ms, "
+            // Generous timeout: the first check also connects, which is
+            // slow under ASan on a loaded CI machine.
+            "    healthCheck: {interval: 250ms, timeout: 250ms, "
             "healthyThreshold: 1, unhealthyThreshold: ",
             unhealthy_threshold,
             "}\n    endpoints:\n"
@@ -126,8 +128,8 @@ TEST_F(HealthCheckerTest, AClosedPortIsUnhealthyAfterTheThreshold) {
   EXPECT_NE(e.change.find("3 failed health check(s), last: RPC failed"),
             std::string::npos)
       << e.change;
-  // Three checks 100 ms apart: at least 200 ms.
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(200));
+  // Three checks 250 ms apart: at least 500 ms.
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(500));
 }
 
 TEST_F(HealthCheckerTest, ServingEndpointsProduceNoEvents) {

@@ -4,7 +4,7 @@
 # installs only what is missing and re-extracts the protos only when the pinned
 # version changes. Usage: bazel/setup.sh [--with-test-tools]
 # (--with-test-tools also installs what only the tests need: chromium for the
-# status page test.)
+# status page test, iproute2 for the network-namespace test.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,7 @@ PACKAGES=(
 )
 
 # Only the tests need these (tests/run.sh asks for them).
-TEST_PACKAGES=(chromium)
+TEST_PACKAGES=(chromium iproute2)
 [ "${1:-}" = "--with-test-tools" ] && PACKAGES+=("${TEST_PACKAGES[@]}")
 
 missing=()

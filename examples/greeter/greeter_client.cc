@@ -8,8 +8,9 @@
 // Security: --cert=FILE --key=FILE --bundle=FILE (mTLS), or --plaintext.
 // --admin=127.0.0.1:9901 serves the mesh admin endpoint (status page at /).
 // --header=KEY=VALUE (repeatable) adds request metadata (e.g. to match a
-// route's header pin); --show=instance counts replies by serving instance
-// instead of locality.
+// route's header pin); --show=instance counts replies by serving instance,
+// --show=peer by the server address the call went to (ClientContext::peer),
+// instead of locality. --deadline_ms=N sets each call's deadline (5000).
 //
 // Ends after --batches batches (bounded), or on SIGTERM/SIGINT; exits 1 if any
 // call failed.
@@ -48,6 +49,7 @@ bool Flag(absl::string_view arg, absl::string_view name, std::string* out) {
 int main(int argc, char** argv) {
   std::string config, locality, target = "greeter.mesh.internal";
   std::string batches_s = "40", size_s = "50", interval_s = "250";
+  std::string deadline_s = "5000";
   std::string show = "locality", header;
   std::vector<std::pair<std::string, std::string>> headers;
   mesh::MeshOptions options;
@@ -66,13 +68,15 @@ int main(int argc, char** argv) {
         !Flag(argv[i], "--target=", &target) &&
         !Flag(argv[i], "--batches=", &batches_s) &&
         !Flag(argv[i], "--batch_size=", &size_s) &&
-        !Flag(argv[i], "--interval_ms=", &interval_s)) {
+        !Flag(argv[i], "--interval_ms=", &interval_s) &&
+        !Flag(argv[i], "--deadline_ms=", &deadline_s)) {
       std::cerr << "unknown flag " << argv[i] << "\n";
       return 2;
     }
   }
-  int batches = 0, size = 0, interval_ms = 0;
+  int batches = 0, size = 0, interval_ms = 0, deadline_ms = 0;
   if (config.empty() || !absl::SimpleAtoi(batches_s, &batches) ||
+      !absl::SimpleAtoi(deadline_s, &deadline_ms) || deadline_ms <= 0 ||
       !absl::SimpleAtoi(size_s, &size) ||
       !absl::SimpleAtoi(interval_s, &interval_ms) || batches <= 0 ||
       size <= 0 || interval_ms < 0) {
@@ -112,7 +116,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < size; ++i) {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(5));
+                       std::chrono::milliseconds(b == 1 ? 5000 : deadline_ms));
       ctx.set_wait_for_ready(b == 1);  // Only while the mesh starts up.
       for (const auto& [k, v] : headers) ctx.AddMetadata(k, v);
       mesh::examples::HelloRequest req;
@@ -121,7 +125,9 @@ int main(int argc, char** argv) {
       grpc::Status st = stub->SayHello(&ctx, req, &reply);
       ++total;
       if (st.ok()) {
-        ++served[show == "instance" ? reply.instance() : reply.locality()];
+        ++served[show == "instance" ? reply.instance()
+                 : show == "peer"   ? ctx.peer()
+                                    : reply.locality()];
       } else {
         ++failed;
         ++errors[absl::StrCat(st.error_code(), " ", st.error_message())];

@@ -37,7 +37,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
+#include "mesh/common/sync.h"
 #include "mesh/admin.h"
 #include "mesh/agent/agent.h"
 #include "mesh/agent/events.h"
@@ -345,7 +345,7 @@ class Mesh::Impl {
     admin_.reset();  // No more requests reading our state.
     bool identity_kept = false;
     {
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       stopping_ = true;
       // Closing the lifeline tells the agent to stop; its EOF on the status
       // pipe then ends the supervisor. An agent that does not stop in 2 s is
@@ -367,7 +367,7 @@ class Mesh::Impl {
       cv_.SignalAll();
     }
     {
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       const absl::Time deadline = absl::Now() + absl::Seconds(2);
       while (!supervisor_done_ && supervisor_.joinable()) {
         if (cv_.WaitWithDeadline(&mu_, deadline)) break;
@@ -376,7 +376,7 @@ class Mesh::Impl {
     }
     if (supervisor_.joinable()) supervisor_.join();
     {
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       if (status_fd_ >= 0) close(status_fd_);
       status_fd_ = -1;
     }
@@ -487,14 +487,14 @@ class Mesh::Impl {
   }
 
   MeshStatus GetStatus() const {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     MeshStatus s = status_;
     s.calls_authorized = authorized_.load(std::memory_order_relaxed);
     return s;
   }
 
   absl::StatusOr<std::string> Explain(absl::string_view hostname) const {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     auto it = explain_.find(std::string(hostname));
     if (it == explain_.end()) {
       // "host:port" (a service's declared port) explains as "host".
@@ -516,12 +516,12 @@ class Mesh::Impl {
       MeshStatus s;
       uint64_t gen;
       {
-        absl::MutexLock lock(&mu_);
+        internal::MutexLock lock(&mu_);
         s = status_;
         gen = generation_;
       }
       if (cond(s)) return true;  // Called without our lock held.
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       while (generation_ == gen) {
         if (cv_.WaitWithDeadline(&mu_, deadline)) return false;
       }
@@ -563,7 +563,7 @@ class Mesh::Impl {
     std::map<std::string, telemetry::CallMetrics::Totals> totals =
         metrics_.Snapshot();
     internal::AdminView v;
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     v.status = status_;
     v.status.calls_authorized = authorized_.load(std::memory_order_relaxed);
     v.config_path = options_.config_path;
@@ -640,14 +640,14 @@ class Mesh::Impl {
     bool allowed = !caller.empty() &&
                    absl::StartsWith(method, "/grpc.health.v1.Health/");
     if (!allowed) {
-      absl::ReaderMutexLock lock(&authz_mu_);
+      internal::ReaderMutexLock lock(&authz_mu_);
       allowed = authorizer_.Allowed(caller, method);
     }
     if (allowed) {
       authorized_.fetch_add(1, std::memory_order_relaxed);
       return true;
     }
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     ++status_.calls_denied;
     status_.last_denial = absl::StrCat(
         caller.empty() ? "(no SPIFFE ID)" : caller, " ", method);
@@ -669,7 +669,7 @@ class Mesh::Impl {
 
  private:
   void Adopt(const AgentProcess& a) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     pid_ = a.pid;
     status_fd_ = a.status_fd;
     lifeline_fd_ = a.lifeline_fd;
@@ -679,20 +679,20 @@ class Mesh::Impl {
   int Reap(bool wait) {
     pid_t pid;
     {
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       pid = pid_;
     }
     if (pid <= 0) return -1;
     int ws = 0;
     while (waitpid(pid, &ws, wait ? 0 : WNOHANG) < 0 && errno == EINTR) {
     }
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     pid_ = -1;
     return ws;
   }
 
   void Handle(const agent::Event& e) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     switch (e.kind) {
       case agent::EventKind::kReady:
         status_.control_plane_running = true;
@@ -817,7 +817,7 @@ class Mesh::Impl {
         status_.authorization = status_.mtls
                                     ? a->Describe()
                                     : "none (plaintext: every call allowed)";
-        absl::MutexLock lock(&authz_mu_);
+        internal::MutexLock lock(&authz_mu_);
         authorizer_ = *std::move(a);
         break;
       }
@@ -832,7 +832,7 @@ class Mesh::Impl {
   }
 
   void AddEvent(std::string text) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     AddEventLocked(std::move(text));
     ++generation_;
     cv_.SignalAll();
@@ -888,7 +888,7 @@ class Mesh::Impl {
         }
       }
       const int ws = Reap(true);
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       close(status_fd_);
       status_fd_ = -1;
       status_.control_plane_running = false;
@@ -924,7 +924,7 @@ class Mesh::Impl {
       }
       reader = LineReader(status_fd_);
     }
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     supervisor_done_ = true;
     cv_.SignalAll();
   }
@@ -950,7 +950,7 @@ class Mesh::Impl {
   std::deque<std::pair<absl::Time,
                        std::map<std::string, telemetry::CallMetrics::Totals>>>
       samples_ ABSL_GUARDED_BY(mu_);
-  absl::Mutex authz_mu_;
+  internal::Mutex authz_mu_;
   policy::Authorizer authorizer_ ABSL_GUARDED_BY(authz_mu_);  // Denies all.
   std::atomic<uint64_t> authorized_{0};
   absl::Time last_denial_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
@@ -960,8 +960,8 @@ class Mesh::Impl {
   ServingLogger serving_logger_;
   std::thread supervisor_;
 
-  mutable absl::Mutex mu_;
-  mutable absl::CondVar cv_;
+  mutable internal::Mutex mu_;
+  mutable internal::CondVar cv_;
   MeshStatus status_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> explain_ ABSL_GUARDED_BY(mu_);
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;

@@ -12,7 +12,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include "absl/synchronization/mutex.h"
+#include "mesh/common/sync.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 #include "mesh/config/snapshot.h"
 #include "mesh/xds/ads_server.h"
@@ -46,16 +46,16 @@ struct Recorder : AdsServer::Observer {
   void OnAck(const Caller& c, absl::string_view type,
              absl::string_view version,
              const std::vector<std::string>& names) override {
-    absl::MutexLock l(&mu);
+    internal::MutexLock l(&mu);
     acks.push_back(TypeName(type) + "@" + std::string(version));
   }
   void OnNack(const Caller& c, absl::string_view type,
               absl::string_view version, absl::string_view msg) override {
-    absl::MutexLock l(&mu);
+    internal::MutexLock l(&mu);
     nacks.push_back(TypeName(type) + "@" + std::string(version) + ": " +
                     std::string(msg));
   }
-  absl::Mutex mu;
+  internal::Mutex mu;
   std::vector<std::string> acks, nacks;
 };
 
@@ -69,7 +69,7 @@ class RawClient {
     reader_ = std::thread([this] {
       DiscoveryResponse r;
       while (stream_->Read(&r)) {
-        absl::MutexLock l(&mu_);
+        internal::MutexLock l(&mu_);
         queue_.push_back(r);
       }
     });
@@ -103,8 +103,8 @@ class RawClient {
 
   // The next response, waiting at most 10 s.
   DiscoveryResponse Next() {
-    absl::MutexLock l(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(
+    internal::MutexLock l(&mu_);
+    mu_.AwaitWithTimeout(internal::Condition(
                              +[](std::deque<DiscoveryResponse>* q) {
                                return !q->empty();
                              },
@@ -123,7 +123,7 @@ class RawClient {
   std::unique_ptr<grpc::ClientReaderWriter<DiscoveryRequest, DiscoveryResponse>>
       stream_;
   std::thread reader_;
-  absl::Mutex mu_;
+  internal::Mutex mu_;
   std::deque<DiscoveryResponse> queue_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -199,7 +199,7 @@ TEST_F(AdsServerTest, AckIsReportedAndNewSnapshotIsPushedOnce) {
   // Observe the ACKs through a further exchange on the same stream.
   c.Send(std::string(kClusterType), {"default/greeter"}, "", "");
   EXPECT_EQ(c.Next().type_url(), kClusterType);
-  absl::MutexLock l(&recorder_.mu);
+  internal::MutexLock l(&recorder_.mu);
   EXPECT_EQ(recorder_.acks,
             (std::vector<std::string>{"EDS@" + r1.version_info(),
                                       "EDS@" + r2.version_info()}));
@@ -217,7 +217,7 @@ TEST_F(AdsServerTest, NackIsCountedAndNothingIsResent) {
   DiscoveryResponse next = c.Next();
   EXPECT_EQ(next.type_url(), kClusterType);
   EXPECT_EQ(ads_->nacks(), 1u);
-  absl::MutexLock l(&recorder_.mu);
+  internal::MutexLock l(&recorder_.mu);
   EXPECT_EQ(recorder_.nacks, (std::vector<std::string>{
                                  "EDS@" + r1.version_info() + ": bad endpoint"}));
   EXPECT_TRUE(recorder_.acks.empty());
@@ -268,7 +268,7 @@ TEST_F(AdsServerTest, TracksTypesIndependently) {
   c.Send(b.type_url(), {"greeter.mesh.internal"}, b.version_info(), b.nonce());
   c.Send(std::string(kClusterType), {"default/greeter"}, "", "");
   EXPECT_EQ(c.Next().type_url(), kClusterType);
-  absl::MutexLock l(&recorder_.mu);
+  internal::MutexLock l(&recorder_.mu);
   EXPECT_EQ(recorder_.acks.size(), 2u);
 }
 

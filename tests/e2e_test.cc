@@ -31,6 +31,7 @@
 #include "tests/backend.h"
 #include "tests/free_port.h"
 #include "tests/temp_dir.h"
+#include "mesh/common/sync.h"
 
 namespace mesh {
 namespace {
@@ -186,7 +187,7 @@ class MeshE2eTest : public ::testing::Test {
         const absl::Time end = absl::Now() + absl::Seconds(60);
         for (int i = 0; i < 100000 && !stop_ && absl::Now() < end; ++i) {
           const std::string r = Call();
-          absl::MutexLock l(&mu_);
+          internal::MutexLock l(&mu_);
           ++results_[r];
         }
       });
@@ -194,14 +195,14 @@ class MeshE2eTest : public ::testing::Test {
     std::map<std::string, int> Stop() {
       stop_ = true;
       thread_.join();
-      absl::MutexLock l(&mu_);
+      internal::MutexLock l(&mu_);
       return results_;
     }
 
    private:
     std::atomic<bool> stop_{false};
     std::thread thread_;
-    absl::Mutex mu_;
+    internal::Mutex mu_;
     std::map<std::string, int> results_;
   };
 

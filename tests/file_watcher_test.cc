@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include "absl/synchronization/mutex.h"
+#include "mesh/common/sync.h"
 #include "mesh/source/file_watcher.h"
 #include "tests/temp_dir.h"
 
@@ -30,7 +30,7 @@ class FileWatcherTest : public ::testing::Test {
   void Watch(const std::string& initial) {
     auto w = FileWatcher::Start(path_, initial,
                                 [this](absl::StatusOr<std::string> s) {
-                                  absl::MutexLock l(&mu_);
+                                  internal::MutexLock l(&mu_);
                                   events_.push_back(
                                       s.ok() ? *s : "ERROR " +
                                                         s.status().ToString());
@@ -41,8 +41,8 @@ class FileWatcherTest : public ::testing::Test {
 
   // The next reported event, waiting at most 10 s.
   std::string Next() {
-    absl::MutexLock l(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(
+    internal::MutexLock l(&mu_);
+    mu_.AwaitWithTimeout(internal::Condition(
                              +[](std::deque<std::string>* q) {
                                return !q->empty();
                              },
@@ -65,7 +65,7 @@ class FileWatcherTest : public ::testing::Test {
 
   testing::TempDir tmp_{"mesh-fw-test"};
   std::string dir_, path_;
-  absl::Mutex mu_;
+  internal::Mutex mu_;
   std::deque<std::string> events_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<FileWatcher> watcher_;
 };

@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "mesh/common/sync.h"
 #include "examples/greeter/greeter_service.h"
 #include "mesh/config/config.h"
 #include "mesh/health/health_checker.h"
@@ -47,7 +47,7 @@ class HealthCheckerTest : public ::testing::Test {
     checker_ = std::make_unique<HealthChecker>(
         [this](const config::HealthOverrides& failing,
                const std::string& change) {
-          absl::MutexLock l(&mu_);
+          internal::MutexLock l(&mu_);
           events_.push_back({failing, change});
         });
   }
@@ -81,8 +81,8 @@ class HealthCheckerTest : public ::testing::Test {
   };
   // The next change, waiting at most 10 s.
   Event Next() {
-    absl::MutexLock l(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(
+    internal::MutexLock l(&mu_);
+    mu_.AwaitWithTimeout(internal::Condition(
                              +[](std::deque<Event>* q) { return !q->empty(); },
                              &events_),
                          absl::Seconds(10));
@@ -98,7 +98,7 @@ class HealthCheckerTest : public ::testing::Test {
   examples::GreeterService greeter_{"hc", "r//"};
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HealthChecker> checker_;
-  absl::Mutex mu_;
+  internal::Mutex mu_;
   std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -30,7 +30,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
+#include "mesh/common/sync.h"
 #include "examples/greeter/greeter.grpc.pb.h"
 #include "mesh/identity/dev_ca.h"
 #include "mesh/identity/svid.h"
@@ -473,7 +473,7 @@ TEST_F(SecurityE2eTest, RotationUnderLoadLosesNoCallAndNewConnectionsUseIt) {
   const std::string old_serial = mesh_->GetStatus().identity_serial;
   std::atomic<bool> stop{false};
   std::atomic<int> ok{0};
-  absl::Mutex mu;
+  internal::Mutex mu;
   std::map<std::string, int> failures;
   std::thread load([&] {
     auto stub = Greeter::NewStub(mesh_->CreateChannel("greeter.mesh.internal"));
@@ -487,7 +487,7 @@ TEST_F(SecurityE2eTest, RotationUnderLoadLosesNoCallAndNewConnectionsUseIt) {
       if (st.ok()) {
         ++ok;
       } else {
-        absl::MutexLock lock(&mu);
+        internal::MutexLock lock(&mu);
         ++failures[absl::StrCat(st.error_code(), " ", st.error_message())];
       }
     }
@@ -529,7 +529,7 @@ TEST_F(SecurityE2eTest, RotationUnderLoadLosesNoCallAndNewConnectionsUseIt) {
   }
   stop = true;
   load.join();
-  absl::MutexLock lock(&mu);
+  internal::MutexLock lock(&mu);
   EXPECT_TRUE(failures.empty()) << ::testing::PrintToString(failures);
   EXPECT_GT(ok.load(), 200);
 }

@@ -18,7 +18,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
+#include "mesh/common/sync.h"
 #include "mesh/agent/events.h"
 #include "mesh/common/log.h"
 #include "mesh/config/snapshot.h"
@@ -108,7 +108,7 @@ class EventSink final : public xds::AdsServer::Observer {
     if (fd_ < 0) return;
     const std::string line = EncodeEvent(
         {kind, std::string(version), std::string(text)});
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     size_t off = 0;
     while (off < line.size()) {
       ssize_t n = write(fd_, line.data() + off, line.size() - off);
@@ -141,7 +141,7 @@ class EventSink final : public xds::AdsServer::Observer {
 
  private:
   const int fd_;
-  absl::Mutex mu_;
+  internal::Mutex mu_;
   ExplainFn explain_;  // Set before the server starts.
 };
 
@@ -178,20 +178,20 @@ class Publisher final {
   Publisher(xds::AdsServer* ads, EventSink* sink) : ads_(ads), sink_(sink) {}
 
   void SetConfig(std::shared_ptr<const config::Snapshot> snap) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     config_ = std::move(snap);
     PublishLocked();
   }
 
   std::shared_ptr<const config::Snapshot> Current() {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     return current_;
   }
 
   void SetFailing(const config::HealthOverrides& failing,
                   const std::string& change) {
     {
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       failing_ = failing;
       ++generation_;
       PublishLocked();
@@ -210,7 +210,7 @@ class Publisher final {
 
   xds::AdsServer* const ads_;
   EventSink* const sink_;
-  absl::Mutex mu_;
+  internal::Mutex mu_;
   std::shared_ptr<const config::Snapshot> config_ ABSL_GUARDED_BY(mu_);
   config::HealthOverrides failing_ ABSL_GUARDED_BY(mu_);
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;

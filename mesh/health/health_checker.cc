@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "mesh/common/log.h"
+#include "mesh/common/sync.h"
 
 namespace mesh {
 namespace health {
@@ -103,7 +104,7 @@ HealthChecker::HealthChecker(Callback cb, Credentials credentials)
 
 HealthChecker::~HealthChecker() {
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     stopping_ = true;
     for (auto& [key, t] : targets_) t.stub.reset();
   }
@@ -124,7 +125,7 @@ void HealthChecker::Update(std::shared_ptr<const config::MeshConfig> config) {
       t.spec = s.health_check;
     }
   }
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   for (auto& [key, t] : next) {
     auto old = targets_.find(key);
     if (old != targets_.end() &&
@@ -208,7 +209,7 @@ config::HealthOverrides HealthChecker::Failing() const {
 void HealthChecker::Run() {
   while (true) {
     {
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       if (stopping_) break;
       StartDueChecks();
     }
@@ -221,7 +222,7 @@ void HealthChecker::Run() {
     if (r != grpc::CompletionQueue::GOT_EVENT) continue;
     std::unique_ptr<Check> c(static_cast<Check*>(tag));
     {
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       in_flight_.erase(c.get());
     }
     std::string why;
@@ -243,7 +244,7 @@ void HealthChecker::Run() {
     std::string change;
     config::HealthOverrides failing;
     {
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       change = Record(c->key, success, why);
       if (!change.empty()) failing = Failing();
     }
@@ -254,7 +255,7 @@ void HealthChecker::Run() {
   }
   // Drain: cancel what is in flight, then shut the queue down.
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     for (Check* c : in_flight_) c->ctx.TryCancel();
   }
   cq_.Shutdown();

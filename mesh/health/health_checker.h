@@ -32,7 +32,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "mesh/common/sync.h"
 #include "absl/time/time.h"
 #include "mesh/config/config.h"
 
@@ -95,7 +95,7 @@ class HealthChecker final {
   grpc::CompletionQueue cq_;
   std::thread thread_;
 
-  absl::Mutex mu_;
+  internal::Mutex mu_;
   std::map<std::string, Target> targets_ ABSL_GUARDED_BY(mu_);  // By key.
   std::set<Check*> in_flight_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "mesh/config/config.h"
 #include "mesh/source/file_watcher.h"
+#include "mesh/common/sync.h"
 
 namespace mesh {
 namespace identity {
@@ -93,7 +94,7 @@ absl::StatusOr<std::unique_ptr<Keeper>> Keeper::Start(
   for (const std::string& p : paths) {
     auto w = source::FileWatcher::Start(
         p, "", [self](absl::StatusOr<std::string>) {
-          absl::MutexLock lock(&self->mu_);
+          internal::MutexLock lock(&self->mu_);
           self->dirty_ = true;
         });
     if (!w.ok()) {
@@ -110,7 +111,7 @@ absl::StatusOr<std::unique_ptr<Keeper>> Keeper::Start(
 Keeper::~Keeper() {
   watchers_.clear();  // No more callbacks after this.
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     stop_ = true;
   }
   if (thread_.joinable()) thread_.join();
@@ -119,13 +120,13 @@ Keeper::~Keeper() {
 void Keeper::Run() {
   auto woken = [this] { return dirty_ || stop_; };
   while (true) {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&woken));
+    internal::MutexLock lock(&mu_);
+    mu_.Await(internal::Condition(&woken));
     if (stop_) return;
     // Settle: wait until no change arrived for kSettle.
     do {
       dirty_ = false;
-    } while (!mu_.AwaitWithTimeout(absl::Condition(&stop_), kSettle) &&
+    } while (!mu_.AwaitWithTimeout(internal::Condition(&stop_), kSettle) &&
              dirty_);
     if (stop_) return;
     mu_.Unlock();

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "mesh/common/sync.h"
 #include "mesh/identity/svid.h"
 
 namespace mesh {
@@ -74,7 +74,7 @@ class Keeper {
   // What is in force (written to out_dir_).
   std::string cert_, key_, bundle_;
 
-  absl::Mutex mu_;
+  internal::Mutex mu_;
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::unique_ptr<source::FileWatcher>> watchers_;

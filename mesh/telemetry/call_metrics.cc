@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "mesh/telemetry/prometheus.h"
+#include "mesh/common/sync.h"
 
 namespace mesh {
 namespace telemetry {
@@ -42,7 +43,7 @@ struct CallMetrics::Destination {
   std::atomic<uint64_t> started{0};
   std::atomic<uint64_t> priority_changes{0};
 
-  absl::Mutex mu;
+  internal::Mutex mu;
   std::map<std::string, Placement> plan ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, PeerEntry> by_peer ABSL_GUARDED_BY(mu);
   std::map<std::string, std::unique_ptr<LocalityStats>> by_locality
@@ -70,11 +71,11 @@ struct CallMetrics::Destination {
   // ClientContext::peer(), e.g. "ipv4:10.0.0.1:50051").
   PeerEntry Lookup(const std::string& peer) {
     {
-      absl::ReaderMutexLock lock(&mu);
+      internal::ReaderMutexLock lock(&mu);
       auto it = by_peer.find(peer);
       if (it != by_peer.end()) return it->second;
     }
-    absl::MutexLock lock(&mu);
+    internal::MutexLock lock(&mu);
     absl::string_view addr = peer;
     if (!absl::ConsumePrefix(&addr, "ipv4:")) absl::ConsumePrefix(&addr, "ipv6:");
     PeerEntry e;
@@ -155,7 +156,7 @@ CallMetrics::CallMetrics(PriorityChange on_change)
 CallMetrics::~CallMetrics() = default;
 
 CallMetrics::Destination* CallMetrics::Get(const std::string& destination) {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   auto& d = destinations_[destination];
   if (d == nullptr) {
     d = std::make_unique<Destination>();
@@ -175,7 +176,7 @@ void CallMetrics::AddLoad(const std::string& destination,
   int old = -1, now = -1;
   std::string serving;
   {
-    absl::MutexLock lock(&d->mu);
+    internal::MutexLock lock(&d->mu);
     std::map<std::string, int> prio;
     for (const auto& [ep, p] : d->plan) prio.emplace(p.locality, p.priority);
     // The serving priority: the one whose localities had most of this
@@ -227,17 +228,17 @@ void CallMetrics::AddLoad(const std::string& destination,
 void CallMetrics::SetPlan(const std::string& destination,
                           std::map<std::string, Placement> endpoints) {
   Destination* d = Get(destination);
-  absl::MutexLock lock(&d->mu);
+  internal::MutexLock lock(&d->mu);
   d->plan = std::move(endpoints);
   d->by_peer.clear();
 }
 
 std::map<std::string, CallMetrics::Totals> CallMetrics::Snapshot() const {
   std::map<std::string, Totals> out;
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   for (const auto& [name, d] : destinations_) {
     Totals& t = out[name];
-    absl::ReaderMutexLock dl(&d->mu);
+    internal::ReaderMutexLock dl(&d->mu);
     for (const auto& [loc, a] : d->attempts) {
       t.started += a.issued;
       t.by_locality[loc] = {a.succeeded + a.failed, a.succeeded};
@@ -248,12 +249,12 @@ std::map<std::string, CallMetrics::Totals> CallMetrics::Snapshot() const {
 
 std::string CallMetrics::Prometheus() const {
   PrometheusWriter w;
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   w.Family("mesh_client_attempts_total", "counter",
            "Call attempts (retries count separately) by destination, "
            "locality and result, from gRPC's load reports (every second).");
   for (const auto& [name, d] : destinations_) {
-    absl::ReaderMutexLock dl(&d->mu);
+    internal::ReaderMutexLock dl(&d->mu);
     for (const auto& [loc, a] : d->attempts) {
       w.Sample("mesh_client_attempts_total",
                {{"destination", name}, {"locality", loc}, {"result", "success"}},
@@ -267,7 +268,7 @@ std::string CallMetrics::Prometheus() const {
            "Call attempts started, by destination and locality, from gRPC's "
            "load reports.");
   for (const auto& [name, d] : destinations_) {
-    absl::ReaderMutexLock dl(&d->mu);
+    internal::ReaderMutexLock dl(&d->mu);
     for (const auto& [loc, a] : d->attempts) {
       w.Sample("mesh_client_attempts_issued_total",
                {{"destination", name}, {"locality", loc}}, a.issued);
@@ -285,7 +286,7 @@ std::string CallMetrics::Prometheus() const {
            "answered (\"unknown\" if none did) and gRPC status code (with "
            "MeshOptions::call_metrics).");
   for (const auto& [name, d] : destinations_) {
-    absl::ReaderMutexLock dl(&d->mu);
+    internal::ReaderMutexLock dl(&d->mu);
     for (const auto& [loc, s] : d->by_locality) {
       for (int c = 0; c < kNumCodes; ++c) {
         const uint64_t n = s->by_code[c].load();
@@ -301,7 +302,7 @@ std::string CallMetrics::Prometheus() const {
            "Call latency as the application sees it (retries included), by "
            "destination and locality (with MeshOptions::call_metrics).");
   for (const auto& [name, d] : destinations_) {
-    absl::ReaderMutexLock dl(&d->mu);
+    internal::ReaderMutexLock dl(&d->mu);
     for (const auto& [loc, s] : d->by_locality) {
       uint64_t cum = 0;
       for (int b = 0; b <= kNumBuckets; ++b) {

@@ -35,7 +35,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "mesh/common/sync.h"
 #include "absl/time/time.h"
 
 namespace mesh {
@@ -106,7 +106,7 @@ class CallMetrics {
   Destination* Get(const std::string& destination);
 
   const PriorityChange on_change_;
-  mutable absl::Mutex mu_;
+  mutable internal::Mutex mu_;
   std::map<std::string, std::unique_ptr<Destination>> destinations_
       ABSL_GUARDED_BY(mu_);
 };

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "mesh/common/log.h"
+#include "mesh/common/sync.h"
 
 namespace mesh {
 namespace xds {
@@ -15,13 +16,13 @@ using envoy::service::discovery::v3::DiscoveryResponse;
 AdsServer::~AdsServer() { Stop(); }
 
 void AdsServer::SetSnapshot(std::shared_ptr<const config::Snapshot> snapshot) {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   snapshot_ = std::move(snapshot);
   cv_.SignalAll();
 }
 
 void AdsServer::Stop() {
-  absl::MutexLock lock(&mu_);
+  internal::MutexLock lock(&mu_);
   stopped_ = true;
   cv_.SignalAll();
 }
@@ -31,7 +32,7 @@ grpc::Status AdsServer::StreamAggregatedResources(
     grpc::ServerReaderWriter<DiscoveryResponse, DiscoveryRequest>* stream) {
   Stream s;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     if (stopped_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "stopping");
     streams_.insert(&s);
   }
@@ -44,13 +45,13 @@ grpc::Status AdsServer::StreamAggregatedResources(
   DiscoveryRequest req;
   while (stream->Read(&req)) HandleRequest(&s, req);
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     s.done = true;
     cv_.SignalAll();
   }
   writer.join();
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     streams_.erase(&s);
   }
   return grpc::Status::OK;
@@ -63,7 +64,7 @@ void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
   std::vector<std::string> subscribed;
   std::string synced;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     if (req.has_node()) s->caller = CallerFromNode(req.node());
     caller = s->caller;
     TypeState& t = s->types[req.type_url()];
@@ -145,7 +146,7 @@ bool AdsServer::WriteNext(
   std::string type_url;
   std::vector<std::string> names;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     while (!HasWork(s)) cv_.Wait(&mu_);
     if (s->done || stopped_) return false;
     snap = snapshot_;
@@ -169,7 +170,7 @@ bool AdsServer::WriteNext(
   DiscoveryResponse resp;
   std::string synced;
   {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     TypeState& t = s->types[type_url];
     const bool names_changed = t.names != names;
     t.computed_version = snap->ServingVersion();

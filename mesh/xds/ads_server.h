@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "mesh/common/sync.h"
 #include "envoy/service/discovery/v3/ads.grpc.pb.h"
 #include "mesh/config/snapshot.h"
 #include "mesh/xds/translate.h"
@@ -114,8 +114,8 @@ class AdsServer final
   Observer* const observer_;
   std::atomic<uint64_t> nacks_{0};
 
-  absl::Mutex mu_;
-  absl::CondVar cv_;
+  internal::Mutex mu_;
+  internal::CondVar cv_;
   std::shared_ptr<const config::Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   std::set<Stream*> streams_ ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;

@@ -24,7 +24,11 @@ def mesh_cc_test(name, copts = [], deps = [], **kwargs):
     native.cc_test(
         name = name,
         copts = MESH_COPTS + copts,
-        deps = deps + ["//bazel/system:gtest_main"],
+        # Sanitizer suppressions for the system libraries (see the file).
+        deps = deps + [
+            "//bazel/system:gtest_main",
+            "//mesh/common:sanitizer_suppressions",
+        ],
         **kwargs
     )
 

@@ -1,7 +1,8 @@
-// Suppressions for LeakSanitizer (bazel test --config=asan), compiled into
-// every program that links mesh. Only leaks whose allocation happens inside
-// the uninstrumented system gRPC are listed, each with the reason; nothing
-// of ours is suppressed. (Unused in builds without the sanitizer.)
+// Suppressions for LeakSanitizer (bazel test --config=asan) and
+// ThreadSanitizer (--config=tsan), compiled into every program that links
+// mesh. Only reports inside the uninstrumented system libraries are listed,
+// each with the reason; nothing of ours is suppressed. (Unused in builds
+// without the sanitizers.)
 
 extern "C" const char* __lsan_default_suppressions() {
   return
@@ -11,4 +12,25 @@ extern "C" const char* __lsan_default_suppressions() {
       // process that had load reporting on, i.e. every mesh client.
       "leak:grpc_core::XdsClient::ChannelState::LrsCallState::"
       "MaybeStartReportingLocked\n";
+}
+
+extern "C" const char* __tsan_default_suppressions() {
+  return
+      // absl::Mutex's deadlock detector (uninstrumented libabsl) keeps a
+      // global graph that TSan sees touched from several threads without
+      // the (equally uninstrumented) lock that guards it.
+      "race:synchronization_internal::GraphCycles\n"
+      // Memory and string functions that TSan intercepts, called from inside
+      // the uninstrumented system libraries on their own data, whose
+      // locking TSan cannot see.
+      "called_from_lib:libgrpc.so\n"
+      "called_from_lib:libgpr.so\n"
+      "called_from_lib:libgrpc++.so\n"
+      "called_from_lib:libprotobuf.so\n"
+      "called_from_lib:libabsl_strings.so\n"
+      "called_from_lib:libabsl_str_format_internal.so\n"
+      "called_from_lib:libabsl_synchronization.so\n"
+      "called_from_lib:libabsl_status.so\n"
+      "called_from_lib:libabsl_cord.so\n"
+      "called_from_lib:libabsl_time.so\n";
 }

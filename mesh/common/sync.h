@@ -14,7 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
-#if defined(__SANITIZE_THREAD__)
+#if defined(MESH_TSAN)
 #include <sanitizer/tsan_interface.h>
 #define MESH_TSAN_ACQUIRE(p) __tsan_acquire(p)
 #define MESH_TSAN_RELEASE(p) __tsan_release(p)
@@ -50,22 +50,36 @@ class ABSL_LOCKABLE Mutex {
     MESH_TSAN_RELEASE(this);
     mu_.ReaderUnlock();
   }
-  // absl releases and re-acquires the mutex while waiting, and may evaluate
-  // the condition on another thread that holds it.
+  // absl releases and re-acquires the mutex while waiting, and evaluates
+  // the condition with it held (possibly on the thread that unlocks): each
+  // evaluation acquires for TSan too.
   void Await(const Condition& c) {
+    Annotated a{&c, this};
     MESH_TSAN_RELEASE(this);
-    mu_.Await(c);
+    mu_.Await(absl::Condition(&Annotated::Eval, &a));
     MESH_TSAN_ACQUIRE(this);
   }
   bool AwaitWithTimeout(const Condition& c, absl::Duration timeout) {
+    Annotated a{&c, this};
     MESH_TSAN_RELEASE(this);
-    const bool r = mu_.AwaitWithTimeout(c, timeout);
+    const bool r =
+        mu_.AwaitWithTimeout(absl::Condition(&Annotated::Eval, &a), timeout);
     MESH_TSAN_ACQUIRE(this);
     return r;
   }
   absl::Mutex* native() { return &mu_; }
 
  private:
+  struct Annotated {
+    const Condition* c;
+    Mutex* mu;
+    static bool Eval(Annotated* a) {
+      MESH_TSAN_ACQUIRE(a->mu);
+      const bool r = a->c->Eval();
+      MESH_TSAN_RELEASE(a->mu);  // absl may unlock right after.
+      return r;
+    }
+  };
   absl::Mutex mu_;
 };
 

@@ -32,5 +32,6 @@ extern "C" const char* __tsan_default_suppressions() {
       "called_from_lib:libabsl_synchronization.so\n"
       "called_from_lib:libabsl_status.so\n"
       "called_from_lib:libabsl_cord.so\n"
+      "called_from_lib:libabsl_cord_internal.so\n"
       "called_from_lib:libabsl_time.so\n";
 }

@@ -28,13 +28,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() {
-  local p
-  while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
-    ss -Hltn "sport = :$p" | grep -q . || { echo $p; return; }
-  done
-}
+source "$(dirname "$0")/testlib.sh"  # free_port
 "$MESHCTL" dev-certs --dir "$WORK" --trust-domain example.org greeter greeter-client > /dev/null
 PORT=$(free_port)
 NAMES=(a1 a2 b1 b2 c1 c2)

@@ -22,13 +22,7 @@ fails=0
 check() {  # check NAME COMMAND...
   if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi
 }
-free_port() {
-  local p
-  while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
-    ss -Hltn "sport = :$p" | grep -q . || { echo $p; return; }
-  done
-}
+source "$(dirname "$0")/testlib.sh"  # free_port
 
 "$MESHCTL" dev-certs --dir "$WORK" --trust-domain example.org greeter greeter-client > /dev/null
 PORT=$(free_port)

@@ -44,6 +44,7 @@
 #include "mesh/common/json.h"
 #include "mesh/common/log.h"
 #include "mesh/config/config.h"
+#include "mesh/identity/keeper.h"
 #include "mesh/policy/authorization.h"
 #include "mesh/telemetry/admin_server.h"
 #include "mesh/telemetry/call_metrics.h"
@@ -127,12 +128,13 @@ std::string BootstrapJson(const MeshOptions& o, const std::string& socket) {
         ",\"certificate_providers\":{",
         JsonString(xds::kIdentityProviderInstance),
         ":{\"plugin_name\":\"file_watcher\",\"config\":{"
-        "\"certificate_file\":", JsonString(d + "/cert.pem"),
-        ",\"private_key_file\":", JsonString(d + "/key.pem"),
+        "\"certificate_file\":", JsonString(identity::Keeper::CertPath(d)),
+        ",\"private_key_file\":", JsonString(identity::Keeper::KeyPath(d)),
         ",\"refresh_interval\":\"1s\"}},",
         JsonString(xds::kRootsProviderInstance),
         ":{\"plugin_name\":\"file_watcher\",\"config\":{"
-        "\"ca_certificate_file\":", JsonString(d + "/bundle.pem"),
+        "\"ca_certificate_file\":",
+        JsonString(identity::Keeper::BundlePath(d)),
         ",\"refresh_interval\":\"1s\"}}}");
     mtls = absl::StrCat(",", JsonString(xds::kMtlsMetadataKey), ":\"true\"");
   }
@@ -273,11 +275,7 @@ std::string DescribeExit(int wstatus) {
 // lifeline close without kKeepIdentity.
 void RemoveIdentityFiles() {
   if (g_runtime_dir == nullptr) return;
-  const std::string id = *g_runtime_dir + "/identity";
-  for (const char* f : {"/cert.pem", "/key.pem", "/bundle.pem"}) {
-    unlink((id + f).c_str());
-  }
-  rmdir(id.c_str());
+  identity::Keeper::RemoveFiles(*g_runtime_dir + "/identity");
   rmdir(g_runtime_dir->c_str());
 }
 
@@ -383,11 +381,7 @@ class Mesh::Impl {
     if (!socket_.empty()) {
       unlink(socket_.c_str());  // If the agent was killed.
       if (!identity_kept) {  // A failed Create: nothing of it may remain.
-        const std::string id = IdentityDir(socket_);
-        for (const char* f : {"/cert.pem", "/key.pem", "/bundle.pem"}) {
-          unlink((id + f).c_str());
-        }
-        rmdir(id.c_str());
+        identity::Keeper::RemoveFiles(IdentityDir(socket_));
       }
     }
     if (!dir_.empty()) rmdir(dir_.c_str());  // Fails while identity files stay.
@@ -692,6 +686,11 @@ class Mesh::Impl {
   }
 
   void Handle(const agent::Event& e) {
+    if (e.kind == agent::EventKind::kLoad) {
+      // Not under our lock: AddLoad may report a failover (AddEvent).
+      HandleLoad(e.text);
+      return;
+    }
     internal::MutexLock lock(&mu_);
     switch (e.kind) {
       case agent::EventKind::kReady:
@@ -705,28 +704,8 @@ class Mesh::Impl {
         ++status_.configs_applied;
         AddEventLocked(absl::StrCat("config version ", e.version, " applied"));
         break;
-      case agent::EventKind::kLoad: {
-        // "HOSTNAME\n" then "LOCALITY SUCCEEDED FAILED ISSUED" lines.
-        std::vector<std::string> lines =
-            absl::StrSplit(e.text, '\n', absl::SkipEmpty());
-        if (lines.empty()) break;
-        std::vector<telemetry::CallMetrics::Load> load;
-        for (size_t i = 1; i < lines.size(); ++i) {
-          std::vector<std::string> f = absl::StrSplit(lines[i], ' ');
-          telemetry::CallMetrics::Load l;
-          if (f.size() == 4 && absl::SimpleAtoi(f[1], &l.succeeded) &&
-              absl::SimpleAtoi(f[2], &l.failed) &&
-              absl::SimpleAtoi(f[3], &l.issued)) {
-            l.locality = f[0];
-            load.push_back(std::move(l));
-          }
-        }
-        // Without our lock: AddLoad may call back into AddEvent.
-        mu_.Unlock();
-        metrics_.AddLoad(lines[0], load);
-        mu_.Lock();
+      case agent::EventKind::kLoad:  // Handled above.
         break;
-      }
       case agent::EventKind::kConfig:
         config_text_ = e.text;
         config_time_ = absl::Now();
@@ -829,6 +808,26 @@ class Mesh::Impl {
     }
     ++generation_;
     cv_.SignalAll();
+  }
+
+  // A load report: "HOSTNAME\n" then "LOCALITY SUCCEEDED FAILED ISSUED"
+  // lines.
+  void HandleLoad(const std::string& text) {
+    std::vector<std::string> lines =
+        absl::StrSplit(text, '\n', absl::SkipEmpty());
+    if (lines.empty()) return;
+    std::vector<telemetry::CallMetrics::Load> load;
+    for (size_t i = 1; i < lines.size(); ++i) {
+      std::vector<std::string> f = absl::StrSplit(lines[i], ' ');
+      telemetry::CallMetrics::Load l;
+      if (f.size() == 4 && absl::SimpleAtoi(f[1], &l.succeeded) &&
+          absl::SimpleAtoi(f[2], &l.failed) &&
+          absl::SimpleAtoi(f[3], &l.issued)) {
+        l.locality = f[0];
+        load.push_back(std::move(l));
+      }
+    }
+    metrics_.AddLoad(lines[0], load);
   }
 
   void AddEvent(std::string text) {
@@ -1084,7 +1083,8 @@ std::shared_ptr<grpc::ServerCredentials> Mesh::ServerCredentials() const {
   const std::string d = impl_->identity_dir();
   auto provider =
       std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-          d + "/key.pem", d + "/cert.pem", d + "/bundle.pem", 1);
+          identity::Keeper::KeyPath(d), identity::Keeper::CertPath(d),
+          identity::Keeper::BundlePath(d), 1);
   grpc::experimental::TlsServerCredentialsOptions o(provider);
   o.watch_root_certs();
   o.watch_identity_key_cert_pairs();

@@ -74,6 +74,12 @@ TEST(AdminServerTest, MalformedRequestsGetErrorsNotCrashes) {
   EXPECT_EQ(r->status, 405);
   r = HttpRequest((*s)->address(), "GET", "");  // "GET  HTTP/1.1"
   ASSERT_TRUE(r.ok());
+  // A request head larger than the limit, then a normal one: still served.
+  r = HttpRequest((*s)->address(), "GET", "/" + std::string(20000, 'a'));
+  EXPECT_FALSE(r.ok() && r->status == 200);
+  auto body = HttpGet((*s)->address(), "/still-here");
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_EQ(*body, "/still-here?");
 }
 
 TEST(PrometheusWriterTest, EscapesLabelValuesAndHelp) {

@@ -438,13 +438,7 @@ int RunAgent(int argc, char** argv) {
     // The application is gone: its copies of the identity (the private key
     // among them) go too. (If it only destroyed its Mesh, it removes them
     // when it exits.)
-    for (const std::string& f :
-         {identity::Keeper::CertPath(flags.identity_dir),
-          identity::Keeper::KeyPath(flags.identity_dir),
-          identity::Keeper::BundlePath(flags.identity_dir)}) {
-      unlink(f.c_str());
-    }
-    rmdir(flags.identity_dir.c_str());
+    identity::Keeper::RemoveFiles(flags.identity_dir);
   }
   ads.Stop();
   server->Shutdown(std::chrono::system_clock::now() +

@@ -62,6 +62,13 @@ std::string Keeper::BundlePath(const std::string& d) {
   return d + "/bundle.pem";
 }
 
+void Keeper::RemoveFiles(const std::string& d) {
+  for (const std::string& f : {CertPath(d), KeyPath(d), BundlePath(d)}) {
+    unlink(f.c_str());
+  }
+  rmdir(d.c_str());
+}
+
 Keeper::Keeper(IdentityFiles files, std::string trust_domain,
                std::string out_dir, OnLoaded on_loaded, OnError on_error)
     : files_(std::move(files)),

@@ -58,6 +58,8 @@ class Keeper {
   static std::string CertPath(const std::string& out_dir);
   static std::string KeyPath(const std::string& out_dir);
   static std::string BundlePath(const std::string& out_dir);
+  // Removes the three files and `out_dir` itself (if then empty).
+  static void RemoveFiles(const std::string& out_dir);
 
  private:
   Keeper(IdentityFiles files, std::string trust_domain, std::string out_dir,

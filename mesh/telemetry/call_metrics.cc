@@ -27,7 +27,6 @@ constexpr const char* kCodeNames[kNumCodes] = {
 
 struct PeerEntry {
   LocalityStats* stats = nullptr;
-  int priority = -1;
 };
 
 }  // namespace
@@ -67,7 +66,7 @@ struct CallMetrics::Destination {
     return s.get();
   }
 
-  // The stats and priority of the server that answered (`peer` is
+  // The stats of the locality of the server that answered (`peer` is
   // ClientContext::peer(), e.g. "ipv4:10.0.0.1:50051").
   PeerEntry Lookup(const std::string& peer) {
     {
@@ -82,7 +81,6 @@ struct CallMetrics::Destination {
     auto p = plan.find(std::string(addr));
     if (p != plan.end()) {
       e.stats = StatsLocked(p->second.locality);
-      e.priority = p->second.priority;
     } else {
       e.stats = StatsLocked("unknown");
     }

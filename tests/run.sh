@@ -6,7 +6,7 @@
 #
 # Also runs the fuzzers for MESH_FUZZ_SECONDS each (default 30; 0 skips),
 # and with MESH_SANITIZERS=1 (set by .ci/run) every test again under ASan +
-# UBSan.
+# UBSan and the concurrency-heavy ones (tag "tsan") under ThreadSanitizer.
 #
 # Usage: tests/run.sh [extra bazel test flags]
 set -uo pipefail
@@ -55,6 +55,10 @@ run_pass "all tests" //... "$@"
 # cases count again: a sanitizer report fails the case.
 if [ "${MESH_SANITIZERS:-0}" = 1 ]; then
   run_pass "ASan + UBSan" --config=asan //tests/... "$@"
+  # The concurrency-heavy tests (control plane, watchers, health checker,
+  # the library's start/stop, the admin server; tag "tsan") under
+  # ThreadSanitizer. docs/reliability.md says why not the end-to-end ones.
+  run_pass "TSan" --config=tsan --test_tag_filters=tsan //tests/... "$@"
 fi
 
 # The fuzzers (config loader, certificate identity parser), each bounded

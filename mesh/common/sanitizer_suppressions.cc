@@ -20,6 +20,12 @@ extern "C" const char* __tsan_default_suppressions() {
       // global graph that TSan sees touched from several threads without
       // the (equally uninstrumented) lock that guards it.
       "race:synchronization_internal::GraphCycles\n"
+      "called_from_lib:libabsl_graphcycles_internal.so\n"
+      // gRPC++'s header-only call-operation templates are compiled into our
+      // objects, but the thread that fills a batch (FillOps) hands it to the
+      // thread that completes it (FinalizeResult) through libgrpc's
+      // completion queue, whose synchronisation TSan cannot see.
+      "race:grpc::internal::CallOpSet\n"
       // Memory and string functions that TSan intercepts, called from inside
       // the uninstrumented system libraries on their own data, whose
       // locking TSan cannot see.

@@ -36,6 +36,7 @@
 #include "mesh/identity/svid.h"
 #include "mesh/mesh.h"
 #include "mesh/telemetry/http_get.h"
+#include "tests/child.h"
 #include "tests/free_port.h"
 #include "tests/temp_dir.h"
 
@@ -83,51 +84,7 @@ std::string Binary(const std::string& name) {
   return absl::StrCat(getenv("TEST_SRCDIR"), "/mesh/examples/greeter/", name);
 }
 
-// A child process; stdout captured if asked. Killed (SIGTERM) and reaped
-// on destruction.
-class Child {
- public:
-  explicit Child(std::vector<std::string> args, bool capture = false) {
-    int out[2] = {-1, -1};
-    if (capture && pipe(out) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      if (capture) dup2(out[1], 1);
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    if (capture) {
-      close(out[1]);
-      out_fd_ = out[0];
-    }
-  }
-  ~Child() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (out_fd_ >= 0) close(out_fd_);
-  }
-  // Reads stdout to EOF and waits; returns the output.
-  std::string Finish(int* exit_code) {
-    std::string all;
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(out_fd_, buf, sizeof(buf))) > 0) all.append(buf, n);
-    int ws = 0;
-    waitpid(pid_, &ws, 0);
-    pid_ = -1;
-    *exit_code = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-    return all;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-};
+using testing::Child;
 
 class SecurityE2eTest : public ::testing::Test {
  protected:

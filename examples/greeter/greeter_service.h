@@ -27,6 +27,16 @@ class GreeterService final : public Greeter::Service {
                         const HelloRequest* request,
                         HelloReply* reply) override {
     calls_.fetch_add(1, std::memory_order_relaxed);
+    if (request->name() == "metadata") {
+      for (const auto& [k, v] : context->client_metadata()) {
+        const std::string key(k.data(), k.size());
+        if (key.size() > 4 && key.compare(key.size() - 4, 4, "-bin") == 0) {
+          continue;
+        }
+        (*reply->mutable_request_metadata())[key] = std::string(v.data(),
+                                                                v.size());
+      }
+    }
     if (request->name() == "fail") {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "asked to fail");
     }
@@ -39,6 +49,10 @@ class GreeterService final : public Greeter::Service {
       while (std::chrono::steady_clock::now() < until &&
              !context->IsCancelled()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (context->IsCancelled()) {
+        cancelled_.fetch_add(1);
+        return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
       }
     }
     if (request->name().rfind("fail-once:", 0) == 0) {
@@ -66,12 +80,74 @@ class GreeterService final : public Greeter::Service {
     return st;
   }
 
+  grpc::Status SayHelloStream(
+      grpc::ServerContext* context, const HelloRequest* request,
+      grpc::ServerWriter<HelloReply>* writer) override {
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    for (int i = 0; i < request->count(); ++i) {
+      HelloReply reply;
+      reply.set_message("hello " + request->name() + " #" +
+                        std::to_string(i));
+      reply.set_instance(instance_);
+      reply.set_locality(locality_);
+      if (!writer->Write(reply)) {
+        cancelled_.fetch_add(1);
+        return grpc::Status(grpc::StatusCode::CANCELLED, "write failed");
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CollectHellos(grpc::ServerContext* context,
+                             grpc::ServerReader<HelloRequest>* reader,
+                             HelloReply* reply) override {
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    HelloRequest request;
+    std::string names;
+    while (reader->Read(&request)) {
+      if (!names.empty()) names += ",";
+      names += request.name();
+    }
+    if (context->IsCancelled()) {
+      cancelled_.fetch_add(1);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
+    reply->set_message("hello " + names);
+    reply->set_instance(instance_);
+    reply->set_locality(locality_);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Chat(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<HelloReply, HelloRequest>* stream) override {
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    HelloRequest request;
+    while (stream->Read(&request)) {
+      HelloReply reply;
+      reply.set_message("hello " + request.name());
+      reply.set_instance(instance_);
+      reply.set_locality(locality_);
+      reply.set_payload(request.payload());
+      if (!stream->Write(reply)) break;
+    }
+    if (context->IsCancelled()) {
+      cancelled_.fetch_add(1);
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
+    return grpc::Status::OK;
+  }
+
   uint64_t calls() const { return calls_.load(); }
+  // Calls that ended because the caller cancelled (or its deadline passed)
+  // while the server was still working on them.
+  uint64_t cancelled() const { return cancelled_.load(); }
 
  private:
   const std::string instance_;
   const std::string locality_;
   std::atomic<uint64_t> calls_{0};
+  std::atomic<uint64_t> cancelled_{0};
 };
 
 }  // namespace examples

@@ -13,13 +13,17 @@
 //                              destination the priorities, localities,
 //                              weights and the rule and numbers behind them.
 //   meshctl dev-certs --dir DIR --trust-domain TD [--namespace NS]
-//           [--valid-hours N] SERVICE...
+//           [--valid-hours N] [--server-name DNS]... SERVICE...
 //                              make a throwaway CA (DIR/ca.pem) and an
 //                              X.509-SVID per service (DIR/SERVICE.pem,
 //                              DIR/SERVICE.key) with the identity
 //                              spiffe://TD/ns/NS/sa/SERVICE, for local
 //                              development and the demo; never for
 //                              production (the CA key is thrown away).
+//                              --server-name also makes an ordinary TLS
+//                              server certificate with those DNS names
+//                              (DIR/server.pem, DIR/server.key), e.g. for
+//                              the gateway's outside-facing port.
 //   meshctl status ADDRESS [--json]
 //                              what a running application's mesh is doing,
 //                              from its admin endpoint (MeshOptions::
@@ -42,6 +46,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "mesh/config/config.h"
@@ -68,9 +73,11 @@ constexpr char kUsage[] =
     "            given labels) gets for HOSTNAME, and why; with --method\n"
     "            (and --header), which route such a call takes first\n"
     "       meshctl dev-certs --dir DIR --trust-domain TD [--namespace NS]\n"
-    "               [--valid-hours N] SERVICE...\n"
+    "               [--valid-hours N] [--server-name DNS]... SERVICE...\n"
     "  dev-certs make a throwaway CA (DIR/ca.pem) and an SVID per service\n"
-    "            (DIR/SERVICE.pem, DIR/SERVICE.key) for development only\n"
+    "            (DIR/SERVICE.pem, DIR/SERVICE.key) for development only;\n"
+    "            --server-name adds a TLS server certificate with those DNS\n"
+    "            names (DIR/server.pem, DIR/server.key)\n"
     "       meshctl status ADDRESS [--json]\n"
     "  status    show a running application's mesh (its admin endpoint,\n"
     "            HOST:PORT or unix:PATH): config, security, and per\n"
@@ -241,7 +248,7 @@ bool WriteFile(const std::string& path, const std::string& data,
 
 int DevCerts(int argc, char** argv) {
   std::string dir, td, ns = "default", hours_s = "24";
-  std::vector<std::string> services;
+  std::vector<std::string> services, server_names;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* name, std::string* out) {
@@ -250,8 +257,13 @@ int DevCerts(int argc, char** argv) {
       *out = argv[++i];
       return true;
     };
+    std::string server_name;
     if (value("--dir", &dir) || value("--trust-domain", &td) ||
         value("--namespace", &ns) || value("--valid-hours", &hours_s)) {
+      continue;
+    }
+    if (value("--server-name", &server_name)) {
+      server_names.push_back(server_name);
       continue;
     }
     if (absl::StartsWith(a, "--")) {
@@ -298,6 +310,20 @@ int DevCerts(int argc, char** argv) {
       return 1;
     }
     std::cout << dir << "/" << svc << ".pem: " << o.uris[0] << "\n";
+  }
+  if (!server_names.empty()) {
+    mesh::identity::LeafOptions o;
+    o.dns_names = server_names;
+    o.not_after_offset_s = hours * 3600L;
+    auto pem = (*ca)->Issue(o);
+    if (!pem.ok() || !WriteFile(dir + "/server.key", pem->key, 0600) ||
+        !WriteFile(dir + "/server.pem", pem->cert, 0644)) {
+      std::cerr << "meshctl dev-certs: cannot write " << dir
+                << "/server.{pem,key}\n";
+      return 1;
+    }
+    std::cout << dir << "/server.pem: TLS server certificate for "
+              << absl::StrJoin(server_names, ", ") << "\n";
   }
   std::cout << dir << "/ca.pem: the trust bundle (throwaway CA, "
             << "development only)\n";

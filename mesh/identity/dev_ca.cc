@@ -87,9 +87,10 @@ X509* MakeCert(EVP_PKEY* key, const std::string& cn, X509* issuer,
   if (!o.key_usage.empty()) {
     ok = ok && AddExt(x, iss, NID_key_usage, o.key_usage);
   }
-  if (!o.uris.empty()) {
-    std::vector<std::string> sans;
-    for (const std::string& u : o.uris) sans.push_back("URI:" + u);
+  std::vector<std::string> sans;
+  for (const std::string& u : o.uris) sans.push_back("URI:" + u);
+  for (const std::string& d : o.dns_names) sans.push_back("DNS:" + d);
+  if (!sans.empty()) {
     ok = ok && AddExt(x, iss, NID_subject_alt_name, absl::StrJoin(sans, ","));
   }
   ok = ok && X509_sign(x, signer_key, EVP_sha256()) > 0;
@@ -126,7 +127,10 @@ DevCa::~DevCa() {
 absl::StatusOr<Pem> DevCa::Issue(const LeafOptions& o) const {
   EVP_PKEY* key = NewKey();
   if (key == nullptr) return absl::InternalError("cannot make an EC key");
-  X509* cert = MakeCert(key, o.uris.empty() ? "no-uri" : o.uris[0],
+  X509* cert = MakeCert(key,
+                        !o.uris.empty()        ? o.uris[0]
+                        : !o.dns_names.empty() ? o.dns_names[0]
+                                               : "no-uri",
                         static_cast<X509*>(cert_),
                         static_cast<EVP_PKEY*>(key_), o);
   if (cert == nullptr) {

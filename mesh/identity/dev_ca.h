@@ -25,6 +25,9 @@ struct Pem {
 
 struct LeafOptions {
   std::vector<std::string> uris;  // URI SANs, e.g. {"spiffe://td/ns/a/sa/b"}.
+  // DNS SANs, for an ordinary (non-SPIFFE) server certificate, e.g. the
+  // gateway's outside-facing one: {"localhost", "api.example.test"}.
+  std::vector<std::string> dns_names;
   bool is_ca = false;             // basicConstraints CA:TRUE.
   // keyUsage: "" leaves the extension out; else OpenSSL's syntax, e.g.
   // "critical,digitalSignature,keyEncipherment".

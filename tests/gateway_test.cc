@@ -1,0 +1,576 @@
+// The ingress gateway end to end, with real processes and certificates:
+// this test process is the mesh workload "greeter" (two in-process mesh
+// servers over mTLS, instance "a" for greeter.mesh.internal and "b" for
+// other.mesh.internal); the gateway binary runs as a child with its own
+// SPIFFE identity; the test calls the gateway from "outside" over ordinary
+// TLS with API keys, the way a partner's client would.
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "examples/gateway/gateway_config.h"
+#include "examples/greeter/greeter.grpc.pb.h"
+#include "examples/greeter/greeter_service.h"
+#include "mesh/identity/dev_ca.h"
+#include "mesh/mesh.h"
+#include "tests/child.h"
+#include "tests/free_port.h"
+#include "tests/temp_dir.h"
+
+namespace mesh {
+namespace {
+
+using examples::Greeter;
+using examples::HelloReply;
+using examples::HelloRequest;
+
+constexpr char kTd[] = "spiffe://example.org/ns/default/sa/";
+constexpr int kMaxMessage = 65536;
+
+void WriteFile(const std::string& path, const std::string& data) {
+  const std::string tmp = path + ".new";
+  std::ofstream(tmp) << data;
+  ASSERT_EQ(rename(tmp.c_str(), path.c_str()), 0);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    tmp_ = new testing::TempDir("mesh-gw");
+    dir_ = new std::string(tmp_->path());
+    auto ca = identity::DevCa::Create("gateway test CA");
+    ASSERT_TRUE(ca.ok());
+    WriteFile(*dir_ + "/ca.pem", (*ca)->cert_pem());
+    for (const char* sa : {"greeter", "gateway"}) {
+      identity::LeafOptions o;
+      o.uris = {kTd + std::string(sa)};
+      auto pem = (*ca)->Issue(o);
+      ASSERT_TRUE(pem.ok());
+      WriteFile(*dir_ + "/" + sa + ".pem", pem->cert);
+      WriteFile(*dir_ + "/" + sa + ".key", pem->key);
+    }
+    identity::LeafOptions tls;
+    // Outside callers check it against the :authority they call.
+    tls.dns_names = {"api.example.test", "*.other.test", "nowhere.test"};
+    auto server = (*ca)->Issue(tls);
+    ASSERT_TRUE(server.ok());
+    WriteFile(*dir_ + "/server.pem", server->cert);
+    WriteFile(*dir_ + "/server.key", server->key);
+
+    port_a_ = testing::FreePort();
+    port_b_ = testing::FreePort();
+    ASSERT_GT(port_a_, 0);
+    ASSERT_GT(port_b_, 0);
+    WriteFile(*dir_ + "/mesh.yaml", MeshConfig(true));
+    MeshOptions o;
+    o.config_path = *dir_ + "/mesh.yaml";
+    o.service_name = "greeter";
+    o.locality = {"us-east", "us-east-a", "cluster-1"};
+    o.identity = {*dir_ + "/greeter.pem", *dir_ + "/greeter.key",
+                  {*dir_ + "/ca.pem"}};
+    auto m = Mesh::Create(o);
+    ASSERT_TRUE(m.ok()) << m.status();
+    mesh_ = m->release();
+    service_a_ = new examples::GreeterService("a", "us-east/us-east-a/c1");
+    service_b_ = new examples::GreeterService("b", "us-east/us-east-a/c1");
+    for (auto [port, service, server] :
+         {std::tuple{port_a_, service_a_, &server_a_},
+          std::tuple{port_b_, service_b_, &server_b_}}) {
+      auto builder = mesh_->NewServerBuilder();
+      builder->AddListeningPort(absl::StrCat("127.0.0.1:", port),
+                                mesh_->ServerCredentials());
+      builder->RegisterService(service);
+      *server = builder->BuildAndStart().release();
+      ASSERT_NE(*server, nullptr);
+    }
+
+    WriteFile(*dir_ + "/gateway.yaml",
+              absl::StrCat(
+                  "listen: 127.0.0.1:0\n"
+                  "tls: {certificate: ", *dir_, "/server.pem, privateKey: ",
+                  *dir_, "/server.key}\n"
+                  "apiKeys:\n"
+                  "  - {client: partner-a, sha256: ",
+                  gateway::Sha256Hex("key-a"), "}\n"
+                  "  - {client: partner-rate, sha256: ",
+                  gateway::Sha256Hex("key-rate"), "}\n"
+                  "  - {client: partner-streams, sha256: ",
+                  gateway::Sha256Hex("key-streams"), "}\n"
+                  "routes:\n"
+                  "  - {host: api.example.test, methodPrefix: "
+                  "/mesh.examples.Greeter/, destination: "
+                  "greeter.mesh.internal}\n"
+                  "  - {host: '*.other.test', destination: "
+                  "other.mesh.internal}\n"
+                  "limits: {maxMessageBytes: ", kMaxMessage,
+                  ", maxStreamsPerClient: 3, callsPerSecondPerClient: 20, "
+                  "burstPerClient: 40}\n"));
+    const std::string bin =
+        absl::StrCat(getenv("TEST_SRCDIR"), "/mesh/examples/gateway/gateway");
+    gateway_ = new testing::Child(
+        {bin, "--gateway_config=" + *dir_ + "/gateway.yaml",
+         "--config=" + *dir_ + "/mesh.yaml",
+         "--locality=us-east/us-east-a/cluster-1",
+         "--cert=" + *dir_ + "/gateway.pem",
+         "--key=" + *dir_ + "/gateway.key", "--bundle=" + *dir_ + "/ca.pem",
+         "--stats_interval_s=1"},
+        /*capture=*/true);
+    ASSERT_TRUE(gateway_->ReadUntil("gateway listening on 127.0.0.1:",
+                                    absl::Seconds(20)))
+        << gateway_->output();
+    ASSERT_TRUE(gateway_->ReadUntil("routes", absl::Seconds(5)));
+    const std::string& out = gateway_->output();
+    const size_t at = out.find("listening on 127.0.0.1:") + 23;
+    ASSERT_TRUE(absl::SimpleAtoi(
+        out.substr(at, out.find(' ', at) - at), &gateway_port_));
+
+    // The mesh servers start serving once their listeners arrive.
+    const absl::Time end = absl::Now() + absl::Seconds(20);
+    grpc::Status st;
+    do {
+      HelloReply reply;
+      st = Hello("api.example.test", "key-a", "ready", &reply);
+    } while (!st.ok() && absl::Now() < end);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+
+  static void TearDownTestSuite() {
+    if (gateway_ != nullptr) {
+      int code = 0;
+      gateway_->Finish(&code, SIGTERM);
+      EXPECT_EQ(code, 0) << "the gateway did not exit cleanly:\n"
+                         << gateway_->output();
+    }
+    delete gateway_;
+    for (grpc::Server* s : {server_a_, server_b_}) {
+      if (s != nullptr) s->Shutdown(std::chrono::system_clock::now());
+      delete s;
+    }
+    delete service_a_;
+    delete service_b_;
+    delete mesh_;
+    delete dir_;
+    delete tmp_;
+  }
+
+  // greeter (both servers of this process) admits the gateway, or not.
+  static std::string MeshConfig(bool admit_gateway) {
+    const std::string callers =
+        admit_gateway ? absl::StrCat(kTd, "gateway, ", kTd, "greeter")
+                      : absl::StrCat(kTd, "greeter");
+    return absl::StrCat(
+        "apiVersion: mesh/v1\ntrustDomain: example.org\nservices:\n"
+        "  - name: greeter\n    hostname: greeter.mesh.internal\n"
+        "    authorization:\n      allow:\n        - callers: [", callers,
+        "]\n    endpoints:\n      - {address: 127.0.0.1, port: ", port_a_,
+        ", locality: {region: us-east}}\n"
+        "  - name: other\n    hostname: other.mesh.internal\n"
+        "    identity: ", kTd, "greeter\n"
+        "    endpoints:\n      - {address: 127.0.0.1, port: ", port_b_,
+        ", locality: {region: us-east}}\n");
+  }
+
+  // A channel from outside: TLS to the gateway, with `authority` as the
+  // calls' :authority (and the name its certificate is checked for).
+  static std::shared_ptr<grpc::Channel> Outside(const std::string& authority) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ReadAll(*dir_ + "/ca.pem");
+    grpc::ChannelArguments args;
+    args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, authority);
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetMaxSendMessageSize(-1);
+    return grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", gateway_port_),
+        grpc::SslCredentials(ssl), args);
+  }
+
+  static void Prepare(grpc::ClientContext* ctx, const std::string& key,
+                      absl::Duration deadline = absl::Seconds(10)) {
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    if (!key.empty()) ctx->AddMetadata("x-api-key", key);
+  }
+
+  static grpc::Status Hello(const std::string& authority,
+                            const std::string& key, const std::string& name,
+                            HelloReply* reply,
+                            const std::string& payload = "") {
+    auto stub = Greeter::NewStub(Outside(authority));
+    grpc::ClientContext ctx;
+    Prepare(&ctx, key);
+    HelloRequest req;
+    req.set_name(name);
+    req.set_payload(payload);
+    return stub->SayHello(&ctx, req, reply);
+  }
+
+  // Waits (reading the gateway's stats lines, printed every second) until
+  // counter `name` reaches at least `min`.
+  static bool AwaitStat(const std::string& name, uint64_t min) {
+    const absl::Time end = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < end) {
+      const std::string& out = gateway_->output();
+      const size_t line = out.rfind("gateway stats: ");
+      if (line != std::string::npos) {
+        const size_t at = out.find(" " + name + "=", line);
+        uint64_t v = 0;
+        if (at != std::string::npos &&
+            absl::SimpleAtoi(out.substr(at + name.size() + 2,
+                                        out.find_first_of(" \n",
+                                                          at + 1 +
+                                                              name.size()) -
+                                            at - name.size() - 2),
+                             &v) &&
+            v >= min) {
+          return true;
+        }
+      }
+      // The next stats line (one a second).
+      if (!gateway_->ReadSome(absl::Seconds(1))) return false;
+    }
+    return false;
+  }
+
+  static testing::TempDir* tmp_;
+  static std::string* dir_;
+  static Mesh* mesh_;
+  static examples::GreeterService* service_a_;
+  static examples::GreeterService* service_b_;
+  static grpc::Server* server_a_;
+  static grpc::Server* server_b_;
+  static testing::Child* gateway_;
+  static int port_a_, port_b_, gateway_port_;
+};
+
+testing::TempDir* GatewayTest::tmp_ = nullptr;
+std::string* GatewayTest::dir_ = nullptr;
+Mesh* GatewayTest::mesh_ = nullptr;
+examples::GreeterService* GatewayTest::service_a_ = nullptr;
+examples::GreeterService* GatewayTest::service_b_ = nullptr;
+grpc::Server* GatewayTest::server_a_ = nullptr;
+grpc::Server* GatewayTest::server_b_ = nullptr;
+testing::Child* GatewayTest::gateway_ = nullptr;
+int GatewayTest::port_a_ = 0;
+int GatewayTest::port_b_ = 0;
+int GatewayTest::gateway_port_ = 0;
+
+TEST_F(GatewayTest, UnaryReachesTheRoutedDestinationWithForwardedMetadata) {
+  auto stub = Greeter::NewStub(Outside("api.example.test:443"));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, "key-a");
+  ctx.AddMetadata("x-request-id", "req-42");
+  ctx.AddMetadata("x-mesh-gateway-client", "forged");  // Must not pass.
+  ctx.AddMetadata("x-mesh-anything", "forged");
+  HelloRequest req;
+  req.set_name("metadata");
+  HelloReply reply;
+  grpc::Status st = stub->SayHello(&ctx, req, &reply);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(reply.instance(), "a");
+  const auto& md = reply.request_metadata();
+  EXPECT_EQ(md.count("x-request-id") ? md.at("x-request-id") : "", "req-42");
+  EXPECT_EQ(md.count("x-mesh-gateway-client")
+                ? md.at("x-mesh-gateway-client")
+                : "",
+            "partner-a");
+  EXPECT_EQ(md.count("x-forwarded-for") ? md.at("x-forwarded-for") : "",
+            "127.0.0.1");
+  EXPECT_EQ(md.count("x-api-key"), 0u) << "the outside credential leaked in";
+  EXPECT_EQ(md.count("x-mesh-anything"), 0u);
+
+  // Another host goes to the other destination.
+  HelloReply other;
+  st = Hello("api.other.test", "key-a", "x", &other);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(other.instance(), "b");
+  EXPECT_EQ(other.message(), "hello x");
+}
+
+TEST_F(GatewayTest, ServerStreaming) {
+  auto stub = Greeter::NewStub(Outside("api.example.test"));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, "key-a");
+  HelloRequest req;
+  req.set_name("s");
+  req.set_count(5);
+  auto reader = stub->SayHelloStream(&ctx, req);
+  std::vector<std::string> got;
+  HelloReply reply;
+  while (reader->Read(&reply)) got.push_back(reply.message());
+  grpc::Status st = reader->Finish();
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(got, (std::vector<std::string>{"hello s #0", "hello s #1",
+                                           "hello s #2", "hello s #3",
+                                           "hello s #4"}));
+}
+
+TEST_F(GatewayTest, ClientStreaming) {
+  auto stub = Greeter::NewStub(Outside("api.example.test"));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, "key-a");
+  HelloReply reply;
+  auto writer = stub->CollectHellos(&ctx, &reply);
+  for (const char* n : {"x", "y", "z"}) {
+    HelloRequest req;
+    req.set_name(n);
+    ASSERT_TRUE(writer->Write(req));
+  }
+  ASSERT_TRUE(writer->WritesDone());
+  grpc::Status st = writer->Finish();
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(reply.message(), "hello x,y,z");
+  EXPECT_EQ(reply.instance(), "a");
+}
+
+TEST_F(GatewayTest, BidiStreamingInterleaved) {
+  auto stub = Greeter::NewStub(Outside("api.example.test"));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, "key-a");
+  auto stream = stub->Chat(&ctx);
+  for (int i = 0; i < 4; ++i) {
+    HelloRequest req;
+    req.set_name(absl::StrCat("m", i));
+    ASSERT_TRUE(stream->Write(req));
+    HelloReply reply;
+    ASSERT_TRUE(stream->Read(&reply));  // One answer per message, in turn.
+    EXPECT_EQ(reply.message(), absl::StrCat("hello m", i));
+  }
+  ASSERT_TRUE(stream->WritesDone());
+  HelloReply extra;
+  EXPECT_FALSE(stream->Read(&extra));
+  grpc::Status st = stream->Finish();
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST_F(GatewayTest, DestinationStatusAndMessagePassThrough) {
+  HelloReply reply;
+  grpc::Status st = Hello("api.example.test", "key-a", "fail", &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(st.error_message(), "asked to fail");
+}
+
+TEST_F(GatewayTest, DeadlinePropagatesToTheDestination) {
+  const uint64_t before = service_a_->cancelled();
+  auto stub = Greeter::NewStub(Outside("api.example.test"));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, "key-a", absl::Milliseconds(500));
+  HelloRequest req;
+  req.set_name("sleep-ms:20000");
+  HelloReply reply;
+  const absl::Time start = absl::Now();
+  grpc::Status st = stub->SayHello(&ctx, req, &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  // The destination's own call ended early too: the deadline went with it.
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (service_a_->cancelled() == before && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(5));  // Polls the server's counter.
+  }
+  EXPECT_GT(service_a_->cancelled(), before);
+}
+
+TEST_F(GatewayTest, CancellationPropagatesToTheDestination) {
+  const uint64_t calls = service_a_->calls();
+  const uint64_t before = service_a_->cancelled();
+  auto stub = Greeter::NewStub(Outside("api.example.test"));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, "key-a", absl::Seconds(30));
+  HelloRequest req;
+  req.set_name("sleep-ms:20000");
+  HelloReply reply;
+  std::atomic<bool> done{false};
+  grpc::Status st;
+  stub->async()->SayHello(&ctx, &req, &reply, [&](grpc::Status s) {
+    st = s;
+    done = true;
+  });
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (service_a_->calls() == calls && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(5));  // Until the destination has it.
+  }
+  ASSERT_GT(service_a_->calls(), calls);
+  ctx.TryCancel();
+  while ((!done || service_a_->cancelled() == before) && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(done);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_GT(service_a_->cancelled(), before);
+  EXPECT_TRUE(AwaitStat("cancelled", 1));
+}
+
+TEST_F(GatewayTest, UnknownHostOrMethodIsUnimplemented) {
+  HelloReply reply;
+  grpc::Status st = Hello("nowhere.test", "key-a", "x", &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(st.error_message(),
+            "gateway: no route for host \"nowhere.test\" and method "
+            "/mesh.examples.Greeter/SayHello");
+  // api.example.test routes only /mesh.examples.Greeter/ methods.
+  grpc::GenericStub generic(Outside("api.example.test"));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, "key-a");
+  grpc::Slice empty("");
+  grpc::ByteBuffer req(&empty, 1), resp;
+  std::atomic<bool> done{false};
+  grpc::Status gst;
+  generic.UnaryCall(&ctx, "/other.Service/Method", grpc::StubOptions(), &req,
+                    &resp, [&](grpc::Status s) {
+                      gst = s;
+                      done = true;
+                    });
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (!done && absl::Now() < end) absl::SleepFor(absl::Milliseconds(2));
+  ASSERT_TRUE(done);
+  EXPECT_EQ(gst.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_TRUE(AwaitStat("no_route", 2));
+}
+
+TEST_F(GatewayTest, CallersWithoutAValidKeyAreRefused) {
+  HelloReply reply;
+  grpc::Status st = Hello("api.example.test", "", "x", &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(st.error_message(),
+            "gateway: a valid API key is required (metadata x-api-key)");
+  st = Hello("api.example.test", "key-wrong", "x", &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(AwaitStat("unauthenticated", 2));
+}
+
+// A payload that makes the encoded HelloRequest exactly `size` bytes.
+std::string PayloadForRequestOf(size_t size) {
+  HelloRequest req;
+  req.set_payload(std::string(size, 'x'));
+  const size_t overhead = req.ByteSizeLong() - size;
+  return std::string(size - overhead, 'x');
+}
+
+TEST_F(GatewayTest, MessagesOverTheLimitAreRefused) {
+  HelloReply reply;
+  // A request one byte over the limit: seen and counted by the gateway.
+  grpc::Status st = Hello("api.example.test", "key-a", "", &reply,
+                          PayloadForRequestOf(kMaxMessage + 1));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(st.error_message(),
+            absl::StrCat("gateway: request message of ", kMaxMessage + 1,
+                         " bytes is over the limit of ", kMaxMessage,
+                         " bytes"));
+  // Far over: refused by gRPC itself before the message is read.
+  st = Hello("api.example.test", "key-a", "", &reply,
+             std::string(4 * kMaxMessage, 'x'));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // A request at the limit whose reply is over it (the echo adds the
+  // reply's other fields): refused on the way back.
+  st = Hello("api.example.test", "key-a", "", &reply,
+             PayloadForRequestOf(kMaxMessage));
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(absl::StartsWith(st.error_message(),
+                               "gateway: response message of "))
+      << st.error_message();
+  // Within the limit both ways.
+  st = Hello("api.example.test", "key-a", "", &reply,
+             std::string(kMaxMessage / 2, 'x'));
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(reply.payload().size(), static_cast<size_t>(kMaxMessage / 2));
+  EXPECT_TRUE(AwaitStat("message_too_large", 2));
+}
+
+TEST_F(GatewayTest, CallRateIsLimitedPerClient) {
+  int ok = 0, limited = 0;
+  std::string message;
+  for (int i = 0; i < 100; ++i) {
+    HelloReply reply;
+    grpc::Status st = Hello("api.example.test", "key-rate", "r", &reply);
+    if (st.ok()) {
+      ++ok;
+    } else if (st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ++limited;
+      message = st.error_message();
+    } else {
+      ADD_FAILURE() << st.error_code() << " " << st.error_message();
+    }
+  }
+  // A burst of 40, then 20 per second.
+  EXPECT_GE(ok, 40);
+  EXPECT_GE(limited, 20);
+  EXPECT_EQ(message,
+            "gateway: client partner-rate is over its rate of 20 calls per "
+            "second");
+  // Other clients are not affected.
+  HelloReply reply;
+  EXPECT_TRUE(Hello("api.example.test", "key-a", "x", &reply).ok());
+  EXPECT_TRUE(AwaitStat("rate_limited", limited));
+}
+
+TEST_F(GatewayTest, OpenCallsAreLimitedPerClient) {
+  auto stub = Greeter::NewStub(Outside("api.example.test"));
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+  std::vector<std::unique_ptr<
+      grpc::ClientReaderWriter<HelloRequest, HelloReply>>> streams;
+  for (int i = 0; i < 3; ++i) {  // The limit: 3 open calls.
+    ctxs.push_back(std::make_unique<grpc::ClientContext>());
+    Prepare(ctxs.back().get(), "key-streams");
+    streams.push_back(stub->Chat(ctxs.back().get()));
+    HelloRequest req;
+    req.set_name("open");
+    ASSERT_TRUE(streams.back()->Write(req));
+    HelloReply reply;
+    ASSERT_TRUE(streams.back()->Read(&reply));  // Open end to end.
+  }
+  HelloReply reply;
+  grpc::Status st = Hello("api.example.test", "key-streams", "x", &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(st.error_message(),
+            "gateway: client partner-streams already has 3 calls open (the "
+            "limit)");
+  // Closing one makes room.
+  ASSERT_TRUE(streams[0]->WritesDone());
+  ASSERT_TRUE(streams[0]->Finish().ok());
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  do {
+    st = Hello("api.example.test", "key-streams", "x", &reply);
+  } while (!st.ok() && absl::Now() < end);  // Until the gateway's side ends.
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  for (size_t i = 1; i < streams.size(); ++i) {
+    streams[i]->WritesDone();
+    EXPECT_TRUE(streams[i]->Finish().ok());
+  }
+  EXPECT_TRUE(AwaitStat("stream_limited", 1));
+}
+
+TEST_F(GatewayTest, DestinationPolicyAppliesToTheGateway) {
+  // The gateway is a mesh workload like any other: when greeter's policy no
+  // longer names it, its calls are denied by greeter's servers.
+  const uint64_t applied = mesh_->GetStatus().configs_applied;
+  WriteFile(*dir_ + "/mesh.yaml", MeshConfig(false));
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [&](const MeshStatus& s) { return s.configs_applied > applied; },
+      absl::Seconds(10)));
+  HelloReply reply;
+  grpc::Status st = Hello("api.example.test", "key-a", "x", &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(st.error_message(), kTd + std::string("gateway")))
+      << st.error_message();
+  WriteFile(*dir_ + "/mesh.yaml", MeshConfig(true));
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [&](const MeshStatus& s) { return s.configs_applied > applied + 1; },
+      absl::Seconds(10)));
+  st = Hello("api.example.test", "key-a", "x", &reply);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+}  // namespace
+}  // namespace mesh

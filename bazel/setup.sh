@@ -2,9 +2,10 @@
 # Installs what building and testing mesh needs on Debian bookworm, as root,
 # with only Debian's packages and the npm registry reachable. Idempotent: it
 # installs only what is missing and re-extracts the protos only when the pinned
-# version changes. Usage: bazel/setup.sh [--with-test-tools]
+# version changes. Usage: bazel/setup.sh [--with-test-tools] [--with-bench-tools]
 # (--with-test-tools also installs what only the tests need: chromium for the
-# status page test, iproute2 for the network-namespace test.)
+# status page test, iproute2 for the network-namespace test;
+# --with-bench-tools what the benchmarks compare against: nginx.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,15 @@ PACKAGES=(
 
 # Only the tests need these (tests/run.sh asks for them).
 TEST_PACKAGES=(chromium iproute2)
-[ "${1:-}" = "--with-test-tools" ] && PACKAGES+=("${TEST_PACKAGES[@]}")
+# Only the benchmarks need these (a proxy to compare a hop with).
+BENCH_PACKAGES=(nginx)
+for flag in "$@"; do
+  case $flag in
+    --with-test-tools) PACKAGES+=("${TEST_PACKAGES[@]}");;
+    --with-bench-tools) PACKAGES+=("${BENCH_PACKAGES[@]}");;
+    *) say "unknown flag $flag (usage: bazel/setup.sh [--with-test-tools] [--with-bench-tools])"; exit 2;;
+  esac
+done
 
 missing=()
 for p in "${PACKAGES[@]}"; do

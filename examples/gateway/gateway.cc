@@ -194,9 +194,6 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
   void OnDone() override { Unref(); }
 
   // ---- the call into the mesh ("up")
-  void UpInitialMetadata(bool ok) {
-    if (ok) ForwardInitialMetadata();
-  }
   void UpReadDone(bool ok) {
     if (!ok) {
       up_.RemoveHold();  // Response flow: done.
@@ -238,9 +235,6 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
       : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
    public:
     explicit Upstream(Call* call) : call_(call) {}
-    void OnReadInitialMetadataDone(bool ok) override {
-      call_->UpInitialMetadata(ok);
-    }
     void OnReadDone(bool ok) override { call_->UpReadDone(ok); }
     void OnWriteDone(bool ok) override { call_->UpWriteDone(ok); }
     void OnDone(const grpc::Status& s) override { call_->UpDone(s); }
@@ -268,15 +262,14 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
     return true;
   }
 
-  // Sends the destination's initial metadata to the outside caller, once.
-  // Started under the lock, so that no write or finish (which would send
-  // initial metadata of their own) can be started before it.
+  // Gives the outside call the destination's initial metadata, once; it
+  // goes out with the first message (or the status), as a gRPC C++ server
+  // sends it, which saves a batch per call over sending it on its own.
   void ForwardInitialMetadata() {
     absl::MutexLock lock(&mu_);
     if (initial_metadata_sent_ || finish_called_) return;
     initial_metadata_sent_ = true;
     CopyInitialMetadata();
-    StartSendInitialMetadata();  // Its reaction is never run inline.
   }
 
   void CopyInitialMetadata() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -1,11 +1,16 @@
 #include "mesh/identity/keeper.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
+#include <tuple>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -56,16 +61,50 @@ absl::Status WriteAtomically(const std::string& path, const std::string& data,
 
 }  // namespace
 
-std::string Keeper::CertPath(const std::string& d) { return d + "/cert.pem"; }
-std::string Keeper::KeyPath(const std::string& d) { return d + "/key.pem"; }
+namespace {
+
+constexpr char kCert[] = "cert.pem";
+constexpr char kKey[] = "key.pem";
+constexpr char kBundle[] = "bundle.pem";
+
+// Removes gen-N directories of `d` other than `keep` (and their files).
+void RemoveGenerations(const std::string& d, const std::string& keep1,
+                       const std::string& keep2) {
+  DIR* dir = opendir(d.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> gone;
+  while (dirent* e = readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name.rfind("gen-", 0) == 0 && name != keep1 && name != keep2) {
+      gone.push_back(name);
+    }
+  }
+  closedir(dir);
+  for (const std::string& g : gone) {
+    for (const char* f : {kCert, kKey, kBundle}) {
+      unlink(absl::StrCat(d, "/", g, "/", f).c_str());
+      unlink(absl::StrCat(d, "/", g, "/", f, ".tmp").c_str());
+    }
+    rmdir(absl::StrCat(d, "/", g).c_str());
+  }
+}
+
+}  // namespace
+
+std::string Keeper::CertPath(const std::string& d) {
+  return absl::StrCat(d, "/current/", kCert);
+}
+std::string Keeper::KeyPath(const std::string& d) {
+  return absl::StrCat(d, "/current/", kKey);
+}
 std::string Keeper::BundlePath(const std::string& d) {
-  return d + "/bundle.pem";
+  return absl::StrCat(d, "/current/", kBundle);
 }
 
 void Keeper::RemoveFiles(const std::string& d) {
-  for (const std::string& f : {CertPath(d), KeyPath(d), BundlePath(d)}) {
-    unlink(f.c_str());
-  }
+  unlink((d + "/current").c_str());
+  unlink((d + "/current.tmp").c_str());
+  RemoveGenerations(d, "", "");
   rmdir(d.c_str());
 }
 
@@ -189,16 +228,50 @@ std::string Keeper::Reload(bool first) {
     return absl::StrCat("identity: ", err, kept,
                         bundle_err.empty() ? "" : "; also ", bundle_err);
   }
-  // Key before certificate: gRPC reads the pair at its next refresh.
-  for (const auto& [path, data, mode, current] :
-       {std::tuple<std::string, const std::string&, mode_t, std::string*>{
-            BundlePath(out_dir_), bundle, 0644, &bundle_},
-        {KeyPath(out_dir_), key, 0600, &key_},
-        {CertPath(out_dir_), cert, 0644, &cert_}}) {
-    if (data == *current) continue;
-    absl::Status st = WriteAtomically(path, data, mode);
-    if (!st.ok()) return absl::StrCat("identity: ", st.message(), kept);
-    *current = data;
+  if (cert != cert_ || key != key_ || bundle != bundle_) {
+    // A complete new generation, then one atomic swap of the link.
+    const int gen = generation_ + 1;
+    const std::string name = absl::StrCat("gen-", getpid(), "-", gen);
+    const std::string dir = absl::StrCat(out_dir_, "/", name);
+    const std::string link = out_dir_ + "/current";
+    char previous[256] = {0};
+    if (readlink(link.c_str(), previous, sizeof(previous) - 1) < 0) {
+      previous[0] = 0;
+    }
+    // Modification times strictly later than the generation in force (also
+    // one written by an earlier agent of this process).
+    struct stat in_force;
+    if (stat(CertPath(out_dir_).c_str(), &in_force) == 0) {
+      generation_mtime_ = std::max(generation_mtime_, in_force.st_mtime);
+    }
+    const time_t mtime = std::max(time(nullptr), generation_mtime_ + 1);
+    mkdir(dir.c_str(), 0700);
+    for (const auto& [file, data, mode] :
+         {std::tuple<const char*, const std::string&, mode_t>{
+              kBundle, bundle, 0644},
+          {kKey, key, 0600},
+          {kCert, cert, 0644}}) {
+      const std::string path = absl::StrCat(dir, "/", file);
+      absl::Status st = WriteAtomically(path, data, mode);
+      const timespec times[2] = {{mtime, 0}, {mtime, 0}};
+      if (st.ok() && utimensat(AT_FDCWD, path.c_str(), times, 0) != 0) {
+        st = absl::InternalError(absl::StrCat(path, ": ", strerror(errno)));
+      }
+      if (!st.ok()) return absl::StrCat("identity: ", st.message(), kept);
+    }
+    unlink((link + ".tmp").c_str());
+    if (symlink(name.c_str(), (link + ".tmp").c_str()) != 0 ||
+        rename((link + ".tmp").c_str(), link.c_str()) != 0) {
+      return absl::StrCat("identity: ", link, ": ", strerror(errno), kept);
+    }
+    // Older generations go; the previous one stays until the next swap, in
+    // case gRPC is reading it right now.
+    RemoveGenerations(out_dir_, name, previous);
+    generation_ = gen;
+    generation_mtime_ = mtime;
+    cert_ = cert;
+    key_ = key;
+    bundle_ = bundle;
   }
   on_loaded_(*info);
   if (!bundle_err.empty()) {

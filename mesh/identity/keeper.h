@@ -55,10 +55,16 @@ class Keeper {
       OnLoaded on_loaded, OnError on_error);
   ~Keeper();
 
+  // Where gRPC reads the material: `out_dir`/current/{cert,key,bundle}.pem.
+  // `current` is a symlink to one complete generation (gen-N/), replaced
+  // atomically, so gRPC never pairs a new key with an old certificate
+  // (its file watcher reads the two files separately; it notices a swap
+  // during its read by the files' modification times, which therefore
+  // differ between generations).
   static std::string CertPath(const std::string& out_dir);
   static std::string KeyPath(const std::string& out_dir);
   static std::string BundlePath(const std::string& out_dir);
-  // Removes the three files and `out_dir` itself (if then empty).
+  // Removes every generation, the link and `out_dir` itself.
   static void RemoveFiles(const std::string& out_dir);
 
  private:
@@ -75,6 +81,8 @@ class Keeper {
   OnError on_error_;
   // What is in force (written to out_dir_).
   std::string cert_, key_, bundle_;
+  int generation_ = 0;         // The last gen-N written.
+  time_t generation_mtime_ = 0;  // Its files' modification time.
 
   internal::Mutex mu_;
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;

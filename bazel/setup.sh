@@ -5,7 +5,7 @@
 # version changes. Usage: bazel/setup.sh [--with-test-tools] [--with-bench-tools]
 # (--with-test-tools also installs what only the tests need: chromium for the
 # status page test, iproute2 for the network-namespace test;
-# --with-bench-tools what the benchmarks compare against: nginx.)
+# --with-bench-tools what the benchmarks compare against: nginx, haproxy.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,7 @@ PACKAGES=(
 # Only the tests need these (tests/run.sh asks for them).
 TEST_PACKAGES=(chromium iproute2)
 # Only the benchmarks need these (a proxy to compare a hop with).
-BENCH_PACKAGES=(nginx)
+BENCH_PACKAGES=(nginx haproxy)
 for flag in "$@"; do
   case $flag in
     --with-test-tools) PACKAGES+=("${TEST_PACKAGES[@]}");;
@@ -45,7 +45,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >&2
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  # nginx and haproxy are only run by the benchmarks, on their own configs:
+  # keep their packages from starting system services (on ports 80/...)
+  # while they install, with a policy-rc.d that we add and remove.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=0
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy && added_policy=1
+  fi
+  rc=0
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 || rc=$?
+  [ $added_policy = 1 ] && rm -f $policy
+  [ $rc = 0 ] || exit $rc
 fi
 
 # The Envoy xDS API protos: Debian has no package for them. The npm package

@@ -5,6 +5,7 @@
 # has no per-case report counts as one failed case).
 #
 # Also runs the fuzzers for MESH_FUZZ_SECONDS each (default 30; 0 skips),
+# the benchmark suite's short mode as a smoke test (MESH_BENCH_SMOKE=0 skips),
 # and with MESH_SANITIZERS=1 (set by .ci/run) every test again under ASan +
 # UBSan and the concurrency-heavy ones (tag "tsan") under ThreadSanitizer.
 #
@@ -75,6 +76,23 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
     failed=$((failed + 1))
   fi
   rm -f "$fuzz_log"
+fi
+# The benchmark suite in its short mode: a smoke test that the harness
+# works (every path, failover, cold start, micro-benchmarks ran and no
+# closed-loop call failed), never a timing assertion. One test.
+# MESH_BENCH_SMOKE=0 skips it.
+if [ "${MESH_BENCH_SMOKE:-1}" = 1 ]; then
+  echo "[tests] benchmark suite, short mode: bench/suite.sh --short" >&2
+  bench_log=$(mktemp)
+  if bench/suite.sh --short > "$bench_log" 2>&1; then
+    passed=$((passed + 1))
+    grep -E '^\| (1|16) \| ' "$bench_log" | head -20
+  else
+    tail -40 "$bench_log"
+    echo "[tests] the benchmark suite's short mode FAILED"
+    failed=$((failed + 1))
+  fi
+  rm -f "$bench_log"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,4 +1,4 @@
-# Shell helpers for the tests (sourced, with the test in tests/).
+# Shell helpers for the tests, the demos and the benchmarks (sourced).
 
 # free_port: a loopback TCP port nothing listens on (the kernel may still
 # give it to someone else before the caller binds; loopback tests accept
@@ -9,4 +9,13 @@ free_port() {
     p=$(( 20000 + RANDOM % 30000 ))
     ss -Hltn "sport = :$p" | grep -q . || { echo $p; return; }
   done
+}
+
+# Processes a script starts go in PIDS (PIDS+=($!)); stop_started stops them
+# (SIGTERM) and reaps them, e.g. from an EXIT trap.
+PIDS=()
+stop_started() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }

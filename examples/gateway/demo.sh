@@ -20,20 +20,8 @@ bazel build //examples/gateway:all //examples/greeter:greeter_server //:meshctl 
 BIN=bazel-bin/examples
 MESHCTL=bazel-bin/mesh/cli/meshctl
 WORK=$(mktemp -d /tmp/mesh-gateway-demo-XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() {
-  local p
-  while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
-    ss -Hltn "sport = :$p" | grep -q . || { echo $p; return; }
-  done
-}
+source tests/testlib.sh  # free_port, PIDS, stop_started
+trap 'stop_started; rm -rf "$WORK"' EXIT
 
 say "certificates: SPIFFE identities for greeter and gateway, a TLS certificate for api.example.test"
 mkdir -m 0700 "$WORK/certs"

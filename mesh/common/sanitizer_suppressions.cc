@@ -26,6 +26,11 @@ extern "C" const char* __tsan_default_suppressions() {
       // thread that completes it (FinalizeResult) through libgrpc's
       // completion queue, whose synchronisation TSan cannot see.
       "race:grpc::internal::CallOpSet\n"
+      // Likewise its interceptor batch and callback-request templates: built
+      // on one thread, run and destroyed on the thread libgrpc hands the
+      // completed batch to.
+      "race:grpc::internal::InterceptorBatchMethodsImpl\n"
+      "race:grpc::Server::CallbackRequest\n"
       // Memory and string functions that TSan intercepts, called from inside
       // the uninstrumented system libraries on their own data, whose
       // locking TSan cannot see.

@@ -160,7 +160,9 @@ std::string StatusJson(const AdminView& v) {
       ",\"last_denial\":", JsonString(s.last_denial),
       ",\"config_version\":", JsonString(s.config_version),
       ",\"applied_version\":", JsonString(s.applied_version),
-      ",\"stale\":false,\"sources\":[{\"name\":\"file\",\"path\":",
+      ",\"stale\":", s.config_stale ? "true" : "false",
+      ",\"stale_reason\":", JsonString(s.config_stale_reason),
+      ",\"sources\":[{\"name\":\"file\",\"path\":",
       JsonString(v.config_path), ",\"version\":", JsonString(s.config_version),
       ",\"last_success\":", Time(v.config_time), ",\"applied\":",
       s.configs_applied, ",\"rejected\":", s.configs_rejected,
@@ -194,7 +196,9 @@ std::string StatusText(const AdminView& v) {
       &out, "config         version ", s.config_version, " from ",
       v.config_path, ", applied ", TimeText(v.config_time), "; ",
       s.configs_applied, " applied, ", s.configs_rejected,
-      " rejected; stale: no\n", "xDS            applied ",
+      " rejected; stale: ",
+      s.config_stale ? "YES (last-known-good copy; the source failed)" : "no",
+      "\n", "xDS            applied ",
       s.applied_version.empty() ? "(nothing yet)" : s.applied_version, "; ",
       s.nacks, " NACKs\n", "control plane  ",
       s.control_plane_running
@@ -279,7 +283,7 @@ std::string StatusPrometheus(const AdminView& v) {
   one("mesh_config_stale", "gauge",
       "1 if the running config is a last-known-good copy rather than a "
       "source's current one.",
-      0);
+      s.config_stale ? 1 : 0);
   one("mesh_xds_nacks_total", "counter",
       "xDS responses this process's gRPC rejected.", s.nacks);
   one("mesh_health_changes_total", "counter",

@@ -230,6 +230,7 @@ absl::StatusOr<AgentProcess> SpawnAgent(const MeshOptions& o,
     }
     args.push_back("--identity-dir=" + IdentityDir(socket));
   }
+  if (!o.state_dir.empty()) args.push_back("--state-dir=" + o.state_dir);
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -705,6 +706,30 @@ class Mesh::Impl {
         AddEventLocked(absl::StrCat("config version ", e.version, " applied"));
         break;
       case agent::EventKind::kLoad:  // Handled above.
+        break;
+      case agent::EventKind::kStale: {
+        // "SAVED_UNIX_SECONDS\nWHY".
+        const size_t nl = e.text.find('\n');
+        int64_t saved = 0;
+        (void)absl::SimpleAtoi(e.text.substr(0, nl), &saved);
+        status_.config_stale = true;
+        status_.last_good_saved = absl::FromUnixSeconds(saved);
+        status_.config_stale_reason =
+            nl == std::string::npos ? "" : e.text.substr(nl + 1);
+        status_.last_error = absl::StrCat(
+            "STALE: running the last-known-good config (version ", e.version,
+            "): ", status_.config_stale_reason);
+        status_.last_error_time = absl::Now();
+        AddEventLocked(absl::StrCat(
+            "config STALE: the source failed at start; serving the "
+            "last-known-good version ", e.version));
+        break;
+      }
+      case agent::EventKind::kFresh:
+        status_.config_stale = false;
+        status_.config_stale_reason.clear();
+        AddEventLocked(absl::StrCat("config source answered again (version ",
+                                    e.version, "); no longer stale"));
         break;
       case agent::EventKind::kConfig:
         config_text_ = e.text;

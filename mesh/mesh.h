@@ -115,6 +115,15 @@ struct MeshOptions {
   // /status, /clusters, /config (JSON), /status?format=text and a live
   // status page at /. Never key material.
   std::string admin_address;
+  // Where the last-known-good config is kept: every config applied is
+  // saved to STATE_DIR/last-good.yaml (atomically, with a checksum). If the
+  // config source cannot be read or fails validation when the mesh starts,
+  // it starts from that copy instead, reports itself stale (MeshStatus::
+  // config_stale, metric mesh_config_stale, /status) and switches to the
+  // source's config as soon as the source gives a valid one. A corrupt copy
+  // is ignored with a message. The directory is created (mode 0700) if
+  // missing; give each workload on a machine its own. Default: "" (off).
+  std::string state_dir;
   // Allow a non-loopback admin_address. Default: false (refused).
   bool admin_allow_remote = false;
 
@@ -141,6 +150,12 @@ struct MeshStatus {
   std::string last_error;
   absl::Time last_error_time = absl::InfinitePast();
   uint64_t configs_applied = 0;   // Including the first.
+  // True while the running config is the last-known-good copy
+  // (MeshOptions::state_dir) because the source failed at start; why, and
+  // when that copy was saved.
+  bool config_stale = false;
+  std::string config_stale_reason;
+  absl::Time last_good_saved = absl::InfinitePast();
   uint64_t configs_rejected = 0;  // Edits that failed validation.
   uint64_t nacks = 0;             // xDS responses gRPC rejected.
   // Endpoints that active health checks (config `healthCheck`) changed, and

@@ -59,7 +59,8 @@ if [ "${MESH_SANITIZERS:-0}" = 1 ]; then
   # The concurrency-heavy tests (control plane, watchers, health checker,
   # the library's start/stop, the admin server; tag "tsan") under
   # ThreadSanitizer. docs/reliability.md says why not the end-to-end ones.
-  run_pass "TSan" --config=tsan --test_tag_filters=tsan //tests/... "$@"
+  run_pass "TSan" --config=tsan --test_tag_filters=tsan --build_tests_only \
+    //tests/... "$@"
 fi
 
 # The fuzzers (config loader, certificate identity parser), each bounded

@@ -27,6 +27,7 @@
 #include "mesh/identity/tls.h"
 #include "mesh/policy/authorization.h"
 #include "mesh/source/file_watcher.h"
+#include "mesh/source/last_good.h"
 #include "mesh/xds/ads_server.h"
 #include "mesh/xds/lrs_server.h"
 
@@ -45,6 +46,7 @@ struct Flags {
   std::string service;
   identity::IdentityFiles identity;
   std::string identity_dir;
+  std::string state_dir;  // Where the last-known-good config is kept.
 };
 
 bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
@@ -60,7 +62,8 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
         value("--service=", &f->service) ||
         value("--cert=", &f->identity.certificate) ||
         value("--key=", &f->identity.private_key) ||
-        value("--identity-dir=", &f->identity_dir)) {
+        value("--identity-dir=", &f->identity_dir) ||
+        value("--state-dir=", &f->state_dir)) {
       continue;
     }
     if (value("--bundle=", &v)) {
@@ -254,12 +257,55 @@ int RunAgent(int argc, char** argv) {
       data.ok() ? config::MakeSnapshot(*data, flags.config)
                 : absl::StatusOr<std::shared_ptr<const config::Snapshot>>(
                       data.status());
+  // What the file watcher has already seen (not reported again).
+  std::string watched = data.ok() ? *data : "";
+  bool stale = false;
+  if (!snap.ok() && !flags.state_dir.empty()) {
+    // Start from the last config that was applied, and say so.
+    absl::StatusOr<source::LastGood> lg = source::LoadLastGood(flags.state_dir);
+    absl::StatusOr<std::shared_ptr<const config::Snapshot>> old =
+        lg.ok() ? config::MakeSnapshot(lg->text, source::LastGoodPath(
+                                                     flags.state_dir))
+                : absl::StatusOr<std::shared_ptr<const config::Snapshot>>(
+                      lg.status());
+    if (old.ok()) {
+      const std::string why = absl::StrCat(
+          "the config source failed at start:\n", snap.status().message());
+      Log(internal::kWarning,
+          absl::StrCat("mesh agent: STALE: serving the last-known-good "
+                       "config (version ", (*old)->version, ", saved ",
+                       absl::FormatTime(lg->saved), ") because ", why));
+      sink.Emit(EventKind::kStale, (*old)->version,
+                absl::StrCat(absl::ToUnixSeconds(lg->saved), "\n", why));
+      snap = std::move(old);
+      data = lg->text;
+      stale = true;
+    } else if (lg.status().code() != absl::StatusCode::kNotFound) {
+      // A corrupt copy is no fallback; say so with the source's error.
+      snap = absl::Status(snap.status().code(),
+                          absl::StrCat(snap.status().message(), "\n",
+                                       old.status().message()));
+    }
+  }
   if (!snap.ok()) {
     sink.Emit(EventKind::kRejected, "", snap.status().message());
     Log(internal::kError, absl::StrCat("mesh agent: config rejected:\n",
                                        snap.status().message()));
     return 3;
   }
+  // Every config applied is the next start's fallback.
+  auto save_last_good = [&flags](const std::string& text,
+                                 const std::string& version) {
+    if (flags.state_dir.empty()) return;
+    const absl::Status st =
+        source::SaveLastGood(flags.state_dir, text, version, absl::Now());
+    if (!st.ok()) {
+      Log(internal::kWarning,
+          absl::StrCat("mesh agent: cannot save the last-known-good config: ",
+                       st.message()));
+    }
+  };
+  if (!stale) save_last_good(*data, (*snap)->version);
 
   // The application's identity: checked and in place before it is ready.
   std::unique_ptr<identity::Keeper> keeper;
@@ -393,7 +439,7 @@ int RunAgent(int argc, char** argv) {
   std::string current_version = (*snap)->version;
   absl::StatusOr<std::unique_ptr<source::FileWatcher>> watcher =
       source::FileWatcher::Start(
-          flags.config, *data,
+          flags.config, watched,
           [&](absl::StatusOr<std::string> contents) {
             if (!contents.ok()) {
               sink.Emit(EventKind::kError, current_version,
@@ -417,6 +463,13 @@ int RunAgent(int argc, char** argv) {
             announce(**next, *contents);
             publisher.SetConfig(*next);
             checker.Update((*next)->config);
+            save_last_good(*contents, current_version);
+            if (stale) {
+              stale = false;
+              sink.Emit(EventKind::kFresh, current_version, flags.config);
+              Log(internal::kInfo,
+                  "mesh agent: the config source answered; no longer stale");
+            }
             sink.Emit(EventKind::kApplied, current_version, flags.config);
             Log(internal::kInfo,
                 absl::StrCat("config version ", current_version, " applied"));

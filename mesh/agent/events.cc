@@ -18,6 +18,7 @@ constexpr std::pair<EventKind, absl::string_view> kNames[] = {
     {EventKind::kSynced, "synced"},   {EventKind::kIdentity, "identity"},
     {EventKind::kAuthz, "authz"},     {EventKind::kConfig, "config"},
     {EventKind::kPlan, "plan"},       {EventKind::kLoad, "load"},
+    {EventKind::kStale, "stale"},     {EventKind::kFresh, "fresh"},
 };
 }  // namespace
 

@@ -35,6 +35,10 @@ enum class EventKind {
   kLoad,      // A load report: TEXT = "HOSTNAME\n" then one line
               // "LOCALITY SUCCEEDED FAILED ISSUED" per locality, counts of
               // call attempts since the previous report.
+  kStale,     // The source could not give a valid config at start: VERSION
+              // (the last-known-good copy, saved at the time in TEXT's
+              // first line) is served; TEXT's other lines say why.
+  kFresh,     // The source answered again: the running config is current.
 };
 
 struct Event {

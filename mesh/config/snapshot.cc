@@ -8,7 +8,7 @@
 namespace mesh {
 namespace config {
 
-std::string ContentVersion(absl::string_view data) {
+std::string Sha256Hex(absl::string_view data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) !=
@@ -16,8 +16,11 @@ std::string ContentVersion(absl::string_view data) {
     return "unknown";
   }
   return absl::BytesToHexString(
-             absl::string_view(reinterpret_cast<const char*>(md), len))
-      .substr(0, 12);
+      absl::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+std::string ContentVersion(absl::string_view data) {
+  return Sha256Hex(data).substr(0, 12);
 }
 
 std::string Snapshot::ServingVersion() const {

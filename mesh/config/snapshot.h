@@ -34,6 +34,8 @@ struct Snapshot {
   std::string ServingVersion() const;
 };
 
+// Hex SHA-256 of `data` (64 digits).
+std::string Sha256Hex(absl::string_view data);
 // Hex SHA-256 prefix of `data` (12 digits).
 std::string ContentVersion(absl::string_view data);
 

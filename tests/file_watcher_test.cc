@@ -120,6 +120,35 @@ TEST_F(FileWatcherTest, ReportsADeletedFileThenItsReturn) {
   EXPECT_EQ(Next(), "v2");
 }
 
+// 1000 rapid atomic rewrites: every report is one of the versions written,
+// whole (never half a file), in order, and the last one is the last written.
+TEST_F(FileWatcherTest, RapidRewritesEndWithTheLastVersionNoneHalfRead) {
+  // Versions of different lengths, each ending in its own number: a torn
+  // read would show as a text that is not one of them.
+  auto version = [](int i) {
+    return std::string(100 + (i * 37) % 900, 'a' + i % 26) + "#" +
+           std::to_string(i) + "\n";
+  };
+  WriteFile(path_, version(0));
+  Watch(version(0));
+  constexpr int kRewrites = 1000;
+  for (int i = 1; i <= kRewrites; ++i) ReplaceAtomically(version(i));
+  int last = 0;
+  while (last != kRewrites) {
+    const std::string e = Next();
+    ASSERT_NE(e, "TIMEOUT") << "last seen: version " << last;
+    const size_t hash = e.rfind('#');
+    ASSERT_NE(hash, std::string::npos) << e.substr(0, 80);
+    const int i = std::stoi(e.substr(hash + 1));
+    ASSERT_EQ(e, version(i)) << "a torn read of version " << i;
+    ASSERT_GT(i, last) << "reported out of order";
+    last = i;
+  }
+  // Nothing after the last version.
+  internal::MutexLock l(&mu_);
+  EXPECT_TRUE(events_.empty());
+}
+
 TEST(FileWatcherStartTest, FailsClearlyForAMissingDirectory) {
   auto w = FileWatcher::Start("/nonexistent-dir/mesh.yaml", "",
                               [](absl::StatusOr<std::string>) {});

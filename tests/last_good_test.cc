@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "examples/greeter/greeter.grpc.pb.h"
+#include "mesh/config/snapshot.h"
 #include "mesh/mesh.h"
 #include "mesh/source/last_good.h"
 #include "tests/backend.h"
@@ -172,6 +173,29 @@ TEST_F(LastGoodTest, AnInvalidSourceAlsoFallsBackButACorruptCopyDoesNot) {
   EXPECT_TRUE(absl::StrContains(m.status().message(),
                                 "last-known-good config is corrupt"))
       << m.status().message();
+}
+
+TEST_F(LastGoodTest, RapidRewritesEndWithTheLastVersionAppliedAndSaved) {
+  testing::Backend a("a", "r1/z1/c1");
+  a.Start();
+  WriteFile(tmp_.path() + "/mesh.yaml", Config(a));
+  auto m = Mesh::Create(Options());
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::string last;
+  for (int i = 1; i <= 1000; ++i) {
+    last = absl::StrCat("# rewrite ", i, "\n", Config(a));
+    WriteFile(tmp_.path() + "/mesh.yaml", last);
+  }
+  const std::string want = config::ContentVersion(last);
+  EXPECT_TRUE((*m)->WaitForStatus(
+      [&](const MeshStatus& s) { return s.config_version == want; },
+      absl::Seconds(20)))
+      << (*m)->GetStatus().config_version;
+  EXPECT_EQ((*m)->GetStatus().configs_rejected, 0u) << "a half-read file";
+  auto saved = source::LoadLastGood(tmp_.path() + "/state");
+  ASSERT_TRUE(saved.ok());
+  EXPECT_EQ(saved->text, last);
+  EXPECT_EQ(ServedBy(**m), "a");
 }
 
 }  // namespace

@@ -439,6 +439,33 @@ TEST_F(GatewayTest, UnknownHostOrMethodIsUnimplemented) {
   EXPECT_TRUE(AwaitStat("no_route", 2));
 }
 
+// Load balancers in front of the gateway check it without a key.
+TEST_F(GatewayTest, ServesHealthChecksWithoutAKey) {
+  grpc::GenericStub generic(Outside("api.example.test"));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, "");
+  grpc::Slice empty("");  // An empty HealthCheckRequest: the server itself.
+  grpc::ByteBuffer req(&empty, 1), resp;
+  std::atomic<bool> done{false};
+  grpc::Status st;
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
+                    &req, &resp, [&](grpc::Status s) {
+                      st = s;
+                      done = true;
+                    });
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (!done && absl::Now() < end) absl::SleepFor(absl::Milliseconds(2));
+  ASSERT_TRUE(done);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(resp.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& sl : slices) {
+    bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  }
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+}
+
 TEST_F(GatewayTest, CallersWithoutAValidKeyAreRefused) {
   HelloReply reply;
   grpc::Status st = Hello("api.example.test", "", "x", &reply);

@@ -4,7 +4,8 @@
 # installs only what is missing and re-extracts the protos only when the pinned
 # version changes. Usage: bazel/setup.sh [--with-test-tools] [--with-bench-tools]
 # (--with-test-tools also installs what only the tests need: chromium for the
-# status page test, iproute2 for the network-namespace test;
+# status page test, iproute2 for the network-namespace test, etcd-server for
+# the etcd tests;
 # --with-bench-tools what the benchmarks compare against: nginx, haproxy.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +20,11 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   openssl procps
+  golang-etcd-server-dev
 )
 
 # Only the tests need these (tests/run.sh asks for them).
-TEST_PACKAGES=(chromium iproute2)
+TEST_PACKAGES=(chromium iproute2 etcd-server)
 # Only the benchmarks need these (a proxy to compare a hop with).
 BENCH_PACKAGES=(nginx haproxy)
 for flag in "$@"; do
@@ -87,4 +89,41 @@ if [ "$(cat "$DEST/.stamp" 2>/dev/null || true)" != "$XDS_SHA256" ]; then
   echo 'workspace(name = "xds_protos")' > "$DEST/WORKSPACE"
   echo "$XDS_SHA256" > "$DEST/.stamp"
   say "xDS protos ready in $DEST"
+fi
+
+# The etcd v3 API protos, from Debian's golang-etcd-server-dev, without the
+# gogoproto and google.api.http options (Go and REST-gateway annotations:
+# they do not change the wire format, and would need two more proto trees).
+ETCD_SRC=/usr/share/gocode/src/go.etcd.io/etcd
+ETCD_VERSION=$(dpkg-query -W -f='${Version}' golang-etcd-server-dev)
+DEST=.deps/etcd-protos
+if [ "$(cat "$DEST/.stamp" 2>/dev/null || true)" != "$ETCD_VERSION" ]; then
+  say "extracting the etcd protos from golang-etcd-server-dev $ETCD_VERSION"
+  rm -rf "$DEST"
+  for f in etcdserver/etcdserverpb/rpc.proto mvcc/mvccpb/kv.proto auth/authpb/auth.proto; do
+    mkdir -p "$DEST/etcd/$(dirname $f)"
+    python3 - "$ETCD_SRC/$f" "$DEST/etcd/$f" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+text = re.sub(r'import "(gogoproto/gogo|google/api/annotations)\.proto";\n', "", text)
+text = re.sub(r'option \(gogoproto\.[^;]*;\n', "", text)
+# option (google.api.http) = { ... }; with nested braces.
+while True:
+    start = text.find("option (google.api.http) = {")
+    if start < 0:
+        break
+    i, depth = text.index("{", start), 0
+    while True:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+        if depth == 0:
+            break
+    text = text[:start] + text[text.index(";", i) + 1:]
+text = re.sub(r'\s*\[\(gogoproto\.[^\]]*\]', "", text)
+open(sys.argv[2], "w").write(text)
+PY
+  done
+  echo 'workspace(name = "etcd_protos")' > "$DEST/WORKSPACE"
+  echo "$ETCD_VERSION" > "$DEST/.stamp"
+  say "etcd protos ready in $DEST"
 fi

@@ -51,6 +51,11 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
   // Any member will do; a lost one is left for the next.
   args.SetLoadBalancingPolicyName("round_robin");
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS stays at its default: it is also
+  // gRPC's minimum connect timeout, and against etcd 3.4 any value tried
+  // (100 ms, 1 s) failed every handshake ("tcp handshaker shutdown"). With
+  // the default (20 s) a first connection to a just-started etcd can take
+  // that long: see mesh/source/README.md.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);

@@ -171,16 +171,7 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
     up_.StartWrite(&request_);
   }
   void OnWriteDone(bool ok) override {
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      down_write_pending_ = false;
-      finish = up_done_ && !finish_called_;
-      if (finish) finish_called_ = true;
-    }
-    if (finish) {
-      FinishDown();
-    } else if (ok) {
+    if (ok) {
       up_.StartRead(&response_);
     } else {
       up_ctx_.TryCancel();  // The outside caller is gone.
@@ -204,10 +195,8 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
       return;
     }
     ForwardInitialMetadata();
-    {
-      absl::MutexLock lock(&mu_);
-      down_write_pending_ = true;
-    }
+    // The response flow's hold stays until this write is done, so UpDone
+    // (and Finish) cannot come while it is in flight.
     StartWrite(&response_);
   }
   void UpWriteDone(bool ok) {
@@ -217,16 +206,14 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
       up_.RemoveHold();  // Request flow: the call into the mesh has ended.
     }
   }
+  // After every upstream operation and both holds: once, with no write to
+  // the outside caller in flight.
   void UpDone(const grpc::Status& status) {
-    bool finish = false;
     {
       absl::MutexLock lock(&mu_);
-      up_done_ = true;
       if (up_status_.ok()) up_status_ = status;  // Keep our own error.
-      finish = !down_write_pending_ && !finish_called_;
-      if (finish) finish_called_ = true;
     }
-    if (finish) FinishDown();
+    FinishDown();
     Unref();
   }
 
@@ -265,14 +252,11 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
   // Gives the outside call the destination's initial metadata, once; it
   // goes out with the first message (or the status), as a gRPC C++ server
   // sends it, which saves a batch per call over sending it on its own.
+  // Called from upstream reactions only, which gRPC runs one after another
+  // and all before UpDone.
   void ForwardInitialMetadata() {
-    absl::MutexLock lock(&mu_);
-    if (initial_metadata_sent_ || finish_called_) return;
+    if (initial_metadata_sent_) return;
     initial_metadata_sent_ = true;
-    CopyInitialMetadata();
-  }
-
-  void CopyInitialMetadata() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const auto& [k, v] : up_ctx_.GetServerInitialMetadata()) {
       const std::string key(k.data(), k.size());
       if (ForwardResponseHeader(key)) {
@@ -281,18 +265,14 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
     }
   }
 
-  // Called once (finish_called_ set by the caller). Not under the lock:
-  // Finish may run OnDone inline.
+  // Once, from UpDone. Not under the lock: Finish may run OnDone inline.
   void FinishDown() {
     grpc::Status status;
     {
       absl::MutexLock lock(&mu_);
       status = up_status_;
-      if (!initial_metadata_sent_) {  // Sent along with the status.
-        initial_metadata_sent_ = true;
-        CopyInitialMetadata();
-      }
     }
+    ForwardInitialMetadata();  // If no message carried it: with the status.
     for (const auto& [k, v] : up_ctx_.GetServerTrailingMetadata()) {
       const std::string key(k.data(), k.size());
       if (ForwardResponseHeader(key)) {
@@ -319,10 +299,7 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
   std::atomic<int> refs_{2};   // This reactor's OnDone and Upstream's.
 
   absl::Mutex mu_;
-  bool initial_metadata_sent_ ABSL_GUARDED_BY(mu_) = false;
-  bool down_write_pending_ ABSL_GUARDED_BY(mu_) = false;
-  bool up_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool initial_metadata_sent_ = false;  // Upstream reactions only.
   grpc::Status up_status_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -241,10 +241,10 @@ std::string Keeper::Reload(bool first) {
     // Modification times strictly later than the generation in force (also
     // one written by an earlier agent of this process).
     struct stat in_force;
-    if (stat(CertPath(out_dir_).c_str(), &in_force) == 0) {
-      generation_mtime_ = std::max(generation_mtime_, in_force.st_mtime);
-    }
-    const time_t mtime = std::max(time(nullptr), generation_mtime_ + 1);
+    const time_t previous_mtime =
+        stat(CertPath(out_dir_).c_str(), &in_force) == 0 ? in_force.st_mtime
+                                                         : 0;
+    const time_t mtime = std::max(time(nullptr), previous_mtime + 1);
     mkdir(dir.c_str(), 0700);
     for (const auto& [file, data, mode] :
          {std::tuple<const char*, const std::string&, mode_t>{
@@ -268,7 +268,6 @@ std::string Keeper::Reload(bool first) {
     // case gRPC is reading it right now.
     RemoveGenerations(out_dir_, name, previous);
     generation_ = gen;
-    generation_mtime_ = mtime;
     cert_ = cert;
     key_ = key;
     bundle_ = bundle;

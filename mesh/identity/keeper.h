@@ -81,8 +81,7 @@ class Keeper {
   OnError on_error_;
   // What is in force (written to out_dir_).
   std::string cert_, key_, bundle_;
-  int generation_ = 0;         // The last gen-N written.
-  time_t generation_mtime_ = 0;  // Its files' modification time.
+  int generation_ = 0;  // The last gen-N written.
 
   internal::Mutex mu_;
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;

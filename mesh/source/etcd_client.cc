@@ -130,9 +130,9 @@ EtcdClient::Watcher::Watcher(std::shared_ptr<grpc::Channel> channel,
 }
 
 EtcdClient::Watcher::~Watcher() {
-  stop_ = true;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(&mu_);
+    stop_ = true;  // Also ends a backoff wait.
     if (ctx_ != nullptr) ctx_->TryCancel();
   }
   thread_.join();
@@ -141,11 +141,11 @@ EtcdClient::Watcher::~Watcher() {
 void EtcdClient::Watcher::Run() {
   auto stub = etcdserverpb::Watch::NewStub(channel_);
   absl::Duration backoff = absl::Milliseconds(100);
-  while (!stop_) {
+  while (true) {
     grpc::ClientContext ctx;
     RequireLeader(&ctx);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      internal::MutexLock lock(&mu_);
       if (stop_) break;
       ctx_ = &ctx;
     }
@@ -184,18 +184,20 @@ void EtcdClient::Watcher::Run() {
     if (compacted) ctx.TryCancel();
     const grpc::Status st = stream->Finish();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      internal::MutexLock lock(&mu_);
       ctx_ = nullptr;
+      if (compacted || stop_) break;
     }
-    if (compacted || stop_) break;
     if (cb_.on_error) {
       cb_.on_error(absl::StrCat("etcd watch of ", prefix_, " broke (",
                                 st.error_message(), "); resuming from revision ",
                                 next_.load()));
     }
-    // Bounded backoff before the next stream; stop promptly.
-    const absl::Time until = absl::Now() + backoff;
-    while (!stop_ && absl::Now() < until) absl::SleepFor(absl::Milliseconds(10));
+    // Bounded backoff before the next stream, cut short by stopping.
+    {
+      internal::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(internal::Condition(&stop_), backoff)) break;
+    }
     backoff = std::min(backoff * 2, absl::Seconds(2));
   }
 }

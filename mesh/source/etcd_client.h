@@ -20,7 +20,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
+#include "mesh/common/sync.h"
 
 namespace mesh {
 namespace source {
@@ -113,9 +113,9 @@ class EtcdClient::Watcher {
   const std::string prefix_;
   const WatchCallbacks cb_;
   std::atomic<int64_t> next_;
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  grpc::ClientContext* ctx_ = nullptr;  // The stream in progress (mu_).
+  internal::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;  // In progress.
   std::thread thread_;
 };
 

@@ -136,7 +136,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "f.yaml:6:11: services[0].port: must be between 1 and 65535, "
                 "got 0\n"
                 "f.yaml:7:5: services[0].replicas: unknown field (expected "
-                "one of: name, namespace, hostname, port, endpoints, "
+                "one of: name, namespace, hostname, port, endpoints, dns, "
                 "localityPolicy, healthCheck, subsets, routes, identity, authorization)"},
         BadCase{"DuplicateServiceAndHostname",
                 "apiVersion: mesh/v1\ntrustDomain: a\nservices:\n"

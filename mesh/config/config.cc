@@ -375,6 +375,31 @@ void ReadLocality(Reader& r, const YAML::Node& parent, const std::string& path,
   }
 }
 
+void ReadLabels(Reader& r, const YAML::Node& node, const std::string& path,
+                std::map<std::string, std::string>* out) {
+  const YAML::Node labels = node["labels"];
+  const std::string lpath = Reader::Join(path, "labels");
+  if (!labels.IsDefined() || labels.IsNull()) return;
+  if (!labels.IsMap()) {
+    r.Error(labels.Mark(), lpath,
+            absl::StrCat("must be a map, got ", Reader::Kind(labels)));
+    return;
+  }
+  for (const auto& kv : labels) {
+    const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+    const std::string field = Reader::Join(lpath, key);
+    if (!IsToken(key, true)) {
+      r.Error(kv.first.Mark(), field,
+              "label keys must be 1-128 letters, digits, '.', '_', '-' or "
+              "'/'");
+    } else if (!kv.second.IsScalar()) {
+      r.Error(kv.second.Mark(), field, "label values must be strings");
+    } else if (!out->emplace(key, kv.second.Scalar()).second) {
+      r.Error(kv.first.Mark(), field, "duplicate key");
+    }
+  }
+}
+
 void ReadEndpoint(Reader& r, const YAML::Node& node, const std::string& path,
                   Endpoint* ep) {
   if (!r.ExpectMap(node, path, {"address", "port", "locality", "weight",
@@ -405,27 +430,100 @@ void ReadEndpoint(Reader& r, const YAML::Node& node, const std::string& path,
                            Reader::Quote(health)));
     }
   }
-  const YAML::Node labels = node["labels"];
-  const std::string lpath = Reader::Join(path, "labels");
-  if (labels.IsDefined() && !labels.IsNull()) {
-    if (!labels.IsMap()) {
-      r.Error(labels.Mark(), lpath,
-              absl::StrCat("must be a map, got ", Reader::Kind(labels)));
-    } else {
-      for (const auto& kv : labels) {
-        const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
-        const std::string field = Reader::Join(lpath, key);
-        if (!IsToken(key, true)) {
-          r.Error(kv.first.Mark(), field,
-                  "label keys must be 1-128 letters, digits, '.', '_', '-' "
-                  "or '/'");
-        } else if (!kv.second.IsScalar()) {
-          r.Error(kv.second.Mark(), field, "label values must be strings");
-        } else if (!ep->labels.emplace(key, kv.second.Scalar()).second) {
-          r.Error(kv.first.Mark(), field, "duplicate key");
-        }
+  ReadLabels(r, node, path, &ep->labels);
+}
+
+// A service's `endpoints` (or an endpoint set's): no address:port twice.
+void ReadEndpointList(Reader& r, const YAML::Node& eps,
+                      const std::string& epath, std::vector<Endpoint>* out) {
+  if (!eps.IsSequence()) {
+    r.Error(eps.Mark(), epath,
+            absl::StrCat("must be a list, got ", Reader::Kind(eps)));
+    return;
+  }
+  std::map<std::string, int> seen;  // "addr:port" -> index
+  for (size_t i = 0; i < eps.size(); ++i) {
+    const std::string p = absl::StrCat(epath, "[", i, "]");
+    Endpoint ep;
+    ReadEndpoint(r, eps[i], p, &ep);
+    const std::string key = absl::StrCat(ep.address, ":", ep.port);
+    if (!ep.address.empty() && ep.port != 0) {
+      auto [it, inserted] = seen.emplace(key, static_cast<int>(i));
+      if (!inserted) {
+        r.Error(eps[i].Mark(), p,
+                absl::StrCat("duplicate endpoint ", key, " (also ", epath,
+                             "[", it->second, "])"));
       }
     }
+    out->push_back(std::move(ep));
+  }
+}
+
+// A DNS name as queried: labels of letters, digits, '-' and '_' (SRV names
+// start with "_service._proto").
+bool IsQueryName(absl::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(s, '.')) {
+    if (label.empty() || label.size() > 63) return false;
+    for (char c : label) {
+      if (!(absl::ascii_isalnum(c) || c == '-' || c == '_')) return false;
+    }
+  }
+  return true;
+}
+
+void ReadDns(Reader& r, const YAML::Node& list, const std::string& path,
+             std::vector<DnsEndpoints>* out) {
+  if (!list.IsSequence()) {
+    r.Error(list.Mark(), path,
+            absl::StrCat("must be a list, got ", Reader::Kind(list)));
+    return;
+  }
+  std::set<std::string> seen;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string p = absl::StrCat(path, "[", i, "]");
+    const YAML::Node n = list[i];
+    if (!r.ExpectMap(n, p, {"name", "srv", "port", "locality", "weight",
+                            "labels"})) {
+      continue;
+    }
+    DnsEndpoints d;
+    d.line = n.Mark().line + 1;
+    std::string srv;
+    const bool has_name = r.String(n, "name", p, false, &d.name);
+    const bool has_srv = r.String(n, "srv", p, false, &srv);
+    if (has_srv && !has_name) {
+      d.srv = true;
+      d.name = srv;
+    }
+    if (has_name == has_srv) {
+      r.Error(n.Mark(), p,
+              has_name ? "give either `name` (A/AAAA records) or `srv` "
+                         "(SRV records), not both"
+                       : "needs `name` (A/AAAA records, with `port`) or "
+                         "`srv` (SRV records)");
+      continue;
+    }
+    const std::string field = Reader::Join(p, d.srv ? "srv" : "name");
+    if (!IsQueryName(d.name)) {
+      r.Error(n[d.srv ? "srv" : "name"].Mark(), field,
+              absl::StrCat("must be a DNS name, got ", Reader::Quote(d.name)));
+    }
+    if (d.srv) {
+      if (n["port"].IsDefined() || n["weight"].IsDefined()) {
+        r.Error(n.Mark(), p,
+                "`port` and `weight` come from the SRV records; remove them");
+      }
+    } else {
+      r.Uint(n, "port", p, true, 1, 65535, &d.port);
+      r.Uint(n, "weight", p, false, 1, 10000, &d.weight);
+    }
+    ReadLocality(r, n, Reader::Join(p, "locality"), &d.locality);
+    ReadLabels(r, n, p, &d.labels);
+    if (!seen.insert(d.Key()).second) {
+      r.Error(n.Mark(), p, absl::StrCat("duplicate DNS entry ", d.Key()));
+    }
+    out->push_back(std::move(d));
   }
 }
 
@@ -1208,7 +1306,7 @@ void ReadAuthorization(Reader& r, const YAML::Node& n, const std::string& p,
 void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
                  Service* svc, std::vector<PendingDestination>* pending) {
   if (!r.ExpectMap(node, path, {"name", "namespace", "hostname", "port",
-                                "endpoints", "localityPolicy", "healthCheck",
+                                "endpoints", "dns", "localityPolicy", "healthCheck",
                                 "subsets", "routes", "identity",
                                 "authorization"})) {
     return;
@@ -1262,36 +1360,17 @@ void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
                absl::StrCat(svc->namespace_name, "/", svc->name),
                &svc->routes, pending);
   }
+  if (node["dns"].IsDefined() && !node["dns"].IsNull()) {
+    ReadDns(r, node["dns"], path + ".dns", &svc->dns);
+  }
   const YAML::Node eps = node["endpoints"];
-  const std::string epath = Reader::Join(path, "endpoints");
   if (!eps.IsDefined() || eps.IsNull()) return;  // No instances (yet).
-  if (!eps.IsSequence()) {
-    r.Error(eps.Mark(), epath,
-            absl::StrCat("must be a list, got ", Reader::Kind(eps)));
-    return;
-  }
-  std::map<std::string, int> seen;  // "addr:port" -> index
-  for (size_t i = 0; i < eps.size(); ++i) {
-    const std::string p = absl::StrCat(epath, "[", i, "]");
-    Endpoint ep;
-    ReadEndpoint(r, eps[i], p, &ep);
-    const std::string key = absl::StrCat(ep.address, ":", ep.port);
-    if (!ep.address.empty() && ep.port != 0) {
-      auto [it, inserted] = seen.emplace(key, static_cast<int>(i));
-      if (!inserted) {
-        r.Error(eps[i].Mark(), p,
-                absl::StrCat("duplicate endpoint ", key, " (also ", epath,
-                             "[", it->second, "])"));
-      }
-    }
-    svc->endpoints.push_back(std::move(ep));
-  }
+  ReadEndpointList(r, eps, Reader::Join(path, "endpoints"), &svc->endpoints);
 }
 
-}  // namespace
-
-absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
-    absl::string_view yaml, absl::string_view filename) {
+// YAML text to a node, with the checks and messages every document gets.
+absl::StatusOr<YAML::Node> LoadYaml(absl::string_view yaml,
+                                    absl::string_view filename) {
   if (yaml.size() > kMaxConfigBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat(filename, ": file is ", yaml.size(),
@@ -1308,9 +1387,8 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
         absl::StrCat(filename, ":", line, ":", col,
                      ": contains a NUL byte: a config must be text"));
   }
-  YAML::Node root;
   try {
-    root = YAML::Load(std::string(yaml));
+    return YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     // e.mark is 0-based; e.msg is yaml-cpp's own text.
     return absl::InvalidArgumentError(Printable(
@@ -1320,6 +1398,31 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
                            e.mark.column + 1, ": YAML syntax error: ",
                            e.msg)));
   }
+}
+
+// YAML double-quoted scalar (JSON escapes are valid YAML).
+std::string YamlQuote(absl::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
+    absl::string_view yaml, absl::string_view filename) {
+  absl::StatusOr<YAML::Node> loaded = LoadYaml(yaml, filename);
+  if (!loaded.ok()) return loaded.status();
+  const YAML::Node root = *std::move(loaded);
   Reader r(filename);
   auto cfg = std::make_shared<MeshConfig>();
   try {
@@ -1397,6 +1500,91 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
   }
   if (r.has_errors()) return absl::InvalidArgumentError(Printable(r.Report()));
   return std::shared_ptr<const MeshConfig>(std::move(cfg));
+}
+
+std::string DnsEndpoints::Key() const {
+  return srv ? absl::StrCat("srv ", name) : absl::StrCat(name, ":", port);
+}
+
+absl::StatusOr<EndpointSet> ParseEndpointSet(absl::string_view yaml,
+                                             absl::string_view filename) {
+  absl::StatusOr<YAML::Node> loaded = LoadYaml(yaml, filename);
+  if (!loaded.ok()) return loaded.status();
+  const YAML::Node root = *std::move(loaded);
+  if (!root.IsDefined() || root.IsNull()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(filename, ": empty (an endpoint set needs apiVersion, "
+                               "kind, service and endpoints)"));
+  }
+  Reader r(filename);
+  EndpointSet set;
+  try {
+    if (r.ExpectMap(root, "", {"apiVersion", "kind", "service",
+                               "endpoints"})) {
+      std::string api, kind;
+      if (r.String(root, "apiVersion", "", true, &api) && api != kApiVersion) {
+        r.Error(root["apiVersion"].Mark(), "apiVersion",
+                absl::StrCat("must be \"", kApiVersion, "\", got ",
+                             Reader::Quote(api)));
+      }
+      if (r.String(root, "kind", "", true, &kind) && kind != "EndpointSet") {
+        r.Error(root["kind"].Mark(), "kind",
+                absl::StrCat("must be \"EndpointSet\", got ",
+                             Reader::Quote(kind)));
+      }
+      if (r.String(root, "service", "", true, &set.service)) {
+        const std::vector<std::string> parts =
+            absl::StrSplit(set.service, '/');
+        if (parts.size() == 1) set.service = "default/" + set.service;
+        const bool ok = parts.size() <= 2 &&
+                        std::all_of(parts.begin(), parts.end(), IsDnsLabel);
+        if (!ok) {
+          r.Error(root["service"].Mark(), "service",
+                  absl::StrCat("must be \"name\" or \"namespace/name\" "
+                               "(DNS labels), got ",
+                               Reader::Quote(set.service)));
+        }
+      }
+      const YAML::Node eps = root["endpoints"];
+      if (!eps.IsDefined() || eps.IsNull()) {
+        r.Error(root.Mark(), "endpoints",
+                "required field is missing (an empty list is allowed)");
+      } else {
+        ReadEndpointList(r, eps, "endpoints", &set.endpoints);
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    r.Error(e.mark, "", absl::StrCat("YAML error: ", e.msg));
+  }
+  if (r.has_errors()) return absl::InvalidArgumentError(Printable(r.Report()));
+  return set;
+}
+
+std::string EndpointSetToYaml(const EndpointSet& set) {
+  std::string out = absl::StrCat("apiVersion: mesh/v1\nkind: EndpointSet\n",
+                                 "service: ", YamlQuote(set.service),
+                                 "\nendpoints:", set.endpoints.empty() ? " []" : "",
+                                 "\n");
+  for (const Endpoint& e : set.endpoints) {
+    absl::StrAppend(&out, "  - address: ", YamlQuote(e.address),
+                    "\n    port: ", e.port, "\n    locality: {region: ",
+                    YamlQuote(e.locality.region), ", zone: ",
+                    YamlQuote(e.locality.zone), ", cluster: ",
+                    YamlQuote(e.locality.cluster), "}\n    weight: ", e.weight,
+                    "\n");
+    if (e.health != Health::kHealthy) {
+      absl::StrAppend(&out, "    health: ",
+                      e.health == Health::kUnhealthy ? "UNHEALTHY" : "DRAINING",
+                      "\n");
+    }
+    if (!e.labels.empty()) {
+      absl::StrAppend(&out, "    labels:\n");
+      for (const auto& [k, v] : e.labels) {
+        absl::StrAppend(&out, "      ", YamlQuote(k), ": ", YamlQuote(v), "\n");
+      }
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path,

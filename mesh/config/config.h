@@ -117,6 +117,23 @@ struct HealthCheck {
   std::string service_name;  // The HealthCheckRequest.service field.
 };
 
+// Endpoints found in DNS (config `dns`, resolved by mesh/source/dns.h):
+// the A and AAAA records of `name` with `port`, or (`srv`) the SRV records
+// of `name`, each target's addresses with the record's port and weight. The
+// locality, and the labels, come from this entry.
+struct DnsEndpoints {
+  std::string name;   // "app1.cluster-2.example", "_grpc._tcp.app1.example"
+  bool srv = false;
+  uint32_t port = 0;  // A/AAAA only.
+  Locality locality;
+  uint32_t weight = 1;  // A/AAAA only; SRV records carry their own.
+  std::map<std::string, std::string> labels;
+  int line = 0;
+
+  // "srv NAME" or "NAME:PORT": names the entry in status and messages.
+  std::string Key() const;
+};
+
 // A named group of a service's endpoints, by labels (all must match).
 struct Subset {
   std::string name;
@@ -204,6 +221,8 @@ struct Service {
   // created for "hostname:port". 0 = not set.
   uint32_t port = 0;
   std::vector<Endpoint> endpoints;
+  // More endpoints, found in DNS.
+  std::vector<DnsEndpoints> dns;
   LocalityPolicy locality_policy;
   HealthCheck health_check;
   std::vector<Subset> subsets;
@@ -237,6 +256,13 @@ struct MeshConfig {
   const Service* FindByName(absl::string_view name) const;
 };
 
+// A service's endpoints published apart from the config (one etcd key per
+// cluster, docs/config.md "Sources"): `kind: EndpointSet`.
+struct EndpointSet {
+  std::string service;  // "namespace/name".
+  std::vector<Endpoint> endpoints;
+};
+
 // Hard limits on input, so that hostile files cannot exhaust the host.
 inline constexpr size_t kMaxConfigBytes = 16 << 20;
 
@@ -245,6 +271,18 @@ inline constexpr size_t kMaxConfigBytes = 16 << 20;
 // one per line, as "FILE:LINE:COL: FIELD.PATH: what is wrong".
 absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
     absl::string_view yaml, absl::string_view filename);
+
+// Parses and validates an endpoint set document:
+//   apiVersion: mesh/v1
+//   kind: EndpointSet
+//   service: app1            # or namespace/app1
+//   endpoints: [...]         # as in a service
+// Errors are reported like ParseConfig's.
+absl::StatusOr<EndpointSet> ParseEndpointSet(absl::string_view yaml,
+                                             absl::string_view filename);
+
+// The endpoint set as YAML that ParseEndpointSet reads back.
+std::string EndpointSetToYaml(const EndpointSet& set);
 
 // Reads `path` (at most kMaxConfigBytes) and calls ParseConfig. Errors reading
 // the file are NotFound / PermissionDenied / FailedPrecondition with the path.

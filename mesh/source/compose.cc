@@ -1,0 +1,229 @@
+#include "mesh/source/compose.h"
+
+#include <set>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace mesh {
+namespace source {
+namespace {
+
+// Each part of a saved composition starts with this line:
+// "--- # mesh-part KIND KEY".
+constexpr absl::string_view kMarker = "--- # mesh-part ";
+
+absl::string_view KindName(PartKind k) {
+  switch (k) {
+    case PartKind::kDocument:
+      return "document";
+    case PartKind::kEndpointSet:
+      return "endpoints";
+    case PartKind::kDns:
+      return "dns";
+  }
+  return "?";
+}
+
+}  // namespace
+
+bool Composer::SetDocument(const std::string& key, std::string text) {
+  auto it = parts_.find(key);
+  if (it != parts_.end() && it->second.kind == PartKind::kDocument &&
+      it->second.text == text) {
+    return false;
+  }
+  Part p{PartKind::kDocument, std::move(text)};
+  p.document = config::ParseConfig(p.text, key);
+  parts_.insert_or_assign(key, std::move(p));
+  return true;
+}
+
+bool Composer::SetEndpointSet(const std::string& key, std::string text) {
+  auto it = parts_.find(key);
+  if (it != parts_.end() && it->second.kind == PartKind::kEndpointSet &&
+      it->second.text == text) {
+    return false;
+  }
+  Part p{PartKind::kEndpointSet, std::move(text)};
+  p.set = config::ParseEndpointSet(p.text, key);
+  parts_.insert_or_assign(key, std::move(p));
+  return true;
+}
+
+bool Composer::SetDnsAnswer(const std::string& key, config::EndpointSet set) {
+  std::string text = config::EndpointSetToYaml(set);
+  auto it = parts_.find(key);
+  if (it != parts_.end() && it->second.kind == PartKind::kDns &&
+      it->second.text == text) {
+    return false;
+  }
+  Part p{PartKind::kDns, std::move(text)};
+  p.set = std::move(set);
+  parts_.insert_or_assign(key, std::move(p));
+  return true;
+}
+
+bool Composer::Remove(const std::string& key) { return parts_.erase(key) > 0; }
+
+int Composer::RemovePrefix(absl::string_view prefix) {
+  int n = 0;
+  for (auto it = parts_.lower_bound(std::string(prefix));
+       it != parts_.end() && absl::StartsWith(it->first, prefix);) {
+    it = parts_.erase(it);
+    ++n;
+  }
+  return n;
+}
+
+std::vector<std::string> Composer::Keys() const {
+  std::vector<std::string> keys;
+  for (const auto& [k, p] : parts_) keys.push_back(k);
+  return keys;
+}
+
+absl::StatusOr<Composer::Result> Composer::Compose() const {
+  std::vector<std::string> errors;
+  const std::pair<const std::string, Part>* doc = nullptr;
+  for (const auto& kp : parts_) {
+    if (kp.second.kind != PartKind::kDocument) continue;
+    if (doc != nullptr) {
+      errors.push_back(absl::StrCat(
+          "two config documents, ", doc->first, " and ", kp.first,
+          ": give the config in one place (the other may hold endpoint sets "
+          "only)"));
+      continue;
+    }
+    doc = &kp;
+  }
+  if (doc == nullptr) {
+    errors.push_back(
+        "no config document yet (the config file, or the etcd key "
+        "PREFIX/config)");
+  } else if (!doc->second.document.ok()) {
+    errors.push_back(std::string(doc->second.document.status().message()));
+  }
+  if (!errors.empty() && (doc == nullptr || !doc->second.document.ok())) {
+    return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  }
+  const config::MeshConfig& base = **doc->second.document;
+  // The document alone (the common case of one file) is used as it is.
+  const bool alone = parts_.size() == 1;
+  std::shared_ptr<config::MeshConfig> cfg;
+  if (!alone) cfg = std::make_shared<config::MeshConfig>(base);
+  std::map<std::string, size_t> by_name;  // "namespace/name" -> index
+  if (cfg != nullptr) {
+    for (size_t i = 0; i < cfg->services.size(); ++i) {
+      const config::Service& s = cfg->services[i];
+      by_name.emplace(absl::StrCat(s.namespace_name, "/", s.name), i);
+    }
+  }
+  // Where each address:port of a service came from, for services that get
+  // endpoints from more than the document.
+  std::map<size_t, std::map<std::string, std::string>> origin;
+  for (const auto& [key, part] : parts_) {
+    if (part.kind == PartKind::kDocument) continue;
+    if (!part.set.ok()) {
+      errors.push_back(std::string(part.set.status().message()));
+      continue;
+    }
+    auto svc = by_name.find(part.set->service);
+    if (svc == by_name.end()) {
+      errors.push_back(absl::StrCat(
+          key, ": service ", part.set->service, " is not in the config (",
+          doc->first, "); add it there first"));
+      continue;
+    }
+    config::Service& s = cfg->services[svc->second];
+    auto [seen, fresh] = origin.try_emplace(svc->second);
+    if (fresh) {
+      for (const config::Endpoint& e : base.services[svc->second].endpoints) {
+        seen->second.emplace(absl::StrCat(e.address, ":", e.port), doc->first);
+      }
+    }
+    for (const config::Endpoint& e : part.set->endpoints) {
+      const std::string addr = absl::StrCat(e.address, ":", e.port);
+      auto [at, inserted] = seen->second.emplace(addr, key);
+      if (!inserted) {
+        errors.push_back(absl::StrCat(key, ": endpoint ", addr, " of ",
+                                      part.set->service, " is also given by ",
+                                      at->second));
+        continue;
+      }
+      s.endpoints.push_back(e);
+    }
+  }
+  if (!errors.empty()) {
+    return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  }
+  Result out;
+  if (alone) {
+    out.text = doc->second.text;
+  } else {
+    // The document first, then the other parts in key order.
+    out.text = absl::StrCat(kMarker, "document ", doc->first, "\n",
+                            doc->second.text);
+    for (const auto& [key, part] : parts_) {
+      if (part.kind == PartKind::kDocument) continue;
+      if (!out.text.empty() && out.text.back() != '\n') out.text += '\n';
+      absl::StrAppend(&out.text, kMarker, KindName(part.kind), " ", key, "\n",
+                      part.text);
+    }
+  }
+  auto snap = std::make_shared<config::Snapshot>();
+  snap->version = config::ContentVersion(out.text);
+  snap->config = alone ? *doc->second.document
+                       : std::shared_ptr<const config::MeshConfig>(cfg);
+  out.snapshot = std::move(snap);
+  return out;
+}
+
+absl::StatusOr<Composer> Composer::Restore(absl::string_view text,
+                                           const std::string& name) {
+  Composer c;
+  if (!absl::StartsWith(text, kMarker)) {
+    c.SetDocument(name, std::string(text));
+    return c;
+  }
+  // Split at each marker line.
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t eol = text.find('\n', pos);
+    if (eol == absl::string_view::npos) break;
+    absl::string_view header = text.substr(pos, eol - pos);
+    if (!absl::ConsumePrefix(&header, kMarker)) {
+      return absl::DataLossError(
+          absl::StrCat(name, ": a part does not start with its marker"));
+    }
+    const size_t sp = header.find(' ');
+    if (sp == absl::string_view::npos) {
+      return absl::DataLossError(absl::StrCat(name, ": bad part marker"));
+    }
+    const absl::string_view kind = header.substr(0, sp);
+    const std::string key(header.substr(sp + 1));
+    size_t next = text.find(absl::StrCat("\n", kMarker), eol);
+    next = next == absl::string_view::npos ? text.size() : next + 1;
+    std::string body(text.substr(eol + 1, next - eol - 1));
+    if (kind == "document") {
+      c.SetDocument(key, std::move(body));
+    } else if (kind == "endpoints") {
+      c.SetEndpointSet(key, std::move(body));
+    } else if (kind == "dns") {
+      absl::StatusOr<config::EndpointSet> set =
+          config::ParseEndpointSet(body, key);
+      if (!set.ok()) return set.status();
+      c.SetDnsAnswer(key, *std::move(set));
+    } else {
+      return absl::DataLossError(
+          absl::StrCat(name, ": unknown part kind \"", kind, "\""));
+    }
+    pos = next;
+  }
+  return c;
+}
+
+}  // namespace source
+}  // namespace mesh

@@ -1,0 +1,83 @@
+// File: mesh/source/compose.h
+//
+// The merge rule: how the parts that the config sources give make one
+// config (docs/config.md, "Sources").
+//
+//   - The config document (trust domain, services, policies) comes from
+//     exactly one part: the config file or etcd's PREFIX/config key.
+//   - A service's endpoints are its `endpoints` in the document, plus every
+//     endpoint set (etcd keys under PREFIX/endpoints/) that names it, plus
+//     the DNS answers for its `dns` entries.
+//   - Conflicts are errors: no document or two of them, an endpoint set that
+//     names a service the document does not have, the same address:port
+//     twice in one service (whichever parts it comes from), a part that
+//     fails validation. A composition with any error is rejected as a whole
+//     and the message names every part at fault; the running config stays.
+//
+// Parts are parsed when they are set (and not again while their text is
+// unchanged), so one changed endpoint set costs its own parse only.
+//
+// Not thread-safe: the agent calls it under its own lock.
+
+#ifndef MESH_SOURCE_COMPOSE_H_
+#define MESH_SOURCE_COMPOSE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "mesh/config/config.h"
+#include "mesh/config/snapshot.h"
+
+namespace mesh {
+namespace source {
+
+enum class PartKind { kDocument, kEndpointSet, kDns };
+
+class Composer {
+ public:
+  // Each setter names its part by `key`, which is also how messages name it:
+  // the file's path, "etcd:KEY", "dns:NAMESPACE/NAME ENTRY". They return
+  // false when the part already had this text (nothing to compose again).
+  bool SetDocument(const std::string& key, std::string text);
+  bool SetEndpointSet(const std::string& key, std::string text);
+  bool SetDnsAnswer(const std::string& key, config::EndpointSet set);
+  bool Remove(const std::string& key);
+  // Removes every part whose key starts with `prefix`; returns how many.
+  int RemovePrefix(absl::string_view prefix);
+  // The keys of the parts there are, in order.
+  std::vector<std::string> Keys() const;
+
+  struct Result {
+    std::shared_ptr<const config::Snapshot> snapshot;
+    // Every part, for the last-known-good copy (Restore reads it back).
+    // With only a document, exactly the document's text, so the version of
+    // a lone config file is the SHA-256 of its bytes.
+    std::string text;
+  };
+  // The config the parts make, or InvalidArgument naming every problem.
+  absl::StatusOr<Result> Compose() const;
+
+  // Parts saved as Result::text. Text without part markers is one document,
+  // named `name`.
+  static absl::StatusOr<Composer> Restore(absl::string_view text,
+                                          const std::string& name);
+
+ private:
+  struct Part {
+    PartKind kind;
+    std::string text;
+    absl::StatusOr<std::shared_ptr<const config::MeshConfig>> document =
+        absl::UnknownError("");
+    absl::StatusOr<config::EndpointSet> set = absl::UnknownError("");
+  };
+  std::map<std::string, Part> parts_;
+};
+
+}  // namespace source
+}  // namespace mesh
+
+#endif  // MESH_SOURCE_COMPOSE_H_

@@ -148,6 +148,16 @@ std::string StatusJson(const AdminView& v) {
   for (const DestinationView& d : v.destinations) {
     ds.push_back(DestinationJson(d));
   }
+  std::vector<std::string> sources;
+  for (const SourceStatus& src : s.sources) {
+    sources.push_back(absl::StrCat(
+        "{\"name\":", JsonString(src.name), ",\"ok\":",
+        src.ok ? "true" : "false", ",\"where\":", JsonString(src.where),
+        ",\"version\":", JsonString(src.version),
+        ",\"last_success\":", Time(src.last_success),
+        ",\"last_error\":", JsonString(src.last_error),
+        ",\"last_error_time\":", Time(src.last_error_time), "}"));
+  }
   return absl::StrCat(
       "{\"security\":", JsonString(s.security), ",\"mtls\":",
       s.mtls ? "true" : "false", ",\"identity\":", JsonString(s.identity),
@@ -162,11 +172,11 @@ std::string StatusJson(const AdminView& v) {
       ",\"applied_version\":", JsonString(s.applied_version),
       ",\"stale\":", s.config_stale ? "true" : "false",
       ",\"stale_reason\":", JsonString(s.config_stale_reason),
-      ",\"sources\":[{\"name\":\"file\",\"path\":",
-      JsonString(v.config_path), ",\"version\":", JsonString(s.config_version),
-      ",\"last_success\":", Time(v.config_time), ",\"applied\":",
-      s.configs_applied, ",\"rejected\":", s.configs_rejected,
-      "}],\"last_error\":", JsonString(s.last_error),
+      ",\"config_time\":", Time(v.config_time),
+      ",\"configs_applied\":", s.configs_applied,
+      ",\"configs_rejected\":", s.configs_rejected,
+      ",\"sources\":[", absl::StrJoin(sources, ","),
+      "],\"last_error\":", JsonString(s.last_error),
       ",\"last_error_time\":", Time(s.last_error_time),
       ",\"nacks\":", s.nacks, ",\"health_changes\":", s.health_changes,
       ",\"last_health_change\":", JsonString(s.last_health_change),
@@ -197,8 +207,21 @@ std::string StatusText(const AdminView& v) {
       v.config_path, ", applied ", TimeText(v.config_time), "; ",
       s.configs_applied, " applied, ", s.configs_rejected,
       " rejected; stale: ",
-      s.config_stale ? "YES (last-known-good copy; the source failed)" : "no",
-      "\n", "xDS            applied ",
+      s.config_stale ? "YES (last-known-good copy; a source failed)" : "no",
+      "\n");
+  for (const SourceStatus& src : s.sources) {
+    absl::StrAppend(
+        &out, "source         ", src.name, " ", src.where, ": ",
+        src.ok ? "ok" : "FAILING", ", ", src.version.empty() ? "-" : src.version,
+        ", last success ", TimeText(src.last_success),
+        src.last_error.empty()
+            ? ""
+            : absl::StrCat("; last error ", TimeText(src.last_error_time),
+                           ": ", src.last_error.substr(0, src.last_error.find('\n'))),
+        "\n");
+  }
+  absl::StrAppend(
+      &out, "xDS            applied ",
       s.applied_version.empty() ? "(nothing yet)" : s.applied_version, "; ",
       s.nacks, " NACKs\n", "control plane  ",
       s.control_plane_running
@@ -280,6 +303,20 @@ std::string StatusPrometheus(const AdminView& v) {
       "Config edits rejected by validation (the previous one stayed), by "
       "source.",
       s.configs_rejected, {{"source", "file"}});
+  w.Family("mesh_config_source_up", "gauge",
+           "1 if the config source's last attempt succeeded.");
+  for (const SourceStatus& src : s.sources) {
+    w.Sample("mesh_config_source_up", {{"source", src.name}}, src.ok ? 1 : 0);
+  }
+  w.Family("mesh_config_source_last_success_seconds", "gauge",
+           "Unix time of the config source's last success.");
+  for (const SourceStatus& src : s.sources) {
+    w.Sample("mesh_config_source_last_success_seconds", {{"source", src.name}},
+             src.last_success == absl::InfinitePast()
+                 ? 0
+                 : absl::ToDoubleSeconds(src.last_success -
+                                         absl::UnixEpoch()));
+  }
   one("mesh_config_stale", "gauge",
       "1 if the running config is a last-known-good copy rather than a "
       "source's current one.",

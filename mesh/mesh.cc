@@ -220,8 +220,26 @@ absl::StatusOr<AgentProcess> SpawnAgent(const MeshOptions& o,
   const std::string exe = AgentPath(o);
   const bool self = exe == "/proc/self/exe";
   std::vector<std::string> args = {
-      "mesh-agent", "--config=" + o.config_path, "--socket=" + socket,
-      "--status-fd=3", "--lifeline-fd=4", "--service=" + o.service_name};
+      "mesh-agent", "--socket=" + socket, "--status-fd=3", "--lifeline-fd=4",
+      "--service=" + o.service_name};
+  if (!o.config_path.empty()) args.push_back("--config=" + o.config_path);
+  if (!o.etcd.endpoints.empty()) {
+    args.push_back("--etcd=" + absl::StrJoin(o.etcd.endpoints, ","));
+    args.push_back("--etcd-prefix=" + o.etcd.prefix);
+    const std::pair<const char*, const std::string*> more[] = {
+        {"--etcd-ca=", &o.etcd.ca_file},
+        {"--etcd-cert=", &o.etcd.cert_file},
+        {"--etcd-key=", &o.etcd.key_file},
+        {"--etcd-server-name=", &o.etcd.server_name},
+        {"--etcd-user=", &o.etcd.username},
+        {"--etcd-password-file=", &o.etcd.password_file}};
+    for (const auto& [flag, value] : more) {
+      if (!value->empty()) args.push_back(flag + *value);
+    }
+  }
+  if (!o.dns_servers.empty()) {
+    args.push_back("--dns-server=" + absl::StrJoin(o.dns_servers, ","));
+  }
   if (!o.plaintext) {
     args.push_back("--cert=" + o.identity.certificate_path);
     args.push_back("--key=" + o.identity.private_key_path);
@@ -725,6 +743,27 @@ class Mesh::Impl {
             "last-known-good version ", e.version));
         break;
       }
+      case agent::EventKind::kSource: {
+        absl::StatusOr<agent::SourceState> st =
+            agent::DecodeSourceState(e.text);
+        if (!st.ok()) break;
+        auto time = [](int64_t ms) {
+          return ms < 0 ? absl::InfinitePast() : absl::FromUnixMillis(ms);
+        };
+        SourceStatus s{st->name,    st->ok,
+                       st->where,   st->version,
+                       time(st->last_success_ms), st->last_error,
+                       time(st->last_error_ms)};
+        auto it = std::find_if(
+            status_.sources.begin(), status_.sources.end(),
+            [&](const SourceStatus& x) { return x.name == s.name; });
+        if (it == status_.sources.end()) {
+          status_.sources.push_back(std::move(s));
+        } else {
+          *it = std::move(s);
+        }
+        break;
+      }
       case agent::EventKind::kFresh:
         status_.config_stale = false;
         status_.config_stale_reason.clear();
@@ -998,8 +1037,10 @@ class Mesh::Impl {
 };
 
 absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Create(MeshOptions options) {
-  if (options.config_path.empty()) {
-    return absl::InvalidArgumentError("MeshOptions.config_path is required");
+  if (options.config_path.empty() && options.etcd.endpoints.empty()) {
+    return absl::InvalidArgumentError(
+        "MeshOptions needs a config source: config_path, etcd.endpoints, or "
+        "both");
   }
   if (options.startup_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -1031,14 +1072,12 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Create(MeshOptions options) {
   absolute(&options.identity.certificate_path);
   absolute(&options.identity.private_key_path);
   for (std::string& b : options.identity.trust_bundle_paths) absolute(&b);
-  if (options.config_path[0] != '/') {
-    // The agent may run in another working directory later: make it
-    // absolute now.
-    char cwd[4096];
-    if (getcwd(cwd, sizeof(cwd)) != nullptr) {
-      options.config_path = absl::StrCat(cwd, "/", options.config_path);
-    }
-  }
+  absolute(&options.config_path);
+  absolute(&options.state_dir);
+  absolute(&options.etcd.ca_file);
+  absolute(&options.etcd.cert_file);
+  absolute(&options.etcd.key_file);
+  absolute(&options.etcd.password_file);
   bool expected = false;
   if (!g_mesh_alive.compare_exchange_strong(expected, true)) {
     return absl::FailedPreconditionError(

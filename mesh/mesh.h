@@ -63,12 +63,40 @@ struct Identity {
   }
 };
 
+// etcd as a config source (docs/config.md, "etcd"): the config document at
+// PREFIX/config (unless a config file is given) and endpoint sets under
+// PREFIX/endpoints/, listed and then watched.
+struct EtcdSource {
+  // "IP:PORT" of each member, or one "NAME:PORT" resolving to them.
+  // Empty = no etcd.
+  std::vector<std::string> endpoints;
+  std::string prefix = "/mesh/";  // Starts and ends with '/'.
+  // TLS to etcd: the CA bundle (PEM) that signed the members' certificates,
+  // and a client certificate and key for --client-cert-auth. "" = plaintext.
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string server_name;  // If the certificates name another host.
+  // etcd users: the name, and a file holding the password (kept out of
+  // process arguments).
+  std::string username;
+  std::string password_file;
+};
+
 struct MeshOptions {
   // Path of the mesh config file (YAML, schema mesh/v1, docs/config.md). It
   // is watched: edits take effect without a restart; an edit that fails
   // validation is not applied and the previous config stays in force.
-  // REQUIRES: not empty.
+  // REQUIRES: this, `etcd`, or both (then the file holds the config
+  // document and etcd endpoint sets only).
   std::string config_path;
+
+  // etcd as a config source. Default: none.
+  EtcdSource etcd;
+
+  // DNS servers for the services' `dns` entries, "IP" or "IP:PORT".
+  // Default: empty = the system's resolver (/etc/resolv.conf).
+  std::vector<std::string> dns_servers;
 
   // This workload's own service name (sent to the control plane as the xDS
   // node cluster). Default: "" (a client that serves nothing).
@@ -134,6 +162,18 @@ struct MeshOptions {
   bool call_metrics = false;
 };
 
+// One config source's state ("file", "etcd", "dns").
+struct SourceStatus {
+  std::string name;
+  bool ok = false;    // Its last attempt succeeded.
+  std::string where;  // The path; the endpoints and prefix; the servers.
+  // What it last gave: the file's version, etcd's "revision N", "N answers".
+  std::string version;
+  absl::Time last_success = absl::InfinitePast();
+  std::string last_error;  // "" if none since the start.
+  absl::Time last_error_time = absl::InfinitePast();
+};
+
 // A point-in-time view of the mesh, for status pages and health checks.
 struct MeshStatus {
   // Version of the config the control plane serves ("" before the first),
@@ -157,6 +197,8 @@ struct MeshStatus {
   std::string config_stale_reason;
   absl::Time last_good_saved = absl::InfinitePast();
   uint64_t configs_rejected = 0;  // Edits that failed validation.
+  // Each config source, by name.
+  std::vector<SourceStatus> sources;
   uint64_t nacks = 0;             // xDS responses gRPC rejected.
   // Endpoints that active health checks (config `healthCheck`) changed, and
   // the last such change, e.g. "10.0.0.1:50051 is UNHEALTHY: ...".

@@ -61,8 +61,9 @@ function render(s) {
   sec.className = s.mtls ? "mtls" : "plain";
   sec.textContent = s.mtls ? "mTLS " + s.identity : s.security;
   document.getElementById("config").textContent =
-    "config " + s.config_version + " (applied " + s.sources[0].applied +
-    ", rejected " + s.sources[0].rejected + ")";
+    "config " + s.config_version + " (applied " + s.configs_applied +
+    ", rejected " + s.configs_rejected + (s.stale ? ", STALE" : "") + ")" +
+    s.sources.map(x => "; " + x.name + " " + (x.ok ? "ok" : "FAILING")).join("");
   const cp = s.control_plane;
   document.getElementById("cp").textContent =
     "control plane " + (cp.running ? "up" : "DOWN") + ", " + cp.restarts + " restarts";

@@ -13,62 +13,14 @@
 #include "absl/strings/match.h"
 #include "mesh/source/etcd_client.h"
 #include "mesh/telemetry/http_get.h"
-#include "tests/child.h"
-#include "tests/free_port.h"
+#include "tests/etcd_process.h"
 #include "tests/temp_dir.h"
 
 namespace mesh {
 namespace source {
 namespace {
 
-// One etcd member with its data in `dir`; restartable on the same ports.
-// Alone, or with peers (SetCluster) as one member of a cluster.
-class Etcd {
- public:
-  explicit Etcd(std::string dir, std::string name = "n1")
-      : dir_(std::move(dir)),
-        name_(std::move(name)),
-        client_(testing::FreePort()),
-        peer_(testing::FreePort()) {}
-  std::string PeerUrl() const {
-    return absl::StrCat(name_, "=http://127.0.0.1:", peer_);
-  }
-  void SetCluster(std::string initial_cluster) {
-    cluster_ = std::move(initial_cluster);
-  }
-  void Start() {
-    const std::string peer = absl::StrCat("http://127.0.0.1:", peer_);
-    const std::string client = absl::StrCat("http://127.0.0.1:", client_);
-    child_ = std::make_unique<testing::Child>(std::vector<std::string>{
-        "/usr/bin/etcd", "--name=" + name_, "--data-dir=" + dir_,
-        "--listen-client-urls=" + client, "--advertise-client-urls=" + client,
-        "--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
-        "--initial-cluster=" + (cluster_.empty() ? PeerUrl() : cluster_),
-        "--initial-cluster-token=mesh-test", "--log-level=error"});
-  }
-  void Kill() { child_.reset(); }  // SIGTERM and reap.
-  // Until etcd's own /health says the member serves (HTTP on the client
-  // port), at most `timeout`. A gRPC connection made before that can stall
-  // for gRPC's whole 20 s connect timeout (mesh/source/README.md).
-  bool AwaitHealthy(absl::Duration timeout) const {
-    const absl::Time end = absl::Now() + timeout;
-    while (absl::Now() < end) {
-      auto body = telemetry::HttpGet(endpoint(), "/health");
-      if (body.ok() && absl::StrContains(*body, "\"health\":\"true\"")) {
-        return true;
-      }
-      absl::SleepFor(absl::Milliseconds(50));  // Polls another process.
-    }
-    return false;
-  }
-  std::string endpoint() const { return absl::StrCat("127.0.0.1:", client_); }
-
- private:
-  const std::string dir_, name_;
-  const int client_, peer_;
-  std::string cluster_;
-  std::unique_ptr<testing::Child> child_;
-};
+using testing::Etcd;
 
 // Lists until etcd answers (it takes a moment to elect a leader).
 absl::StatusOr<EtcdClient::Listing> ListWhenUp(
@@ -158,7 +110,7 @@ TEST_F(EtcdClientTest, WatchDeliversEveryPutOnceInOrderAcrossARestart) {
   ASSERT_TRUE(seen.AwaitCount(20));
   // etcd down entirely, then up again on the same data: the watch resumes
   // from the revision after the last event it delivered.
-  etcd_->Kill();
+  etcd_->Stop();
   etcd_->Start();
   // The client reconnects by itself; an attempt made while etcd was
   // starting can take gRPC's 20 s connect timeout (the known issue).
@@ -200,25 +152,16 @@ TEST_F(EtcdClientTest, WatchFromACompactedRevisionSaysSo) {
   EXPECT_TRUE(seen.events.empty());
 }
 
-// A real 3-member cluster: a member is stopped between two series of puts
-// (with round_robin the watch may be on it); the watch moves on and misses
-// and repeats nothing.
+// A real 3-member cluster: the member the client is connected to (the
+// first: pick_first) is stopped between two series of puts; the watch
+// moves on to another and misses and repeats nothing.
 TEST(EtcdClusterTest, KillingAMemberLosesNoUpdate) {
   ASSERT_EQ(access("/usr/bin/etcd", X_OK), 0);
   testing::TempDir tmp("mesh-etcd3");
-  std::vector<std::unique_ptr<Etcd>> members;
-  std::string cluster;
-  for (int i = 1; i <= 3; ++i) {
-    members.push_back(std::make_unique<Etcd>(
-        absl::StrCat(tmp.path(), "/m", i), absl::StrCat("m", i)));
-    absl::StrAppend(&cluster, i > 1 ? "," : "", members.back()->PeerUrl());
-  }
+  std::vector<std::unique_ptr<Etcd>> members =
+      testing::StartCluster(tmp.path(), 3);
   std::vector<std::string> endpoints;
-  for (auto& m : members) {
-    m->SetCluster(cluster);
-    m->Start();
-    endpoints.push_back(m->endpoint());
-  }
+  for (auto& m : members) endpoints.push_back(m->endpoint());
   for (auto& m : members) ASSERT_TRUE(m->AwaitHealthy(absl::Seconds(60)));
   auto c = EtcdClient::Create({endpoints});
   ASSERT_TRUE(c.ok());

@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -26,8 +27,8 @@
 #include "mesh/identity/keeper.h"
 #include "mesh/identity/tls.h"
 #include "mesh/policy/authorization.h"
-#include "mesh/source/file_watcher.h"
 #include "mesh/source/last_good.h"
+#include "mesh/source/sources.h"
 #include "mesh/xds/ads_server.h"
 #include "mesh/xds/lrs_server.h"
 
@@ -47,6 +48,10 @@ struct Flags {
   identity::IdentityFiles identity;
   std::string identity_dir;
   std::string state_dir;  // Where the last-known-good config is kept.
+  source::EtcdOptions etcd;
+  std::string etcd_prefix = "/mesh/";
+  std::string etcd_password_file;
+  source::DnsOptions dns;
 };
 
 bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
@@ -63,7 +68,26 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
         value("--cert=", &f->identity.certificate) ||
         value("--key=", &f->identity.private_key) ||
         value("--identity-dir=", &f->identity_dir) ||
-        value("--state-dir=", &f->state_dir)) {
+        value("--state-dir=", &f->state_dir) ||
+        value("--etcd-prefix=", &f->etcd_prefix) ||
+        value("--etcd-ca=", &f->etcd.ca_file) ||
+        value("--etcd-cert=", &f->etcd.cert_file) ||
+        value("--etcd-key=", &f->etcd.key_file) ||
+        value("--etcd-server-name=", &f->etcd.server_name) ||
+        value("--etcd-user=", &f->etcd.username) ||
+        value("--etcd-password-file=", &f->etcd_password_file)) {
+      continue;
+    }
+    if (value("--etcd=", &v)) {
+      for (absl::string_view e : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+        f->etcd.endpoints.emplace_back(e);
+      }
+      continue;
+    }
+    if (value("--dns-server=", &v)) {
+      for (absl::string_view e : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+        f->dns.servers.emplace_back(e);
+      }
       continue;
     }
     if (value("--bundle=", &v)) {
@@ -82,9 +106,19 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
     *err = absl::StrCat("unknown flag: ", argv[i]);
     return false;
   }
-  if (f->config.empty() || f->socket.empty()) {
-    *err = "--config=PATH and --socket=PATH are required";
+  if ((f->config.empty() && f->etcd.endpoints.empty()) || f->socket.empty()) {
+    *err = "--socket=PATH and a config source (--config=PATH, --etcd=HOST:PORT"
+           "[,...], or both) are required";
     return false;
+  }
+  if (!f->etcd_password_file.empty()) {
+    absl::StatusOr<std::string> pw =
+        config::ReadFileToString(f->etcd_password_file, 4096);
+    if (!pw.ok()) {
+      *err = absl::StrCat("--etcd-password-file: ", pw.status().message());
+      return false;
+    }
+    f->etcd.password = std::string(absl::StripTrailingAsciiWhitespace(*pw));
   }
   const bool any = !f->identity.certificate.empty() ||
                    !f->identity.private_key.empty() ||
@@ -220,6 +254,15 @@ class Publisher final {
   std::shared_ptr<const config::Snapshot> current_ ABSL_GUARDED_BY(mu_);
 };
 
+std::string EncodeSourceStatus(const source::SourceStatus& st) {
+  auto ms = [](absl::Time t) {
+    return t == absl::InfinitePast() ? int64_t{-1} : absl::ToUnixMillis(t);
+  };
+  return EncodeSourceState({st.name, st.ok, st.where, st.version,
+                            ms(st.last_success), ms(st.last_error_time),
+                            st.last_error});
+}
+
 }  // namespace
 
 int RunAgent(int argc, char** argv) {
@@ -251,48 +294,6 @@ int RunAgent(int argc, char** argv) {
   }
   EventSink sink(flags.status_fd);
 
-  absl::StatusOr<std::string> data =
-      config::ReadFileToString(flags.config, config::kMaxConfigBytes);
-  absl::StatusOr<std::shared_ptr<const config::Snapshot>> snap =
-      data.ok() ? config::MakeSnapshot(*data, flags.config)
-                : absl::StatusOr<std::shared_ptr<const config::Snapshot>>(
-                      data.status());
-  // What the file watcher has already seen (not reported again).
-  std::string watched = data.ok() ? *data : "";
-  bool stale = false;
-  if (!snap.ok() && !flags.state_dir.empty()) {
-    // Start from the last config that was applied, and say so.
-    absl::StatusOr<source::LastGood> lg = source::LoadLastGood(flags.state_dir);
-    absl::StatusOr<std::shared_ptr<const config::Snapshot>> old =
-        lg.ok() ? config::MakeSnapshot(lg->text, source::LastGoodPath(
-                                                     flags.state_dir))
-                : absl::StatusOr<std::shared_ptr<const config::Snapshot>>(
-                      lg.status());
-    if (old.ok()) {
-      const std::string why = absl::StrCat(
-          "the config source failed at start:\n", snap.status().message());
-      Log(internal::kWarning,
-          absl::StrCat("mesh agent: STALE: serving the last-known-good "
-                       "config (version ", (*old)->version, ", saved ",
-                       absl::FormatTime(lg->saved), ") because ", why));
-      sink.Emit(EventKind::kStale, (*old)->version,
-                absl::StrCat(absl::ToUnixSeconds(lg->saved), "\n", why));
-      snap = std::move(old);
-      data = lg->text;
-      stale = true;
-    } else if (lg.status().code() != absl::StatusCode::kNotFound) {
-      // A corrupt copy is no fallback; say so with the source's error.
-      snap = absl::Status(snap.status().code(),
-                          absl::StrCat(snap.status().message(), "\n",
-                                       old.status().message()));
-    }
-  }
-  if (!snap.ok()) {
-    sink.Emit(EventKind::kRejected, "", snap.status().message());
-    Log(internal::kError, absl::StrCat("mesh agent: config rejected:\n",
-                                       snap.status().message()));
-    return 3;
-  }
   // Every config applied is the next start's fallback.
   auto save_last_good = [&flags](const std::string& text,
                                  const std::string& version) {
@@ -305,7 +306,104 @@ int RunAgent(int argc, char** argv) {
                        st.message()));
     }
   };
-  if (!stale) save_last_good(*data, (*snap)->version);
+  xds::AdsServer ads(&sink);
+  Publisher publisher(&ads, &sink);
+  health::HealthChecker checker(
+      [&publisher](const config::HealthOverrides& failing,
+                   const std::string& change) {
+        publisher.SetFailing(failing, change);
+      },
+      // With an identity, health checks are mTLS calls like any other.
+      flags.identity_dir.empty()
+          ? nullptr
+          : identity::MtlsCredentialsFactory(flags.identity_dir));
+  // What the application needs to know of each config it runs: its
+  // authorization policy, and the text (for its admin endpoint).
+  auto announce = [&sink, &flags](const config::Snapshot& s,
+                                  const std::string& text) {
+    sink.Emit(EventKind::kAuthz, s.version,
+              policy::Authorizer::ForService(*s.config, flags.service)
+                  .Encode());
+    sink.Emit(EventKind::kConfig, s.version, text);
+  };
+  const std::string origin =
+      flags.config.empty() ? absl::StrCat("etcd ", flags.etcd_prefix)
+                           : flags.config;
+
+  // The sources' callbacks run one at a time (under the sources' lock),
+  // from Begin() on.
+  std::string current_version;
+  bool stale = false;
+  source::Sources::Callbacks callbacks;
+  callbacks.on_config = [&](const source::Composer::Result& r, bool now_stale) {
+    const config::Snapshot& next = *r.snapshot;
+    const bool changed = next.version != current_version;
+    current_version = next.version;
+    if (changed) {
+      announce(next, r.text);
+      publisher.SetConfig(r.snapshot);
+      checker.Update(next.config);
+      save_last_good(r.text, current_version);
+    }
+    if (stale && !now_stale) {
+      stale = false;
+      sink.Emit(EventKind::kFresh, current_version, origin);
+      Log(internal::kInfo,
+          "mesh agent: every config source answered; no longer stale");
+    }
+    if (changed) {
+      sink.Emit(EventKind::kApplied, current_version, origin);
+      Log(internal::kInfo,
+          absl::StrCat("config version ", current_version, " applied"));
+    }
+  };
+  callbacks.on_rejected = [&](const std::string& why) {
+    sink.Emit(EventKind::kRejected, current_version, why);
+    Log(internal::kWarning, absl::StrCat("config rejected, keeping version ",
+                                         current_version, ":\n", why));
+  };
+  callbacks.on_error = [&](const std::string& err) {
+    sink.Emit(EventKind::kError, current_version, err);
+    Log(internal::kWarning, absl::StrCat("config source: ", err,
+                                         "; keeping version ",
+                                         current_version));
+  };
+  callbacks.on_status = [&sink](const source::SourceStatus& st) {
+    sink.Emit(EventKind::kSource, "", EncodeSourceStatus(st));
+  };
+  source::SourcesOptions so;
+  so.config_path = flags.config;
+  so.etcd = flags.etcd;
+  so.etcd_prefix = flags.etcd_prefix;
+  so.dns = flags.dns;
+  so.state_dir = flags.state_dir;
+  absl::StatusOr<std::unique_ptr<source::Sources>> sources =
+      source::Sources::Start(so, callbacks);
+  if (!sources.ok()) {
+    sink.Emit(EventKind::kRejected, "", sources.status().message());
+    Log(internal::kError, absl::StrCat("mesh agent: config rejected:\n",
+                                       sources.status().message()));
+    return 3;
+  }
+  const source::Composer::Result& initial = (*sources)->initial();
+  const std::shared_ptr<const config::Snapshot> first = initial.snapshot;
+  current_version = first->version;
+  if ((*sources)->initial_stale()) {
+    stale = true;
+    const std::string why = absl::StrCat(
+        "a config source failed at start:\n", (*sources)->stale_reason());
+    Log(internal::kWarning,
+        absl::StrCat("mesh agent: STALE: serving the last-known-good "
+                     "config (version ", first->version, ", saved ",
+                     absl::FormatTime((*sources)->last_good_saved()),
+                     ") because ", why));
+    sink.Emit(EventKind::kStale, first->version,
+              absl::StrCat(absl::ToUnixSeconds((*sources)->last_good_saved()),
+                           "\n", why));
+  } else {
+    save_last_good(initial.text, first->version);
+  }
+  const std::shared_ptr<const config::Snapshot>* snap = &first;
 
   // The application's identity: checked and in place before it is ready.
   std::unique_ptr<identity::Keeper> keeper;
@@ -331,19 +429,8 @@ int RunAgent(int argc, char** argv) {
     }
     keeper = std::move(*k);
   }
-  // What the application needs to know of each config it runs: its
-  // authorization policy, and the text (for its admin endpoint).
-  auto announce = [&sink, &flags](const config::Snapshot& s,
-                                  const std::string& text) {
-    sink.Emit(EventKind::kAuthz, s.version,
-              policy::Authorizer::ForService(*s.config, flags.service)
-                  .Encode());
-    sink.Emit(EventKind::kConfig, s.version, text);
-  };
-  announce(**snap, *data);
+  announce(**snap, initial.text);
 
-  xds::AdsServer ads(&sink);
-  Publisher publisher(&ads, &sink);
   // After each EDS ACK: the explanation of what that client now does, for
   // every service it uses (Mesh::Explain).
   sink.set_explain([&sink, &publisher](const xds::Caller& caller,
@@ -386,14 +473,6 @@ int RunAgent(int argc, char** argv) {
     }
   });
   publisher.SetConfig(*snap);
-  health::HealthChecker checker(
-      [&publisher](const config::HealthOverrides& failing,
-                   const std::string& change) {
-        publisher.SetFailing(failing, change);
-      },
-      // With an identity, health checks are mTLS calls like any other.
-      keeper == nullptr ? nullptr
-                        : identity::MtlsCredentialsFactory(flags.identity_dir));
   checker.Update((*snap)->config);
   unlink(flags.socket.c_str());  // A stale socket from a previous agent.
   // Load reports: per-locality call counts, for the application's metrics.
@@ -436,55 +515,12 @@ int RunAgent(int argc, char** argv) {
     return 4;
   }
 
-  std::string current_version = (*snap)->version;
-  absl::StatusOr<std::unique_ptr<source::FileWatcher>> watcher =
-      source::FileWatcher::Start(
-          flags.config, watched,
-          [&](absl::StatusOr<std::string> contents) {
-            if (!contents.ok()) {
-              sink.Emit(EventKind::kError, current_version,
-                        contents.status().message());
-              Log(internal::kWarning,
-                  absl::StrCat("config source: ", contents.status().message(),
-                               "; keeping version ", current_version));
-              return;
-            }
-            auto next = config::MakeSnapshot(*contents, flags.config);
-            if (!next.ok()) {
-              sink.Emit(EventKind::kRejected, current_version,
-                        next.status().message());
-              Log(internal::kWarning,
-                  absl::StrCat("config rejected, keeping version ",
-                               current_version, ":\n",
-                               next.status().message()));
-              return;
-            }
-            current_version = (*next)->version;
-            announce(**next, *contents);
-            publisher.SetConfig(*next);
-            checker.Update((*next)->config);
-            save_last_good(*contents, current_version);
-            if (stale) {
-              stale = false;
-              sink.Emit(EventKind::kFresh, current_version, flags.config);
-              Log(internal::kInfo,
-                  "mesh agent: the config source answered; no longer stale");
-            }
-            sink.Emit(EventKind::kApplied, current_version, flags.config);
-            Log(internal::kInfo,
-                absl::StrCat("config version ", current_version, " applied"));
-          });
-  if (!watcher.ok()) {
-    sink.Emit(EventKind::kError, "", watcher.status().message());
-    Log(internal::kError, absl::StrCat("mesh agent: ",
-                                       watcher.status().message()));
-    return 4;
-  }
+  (*sources)->Begin();
   sink.Emit(EventKind::kReady, (*snap)->version, flags.socket);
 
   const bool keep_identity = WaitForEnd(flags.lifeline_fd);
 
-  watcher->reset();
+  sources->reset();
   keeper.reset();
   if (flags.lifeline_fd >= 0 && !flags.identity_dir.empty() &&
       !keep_identity) {

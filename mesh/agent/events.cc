@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -19,6 +20,7 @@ constexpr std::pair<EventKind, absl::string_view> kNames[] = {
     {EventKind::kAuthz, "authz"},     {EventKind::kConfig, "config"},
     {EventKind::kPlan, "plan"},       {EventKind::kLoad, "load"},
     {EventKind::kStale, "stale"},     {EventKind::kFresh, "fresh"},
+    {EventKind::kSource, "source"},
 };
 }  // namespace
 
@@ -29,6 +31,27 @@ std::string EncodeEvent(const Event& e) {
   }
   return absl::StrCat(kind, " ", e.version.empty() ? "-" : e.version, " ",
                       absl::CEscape(e.text), "\n");
+}
+
+std::string EncodeSourceState(const SourceState& s) {
+  return absl::StrCat(s.name, "\n", s.ok ? "ok" : "error", "\n", s.where, "\n",
+                      s.version, "\n", s.last_success_ms, "\n",
+                      s.last_error_ms, "\n", s.last_error);
+}
+
+absl::StatusOr<SourceState> DecodeSourceState(absl::string_view text) {
+  std::vector<std::string> f = absl::StrSplit(text, absl::MaxSplits('\n', 6));
+  SourceState s;
+  if (f.size() != 7 || !absl::SimpleAtoi(f[4], &s.last_success_ms) ||
+      !absl::SimpleAtoi(f[5], &s.last_error_ms)) {
+    return absl::InvalidArgumentError("malformed source event");
+  }
+  s.name = f[0];
+  s.ok = f[1] == "ok";
+  s.where = f[2];
+  s.version = f[3];
+  s.last_error = f[6];
+  return s;
 }
 
 absl::StatusOr<Event> DecodeEvent(absl::string_view line) {

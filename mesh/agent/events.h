@@ -7,6 +7,7 @@
 #ifndef MESH_AGENT_EVENTS_H_
 #define MESH_AGENT_EVENTS_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -39,6 +40,7 @@ enum class EventKind {
               // (the last-known-good copy, saved at the time in TEXT's
               // first line) is served; TEXT's other lines say why.
   kFresh,     // The source answered again: the running config is current.
+  kSource,    // A config source's state (EncodeSourceStatus).
 };
 
 struct Event {
@@ -46,6 +48,19 @@ struct Event {
   std::string version;
   std::string text;
 };
+
+// A config source's state, as kSource's TEXT.
+struct SourceState {
+  std::string name;  // "file", "etcd", "dns"
+  bool ok = false;
+  std::string where;
+  std::string version;
+  int64_t last_success_ms = -1;  // Unix milliseconds; -1 = never.
+  int64_t last_error_ms = -1;
+  std::string last_error;
+};
+std::string EncodeSourceState(const SourceState& s);
+absl::StatusOr<SourceState> DecodeSourceState(absl::string_view text);
 
 std::string EncodeEvent(const Event& e);  // Ends with '\n'.
 absl::StatusOr<Event> DecodeEvent(absl::string_view line);  // Without '\n'.

@@ -79,6 +79,36 @@ int Composer::RemovePrefix(absl::string_view prefix) {
   return n;
 }
 
+int Composer::RemoveIf(const std::function<bool(const std::string&)>& pred) {
+  int n = 0;
+  for (auto it = parts_.begin(); it != parts_.end();) {
+    if (pred(it->first)) {
+      it = parts_.erase(it);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  return n;
+}
+
+void Composer::CopyFrom(const Composer& other,
+                        const std::function<bool(const std::string&)>& pred) {
+  for (const auto& [key, part] : other.parts_) {
+    if (pred(key)) parts_.insert_or_assign(key, part);
+  }
+}
+
+std::shared_ptr<const config::MeshConfig> Composer::Document() const {
+  std::shared_ptr<const config::MeshConfig> doc;
+  for (const auto& [key, part] : parts_) {
+    if (part.kind != PartKind::kDocument) continue;
+    if (doc != nullptr || !part.document.ok()) return nullptr;
+    doc = *part.document;
+  }
+  return doc;
+}
+
 std::vector<std::string> Composer::Keys() const {
   std::vector<std::string> keys;
   for (const auto& [k, p] : parts_) keys.push_back(k);

@@ -22,6 +22,7 @@
 #ifndef MESH_SOURCE_COMPOSE_H_
 #define MESH_SOURCE_COMPOSE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -48,6 +49,14 @@ class Composer {
   bool Remove(const std::string& key);
   // Removes every part whose key starts with `prefix`; returns how many.
   int RemovePrefix(absl::string_view prefix);
+  // Removes the parts whose key `pred` accepts; returns how many.
+  int RemoveIf(const std::function<bool(const std::string&)>& pred);
+  // Copies the parts of `other` whose key `pred` accepts (as they are, no
+  // parsing again).
+  void CopyFrom(const Composer& other,
+                const std::function<bool(const std::string&)>& pred);
+  // The config document, if there is exactly one and it is valid.
+  std::shared_ptr<const config::MeshConfig> Document() const;
   // The keys of the parts there are, in order.
   std::vector<std::string> Keys() const;
 

@@ -1,7 +1,11 @@
 #include "mesh/source/etcd_client.h"
 
-#include <algorithm>
+#include <arpa/inet.h>
 
+#include <algorithm>
+#include <fstream>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -35,21 +39,158 @@ std::string PrefixEnd(const std::string& prefix) {
 
 EtcdClient::EtcdClient(EtcdOptions options) : options_(std::move(options)) {}
 
-void EtcdClient::PrepareCall(grpc::ClientContext* ctx) const {
+void EtcdClient::PrepareCall(grpc::ClientContext* ctx, bool deadline) {
   RequireLeader(ctx);
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+  if (deadline) {
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+  }
+  internal::MutexLock lock(&mu_);
+  if (!token_.empty()) ctx->AddMetadata("token", token_);
 }
 EtcdClient::~EtcdClient() = default;
+
+absl::Status EtcdClient::Authenticate(bool renew) {
+  if (options_.username.empty()) return absl::OkStatus();
+  {
+    internal::MutexLock lock(&mu_);
+    if (!renew && !token_.empty()) return absl::OkStatus();
+    token_.clear();
+  }
+  grpc::ClientContext ctx;
+  PrepareCall(&ctx);
+  etcdserverpb::AuthenticateRequest req;
+  req.set_name(options_.username);
+  req.set_password(options_.password);
+  etcdserverpb::AuthenticateResponse resp;
+  const grpc::Status st = auth_->Authenticate(&ctx, req, &resp);
+  if (!st.ok()) {
+    return FromGrpc(st, "authenticate as user \"" + options_.username + "\"");
+  }
+  internal::MutexLock lock(&mu_);
+  token_ = resp.token();
+  return absl::OkStatus();
+}
+
+namespace {
+// etcd's ErrInvalidAuthToken / ErrAuthOldRevision: authenticate again.
+bool TokenRejected(const grpc::Status& st) {
+  return st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+         absl::StrContains(st.error_message(), "invalid auth token") ||
+         absl::StrContains(st.error_message(), "revision of auth store is old");
+}
+}  // namespace
+
+grpc::Status EtcdClient::WithAuth(
+    const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+  for (int attempt = 0;; ++attempt) {
+    const absl::Status a = Authenticate(/*renew=*/attempt > 0);
+    if (!a.ok()) {
+      return grpc::Status(static_cast<grpc::StatusCode>(a.code()),
+                          std::string(a.message()));
+    }
+    grpc::ClientContext ctx;
+    PrepareCall(&ctx);
+    const grpc::Status st = call(&ctx);
+    if (st.ok() || attempt > 0 || options_.username.empty() ||
+        !TokenRejected(st)) {
+      return st;
+    }
+  }
+}
 
 absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
     EtcdOptions options) {
   if (options.endpoints.empty()) {
     return absl::InvalidArgumentError("etcd: no endpoints given");
   }
+  // Every endpoint an IP literal (one channel over all of them), or a
+  // single name resolved by gRPC's DNS resolver.
+  std::vector<std::string> v4, v6;
+  for (const std::string& e : options.endpoints) {
+    const size_t colon = e.rfind(':');
+    std::string host = colon == std::string::npos ? e : e.substr(0, colon);
+    if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+      host = host.substr(1, host.size() - 2);
+    }
+    unsigned char buf[16];
+    if (colon == std::string::npos || colon + 1 == e.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "etcd endpoint \"", e, "\": give HOST:PORT, e.g. 127.0.0.1:2379"));
+    }
+    if (inet_pton(AF_INET, host.c_str(), buf) == 1) {
+      v4.push_back(e);
+    } else if (inet_pton(AF_INET6, host.c_str(), buf) == 1) {
+      v6.push_back(e);
+    }
+  }
+  std::string target;
+  if (!v4.empty() && v6.empty() && v4.size() == options.endpoints.size()) {
+    target = absl::StrCat("ipv4:", absl::StrJoin(v4, ","));
+  } else if (v4.empty() && v6.size() == options.endpoints.size()) {
+    target = absl::StrCat("ipv6:", absl::StrJoin(v6, ","));
+  } else if (options.endpoints.size() == 1 && v4.empty() && v6.empty()) {
+    target = absl::StrCat("dns:///", options.endpoints[0]);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "etcd endpoints \"", absl::StrJoin(options.endpoints, ","),
+        "\": give IP addresses of one family, or one name that resolves to "
+        "the members"));
+  }
+  std::shared_ptr<grpc::ChannelCredentials> creds =
+      grpc::InsecureChannelCredentials();
+  if (!options.ca_file.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    auto read = [](const std::string& path, const char* what,
+                   std::string* out) -> absl::Status {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("etcd ", what, " ", path, ": cannot read it"));
+      }
+      out->assign(std::istreambuf_iterator<char>(in), {});
+      if (out->find("-----BEGIN") == std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("etcd ", what, " ", path, ": not PEM"));
+      }
+      return absl::OkStatus();
+    };
+    if (absl::Status st = read(options.ca_file, "CA file", &ssl.pem_root_certs);
+        !st.ok()) {
+      return st;
+    }
+    if (options.cert_file.empty() != options.key_file.empty()) {
+      return absl::InvalidArgumentError(
+          "etcd client certificate and key go together");
+    }
+    if (!options.cert_file.empty()) {
+      if (absl::Status st =
+              read(options.cert_file, "certificate", &ssl.pem_cert_chain);
+          !st.ok()) {
+        return st;
+      }
+      if (absl::Status st =
+              read(options.key_file, "key", &ssl.pem_private_key);
+          !st.ok()) {
+        return st;
+      }
+    }
+    creds = grpc::SslCredentials(ssl);
+  } else if (!options.cert_file.empty() || !options.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "an etcd client certificate needs TLS: give the CA file too");
+  }
+  if (!options.password.empty() && options.username.empty()) {
+    return absl::InvalidArgumentError("an etcd password needs a username");
+  }
   std::unique_ptr<EtcdClient> c(new EtcdClient(std::move(options)));
   grpc::ChannelArguments args;
-  // Any member will do; a lost one is left for the next.
-  args.SetLoadBalancingPolicyName("round_robin");
+  // One member at a time (the first that answers), the next when it is
+  // lost: like etcd's own client, and it makes "the member the client is
+  // connected to" a known one.
+  args.SetLoadBalancingPolicyName("pick_first");
+  if (!c->options_.server_name.empty()) {
+    args.SetSslTargetNameOverride(c->options_.server_name);
+  }
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS stays at its default: it is also
   // gRPC's minimum connect timeout, and against etcd 3.4 any value tried
@@ -60,24 +201,23 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  c->channel_ = grpc::CreateCustomChannel(
-      absl::StrCat("ipv4:", absl::StrJoin(c->options_.endpoints, ",")),
-      grpc::InsecureChannelCredentials(), args);
+  c->channel_ = grpc::CreateCustomChannel(target, creds, args);
   c->kv_ = etcdserverpb::KV::NewStub(c->channel_);
+  c->auth_ = etcdserverpb::Auth::NewStub(c->channel_);
   return c;
 }
 
 absl::StatusOr<EtcdClient::Listing> EtcdClient::List(
     const std::string& prefix) {
-  grpc::ClientContext ctx;
-  PrepareCall(&ctx);
   etcdserverpb::RangeRequest req;
   req.set_key(prefix);
   req.set_range_end(PrefixEnd(prefix));
   req.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
   req.set_sort_target(etcdserverpb::RangeRequest::KEY);
   etcdserverpb::RangeResponse resp;
-  const grpc::Status st = kv_->Range(&ctx, req, &resp);
+  const grpc::Status st = WithAuth([&](grpc::ClientContext* ctx) {
+    return kv_->Range(ctx, req, &resp);
+  });
   if (!st.ok()) return FromGrpc(st, "range " + prefix);
   Listing out;
   out.revision = resp.header().revision();
@@ -89,25 +229,36 @@ absl::StatusOr<EtcdClient::Listing> EtcdClient::List(
 
 absl::StatusOr<int64_t> EtcdClient::Put(const std::string& key,
                                         const std::string& value) {
-  grpc::ClientContext ctx;
-  PrepareCall(&ctx);
   etcdserverpb::PutRequest req;
   req.set_key(key);
   req.set_value(value);
   etcdserverpb::PutResponse resp;
-  const grpc::Status st = kv_->Put(&ctx, req, &resp);
+  const grpc::Status st = WithAuth([&](grpc::ClientContext* ctx) {
+    return kv_->Put(ctx, req, &resp);
+  });
   if (!st.ok()) return FromGrpc(st, "put " + key);
   return resp.header().revision();
 }
 
+absl::StatusOr<int64_t> EtcdClient::Delete(const std::string& key) {
+  etcdserverpb::DeleteRangeRequest req;
+  req.set_key(key);
+  etcdserverpb::DeleteRangeResponse resp;
+  const grpc::Status st = WithAuth([&](grpc::ClientContext* ctx) {
+    return kv_->DeleteRange(ctx, req, &resp);
+  });
+  if (!st.ok()) return FromGrpc(st, "delete " + key);
+  return resp.header().revision();
+}
+
 absl::Status EtcdClient::Compact(int64_t revision) {
-  grpc::ClientContext ctx;
-  PrepareCall(&ctx);
   etcdserverpb::CompactionRequest req;
   req.set_revision(revision);
   req.set_physical(true);
   etcdserverpb::CompactionResponse resp;
-  const grpc::Status st = kv_->Compact(&ctx, req, &resp);
+  const grpc::Status st = WithAuth([&](grpc::ClientContext* ctx) {
+    return kv_->Compact(ctx, req, &resp);
+  });
   return st.ok() ? absl::OkStatus()
                  : FromGrpc(st, absl::StrCat("compact ", revision));
 }
@@ -116,13 +267,12 @@ std::unique_ptr<EtcdClient::Watcher> EtcdClient::Watch(
     const std::string& prefix, int64_t from_revision,
     WatchCallbacks callbacks) {
   return std::unique_ptr<Watcher>(
-      new Watcher(channel_, prefix, from_revision, std::move(callbacks)));
+      new Watcher(this, prefix, from_revision, std::move(callbacks)));
 }
 
-EtcdClient::Watcher::Watcher(std::shared_ptr<grpc::Channel> channel,
-                             std::string prefix, int64_t from,
-                             WatchCallbacks cb)
-    : channel_(std::move(channel)),
+EtcdClient::Watcher::Watcher(EtcdClient* client, std::string prefix,
+                             int64_t from, WatchCallbacks cb)
+    : client_(client),
       prefix_(std::move(prefix)),
       cb_(std::move(cb)),
       next_(from) {
@@ -139,24 +289,29 @@ EtcdClient::Watcher::~Watcher() {
 }
 
 void EtcdClient::Watcher::Run() {
-  auto stub = etcdserverpb::Watch::NewStub(channel_);
+  auto stub = etcdserverpb::Watch::NewStub(client_->channel_);
   absl::Duration backoff = absl::Milliseconds(100);
+  bool renew = false;  // The last stream ended on a rejected token.
   while (true) {
+    std::string auth_error;
+    if (absl::Status a = client_->Authenticate(renew); !a.ok()) {
+      auth_error = std::string(a.message());
+    }
     grpc::ClientContext ctx;
-    RequireLeader(&ctx);
+    client_->PrepareCall(&ctx, /*deadline=*/false);
     {
       internal::MutexLock lock(&mu_);
       if (stop_) break;
       ctx_ = &ctx;
     }
-    auto stream = stub->Watch(&ctx);
+    auto stream = auth_error.empty() ? stub->Watch(&ctx) : nullptr;
     etcdserverpb::WatchRequest req;
     auto* create = req.mutable_create_request();
     create->set_key(prefix_);
     create->set_range_end(PrefixEnd(prefix_));
     create->set_start_revision(next_.load());
     bool compacted = false;
-    if (stream->Write(req)) {
+    if (stream != nullptr && stream->Write(req)) {
       etcdserverpb::WatchResponse resp;
       while (stream->Read(&resp)) {
         if (resp.compact_revision() > 0) {
@@ -165,6 +320,7 @@ void EtcdClient::Watcher::Run() {
           break;
         }
         if (resp.canceled()) break;  // Reconnects below.
+        if (resp.created() && cb_.on_watching) cb_.on_watching(next_.load());
         if (resp.events_size() == 0) continue;  // Created / progress.
         std::vector<EtcdEvent> events;
         for (const mvccpb::Event& e : resp.events()) {
@@ -182,7 +338,11 @@ void EtcdClient::Watcher::Run() {
       }
     }
     if (compacted) ctx.TryCancel();
-    const grpc::Status st = stream->Finish();
+    const grpc::Status st = stream != nullptr
+                                ? stream->Finish()
+                                : grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                               auth_error);
+    renew = TokenRejected(st);
     {
       internal::MutexLock lock(&mu_);
       ctx_ = nullptr;

@@ -35,10 +35,23 @@ namespace mesh {
 namespace source {
 
 struct EtcdOptions {
-  // "HOST:PORT" of each member (at least one).
+  // "IP:PORT" of each member (at least one; IPv6 as "[::1]:2379"), or one
+  // "NAME:PORT" that resolves to the members.
   std::vector<std::string> endpoints;
   // Deadline of each unary call (list, put, compact).
   absl::Duration call_timeout = absl::Seconds(5);
+  // TLS to etcd (its --cert-file/--key-file): the CA bundle that signed the
+  // members' certificates, PEM. "" = plaintext.
+  std::string ca_file;
+  // Client certificate and key, PEM, for etcd's --client-cert-auth.
+  std::string cert_file;
+  std::string key_file;
+  // The name the members' certificates carry, if not the endpoint's host.
+  std::string server_name;
+  // etcd's own users (etcdctl auth enable): the client authenticates and
+  // sends the token with every call, authenticating again when it expires.
+  std::string username;
+  std::string password;
 };
 
 struct EtcdKv {
@@ -67,10 +80,13 @@ class EtcdClient {
   // Returns the new revision.
   absl::StatusOr<int64_t> Put(const std::string& key,
                               const std::string& value);
+  // Deletes `key`; returns the new revision.
+  absl::StatusOr<int64_t> Delete(const std::string& key);
   // Compacts the history up to `revision` (watches from before fail).
   absl::Status Compact(int64_t revision);
 
-  // A running watch; stops when destroyed.
+  // A running watch; stops when destroyed, which must be before the client
+  // is.
   class Watcher;
   struct WatchCallbacks {
     // Each batch of events, in revision order, each delivered once.
@@ -82,6 +98,9 @@ class EtcdClient {
     // The stream broke (member down, network); it is retried with backoff
     // from the revision after the last event delivered. For status.
     std::function<void(const std::string& error)> on_error;
+    // A stream is watching (at start, and again after each break), from
+    // this revision.
+    std::function<void(int64_t from_revision)> on_watching;
   };
   // Watches every key under `prefix` from `from_revision`.
   std::unique_ptr<Watcher> Watch(const std::string& prefix,
@@ -90,11 +109,20 @@ class EtcdClient {
 
  private:
   explicit EtcdClient(EtcdOptions options);
-  // "hasleader" and the call deadline.
-  void PrepareCall(grpc::ClientContext* ctx) const;
+  // "hasleader", the auth token and (`deadline`) the call deadline.
+  void PrepareCall(grpc::ClientContext* ctx, bool deadline = true);
+  // Gets a token for username/password (when set and not held).
+  absl::Status Authenticate(bool renew);
+  // Runs `call` once, and again after a new token if etcd says the token
+  // is no longer valid.
+  grpc::Status WithAuth(const std::function<grpc::Status(grpc::ClientContext*)>& call);
+
   const EtcdOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+  std::unique_ptr<etcdserverpb::Auth::Stub> auth_;
+  internal::Mutex mu_;
+  std::string token_ ABSL_GUARDED_BY(mu_);
 };
 
 class EtcdClient::Watcher {
@@ -105,11 +133,11 @@ class EtcdClient::Watcher {
 
  private:
   friend class EtcdClient;
-  Watcher(std::shared_ptr<grpc::Channel> channel, std::string prefix,
-          int64_t from, WatchCallbacks cb);
+  Watcher(EtcdClient* client, std::string prefix, int64_t from,
+          WatchCallbacks cb);
   void Run();
 
-  const std::shared_ptr<grpc::Channel> channel_;
+  EtcdClient* const client_;  // Outlives its watchers.
   const std::string prefix_;
   const WatchCallbacks cb_;
   std::atomic<int64_t> next_;

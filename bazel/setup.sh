@@ -24,7 +24,7 @@ PACKAGES=(
 )
 
 # Only the tests need these (tests/run.sh asks for them).
-TEST_PACKAGES=(chromium iproute2 etcd-server)
+TEST_PACKAGES=(chromium iproute2 etcd-server dnsmasq-base)
 # Only the benchmarks need these (a proxy to compare a hop with).
 BENCH_PACKAGES=(nginx haproxy)
 for flag in "$@"; do

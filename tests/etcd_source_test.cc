@@ -479,3 +479,66 @@ TEST(EtcdClusterSourceTest, KilledMemberAndCompactionWhileDisconnected) {
 
 }  // namespace
 }  // namespace mesh
+
+namespace mesh {
+namespace {
+
+// `meshctl put` validates and composes before it writes; `meshctl get`
+// reads back every key and the version they compose to.
+TEST_F(EtcdSourceTest, MeshctlPutAndGet) {
+  const std::string meshctl =
+      absl::StrCat(getenv("TEST_SRCDIR"), "/mesh/mesh/cli/meshctl");
+  auto run = [](const std::string& cmd) {
+    std::string out;
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    const int rc = pclose(p);
+    return std::make_pair(WEXITSTATUS(rc), out);
+  };
+  const std::string etcd = " --etcd " + etcd_->endpoint() + " ";
+  const std::string d = tmp_.path();
+  WriteFile(d + "/set.yaml", Set(7001, "r1/z1/c2"));
+  auto [rc, out] = run(meshctl + " put" + etcd + d + "/set.yaml");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(
+      out, "put /mesh/endpoints/default/greeter/c2 ("))
+      << out;
+  // A set for a service the config does not have: refused, nothing written.
+  WriteFile(d + "/bad.yaml",
+            "apiVersion: mesh/v1\nkind: EndpointSet\nservice: nosuch\n"
+            "endpoints: []\n");
+  std::tie(rc, out) = run(meshctl + " put" + etcd + "--set x " + d + "/bad.yaml");
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_TRUE(absl::StrContains(out, "would not compose; nothing written"))
+      << out;
+  EXPECT_TRUE(absl::StrContains(out, "service default/nosuch is not in the "
+                                     "config"))
+      << out;
+  // An invalid document: the validation report, nothing written.
+  WriteFile(d + "/doc.yaml", "apiVersion: mesh/v1\ntrustDomain: 7 7\n");
+  std::tie(rc, out) = run(meshctl + " put" + etcd + d + "/doc.yaml");
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_TRUE(absl::StrContains(out, "doc.yaml:2:14: trustDomain")) << out;
+  // A valid document replaces the config.
+  WriteFile(d + "/doc.yaml", kDoc);
+  std::tie(rc, out) = run(meshctl + " put" + etcd + d + "/doc.yaml");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "put /mesh/config")) << out;
+
+  std::tie(rc, out) = run(meshctl + " get" + etcd);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "--- # /mesh/config (revision")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "port: 7001")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "# 2 keys under /mesh/")) << out;
+  EXPECT_TRUE(absl::StrContains(
+      out, "# they compose to version " + ExpectedVersion(*client_)))
+      << out;
+  std::tie(rc, out) = run(meshctl + " get --etcd 127.0.0.1");
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_TRUE(absl::StrContains(out, "give HOST:PORT")) << out;
+}
+
+}  // namespace
+}  // namespace mesh

@@ -15,20 +15,33 @@
 namespace mesh {
 namespace testing {
 
-// 0 if none could be found.
-inline int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+// Whether `port` (0: any) can be bound on 127.0.0.1 for `type`; the port
+// bound, or 0.
+inline int BindLoopback(int type, int port) {
+  int fd = socket(AF_INET, type, 0);
   sockaddr_in a = {};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
   socklen_t len = sizeof(a);
-  int port = 0;
+  int got = 0;
   if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
       getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
+    got = ntohs(a.sin_port);
   }
   close(fd);
-  return port;
+  return got;
+}
+
+// A free TCP port on 127.0.0.1 (with `udp`, free for UDP and TCP both, as a
+// DNS server needs). 0 if none could be found.
+inline int FreePort(bool udp = false) {
+  if (!udp) return BindLoopback(SOCK_STREAM, 0);
+  for (int i = 0; i < 20; ++i) {
+    const int port = BindLoopback(SOCK_DGRAM, 0);
+    if (port != 0 && BindLoopback(SOCK_STREAM, port) == port) return port;
+  }
+  return 0;
 }
 
 }  // namespace testing

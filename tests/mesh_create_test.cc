@@ -47,7 +47,9 @@ TEST_F(MeshCreateTest, RequiresAConfigPath) {
   auto m = Mesh::Create({});
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(m.status().message(), "MeshOptions.config_path is required");
+  EXPECT_EQ(m.status().message(),
+            "MeshOptions needs a config source: config_path, etcd.endpoints, "
+            "or both");
 }
 
 TEST_F(MeshCreateTest, MissingConfigIsNotFound) {

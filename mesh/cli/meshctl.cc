@@ -40,6 +40,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -47,15 +48,20 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "mesh/config/config.h"
 #include "mesh/config/snapshot.h"
 #include "mesh/identity/dev_ca.h"
 #include "mesh/identity/svid.h"
+#include "mesh/source/compose.h"
+#include "mesh/source/etcd_client.h"
+#include "mesh/source/etcd_source.h"
 #include "mesh/telemetry/http_get.h"
 #include "mesh/policy/route_match.h"
 #include "mesh/xds/translate.h"
+#include "yaml-cpp/yaml.h"
 
 namespace {
 
@@ -81,7 +87,20 @@ constexpr char kUsage[] =
     "       meshctl status ADDRESS [--json]\n"
     "  status    show a running application's mesh (its admin endpoint,\n"
     "            HOST:PORT or unix:PATH): config, security, and per\n"
-    "            destination the localities, their traffic and health\n";
+    "            destination the localities, their traffic and health\n"
+    "       meshctl put --etcd ENDPOINTS [--prefix /mesh/] [--set NAME]\n"
+    "               [ETCD FLAGS] FILE\n"
+    "  put       publish a config document (to PREFIX/config) or an endpoint\n"
+    "            set, kind: EndpointSet (to PREFIX/endpoints/NS/NAME/SET;\n"
+    "            SET defaults to its endpoints' cluster) in etcd; it is\n"
+    "            validated first, and composed with what etcd already holds:\n"
+    "            nothing is written if that fails\n"
+    "       meshctl get --etcd ENDPOINTS [--prefix /mesh/] [ETCD FLAGS]\n"
+    "  get       print every key under the prefix with its value, and the\n"
+    "            version they compose to\n"
+    "  ETCD FLAGS: --etcd-ca FILE --etcd-cert FILE --etcd-key FILE\n"
+    "            --etcd-server-name NAME --etcd-user NAME\n"
+    "            --etcd-password-file FILE (docs/config.md, \"etcd\")\n";
 
 // Resolves `path` against the directory bazel run was started from.
 std::string UserPath(std::string path) {
@@ -362,6 +381,228 @@ int Status(int argc, char** argv) {
   return 0;
 }
 
+// The flags of `put` and `get`: the etcd connection and the prefix.
+struct EtcdFlags {
+  mesh::source::EtcdOptions etcd;
+  std::string prefix = "/mesh/";
+  std::string set;
+  std::vector<std::string> rest;  // Positional arguments.
+};
+
+bool ParseEtcdFlags(const char* cmd, int argc, char** argv, EtcdFlags* f) {
+  std::string password_file;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    std::string v;
+    const size_t eq = a.find('=');
+    if (absl::StartsWith(a, "--") && eq != std::string::npos) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    } else if (absl::StartsWith(a, "--") && i + 1 < argc) {
+      v = argv[++i];
+    } else if (absl::StartsWith(a, "--")) {
+      std::cerr << "meshctl " << cmd << ": " << a << " needs a value\n";
+      return false;
+    } else {
+      f->rest.push_back(UserPath(a));
+      continue;
+    }
+    if (a == "--etcd") {
+      f->etcd.endpoints = absl::StrSplit(v, ',', absl::SkipEmpty());
+    } else if (a == "--prefix") {
+      f->prefix = v;
+    } else if (a == "--set") {
+      f->set = v;
+    } else if (a == "--etcd-ca") {
+      f->etcd.ca_file = UserPath(v);
+    } else if (a == "--etcd-cert") {
+      f->etcd.cert_file = UserPath(v);
+    } else if (a == "--etcd-key") {
+      f->etcd.key_file = UserPath(v);
+    } else if (a == "--etcd-server-name") {
+      f->etcd.server_name = v;
+    } else if (a == "--etcd-user") {
+      f->etcd.username = v;
+    } else if (a == "--etcd-password-file") {
+      password_file = UserPath(v);
+    } else {
+      std::cerr << "meshctl " << cmd << ": unknown flag " << a << "\n"
+                << kUsage;
+      return false;
+    }
+  }
+  if (f->etcd.endpoints.empty()) {
+    std::cerr << "meshctl " << cmd << ": --etcd HOST:PORT[,...] is required\n";
+    return false;
+  }
+  if (!password_file.empty()) {
+    absl::StatusOr<std::string> pw =
+        mesh::config::ReadFileToString(password_file, 4096);
+    if (!pw.ok()) {
+      std::cerr << "meshctl " << cmd << ": " << pw.status().message() << "\n";
+      return false;
+    }
+    f->etcd.password = std::string(absl::StripTrailingAsciiWhitespace(*pw));
+  }
+  return true;
+}
+
+// Lists the prefix into a composer (as the etcd source would).
+absl::StatusOr<int64_t> LoadEtcd(mesh::source::EtcdClient& client,
+                                 const std::string& prefix,
+                                 mesh::source::Composer* comp,
+                                 std::vector<mesh::source::EtcdKv>* kvs) {
+  absl::StatusOr<mesh::source::EtcdClient::Listing> l = client.List(prefix);
+  if (!l.ok()) return l.status();
+  mesh::source::EtcdSource::Change ch;
+  ch.full = true;
+  for (const auto& kv : l->kvs) ch.events.push_back({false, kv});
+  bool changed = false;
+  for (const std::string& k :
+       mesh::source::EtcdSource::Apply(prefix, ch, comp, &changed)) {
+    std::cerr << "note: " << k << " is outside the key layout (ignored)\n";
+  }
+  if (kvs != nullptr) *kvs = l->kvs;
+  return l->revision;
+}
+
+int Put(int argc, char** argv) {
+  EtcdFlags f;
+  if (!ParseEtcdFlags("put", argc, argv, &f)) return 2;
+  if (f.rest.size() != 1) {
+    std::cerr << "meshctl put: give exactly one FILE\n" << kUsage;
+    return 2;
+  }
+  const std::string& path = f.rest[0];
+  absl::StatusOr<std::string> text =
+      mesh::config::ReadFileToString(path, mesh::config::kMaxConfigBytes);
+  if (!text.ok()) {
+    std::cerr << "meshctl put: " << text.status().message() << "\n";
+    return 1;
+  }
+  // Which kind of document: an endpoint set says so.
+  bool is_set = false;
+  try {
+    YAML::Node root = YAML::Load(*text);
+    is_set = root.IsMap() && root["kind"].IsScalar() &&
+             root["kind"].Scalar() == "EndpointSet";
+  } catch (const YAML::Exception&) {
+    // Reported by the validation below.
+  }
+  std::string key;
+  if (is_set) {
+    absl::StatusOr<mesh::config::EndpointSet> set =
+        mesh::config::ParseEndpointSet(*text, path);
+    if (!set.ok()) {
+      std::cerr << set.status().message() << "\n";
+      return 1;
+    }
+    std::string name = f.set;
+    if (name.empty()) {
+      std::set<std::string> clusters;
+      for (const auto& e : set->endpoints) clusters.insert(e.locality.cluster);
+      if (clusters.size() != 1 || clusters.begin()->empty()) {
+        std::cerr << "meshctl put: " << path
+                  << ": its endpoints are not all in one named cluster; give "
+                     "the set a name with --set NAME\n";
+        return 2;
+      }
+      name = *clusters.begin();
+    }
+    key = absl::StrCat(f.prefix, "endpoints/", set->service, "/", name);
+  } else {
+    absl::StatusOr<std::shared_ptr<const mesh::config::MeshConfig>> cfg =
+        mesh::config::ParseConfig(*text, path);
+    if (!cfg.ok()) {
+      std::cerr << cfg.status().message() << "\n";
+      return 1;
+    }
+    key = f.prefix + "config";
+  }
+  absl::StatusOr<std::unique_ptr<mesh::source::EtcdClient>> client =
+      mesh::source::EtcdClient::Create(f.etcd);
+  if (!client.ok()) {
+    std::cerr << "meshctl put: " << client.status().message() << "\n";
+    return 2;
+  }
+  // With what etcd holds: the whole must still compose.
+  mesh::source::Composer comp;
+  absl::StatusOr<int64_t> rev = LoadEtcd(**client, f.prefix, &comp, nullptr);
+  if (!rev.ok()) {
+    std::cerr << "meshctl put: " << rev.status().message() << "\n";
+    return 1;
+  }
+  const std::string part = mesh::source::EtcdSource::PartKey(key);
+  if (is_set) {
+    comp.SetEndpointSet(part, *text);
+  } else {
+    comp.SetDocument(part, *text);
+  }
+  if (comp.Document() == nullptr && is_set) {
+    std::cout << "note: no config document at " << f.prefix
+              << "config (the config file holds it?): the set is checked "
+                 "alone\n";
+  } else {
+    absl::StatusOr<mesh::source::Composer::Result> r = comp.Compose();
+    if (!r.ok()) {
+      std::cerr << "meshctl put: with what etcd holds, " << key
+                << " would not compose; nothing written:\n"
+                << r.status().message() << "\n";
+      return 1;
+    }
+  }
+  absl::StatusOr<int64_t> put = (*client)->Put(key, *text);
+  if (!put.ok()) {
+    std::cerr << "meshctl put: " << put.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "put " << key << " (" << text->size() << " bytes) at revision "
+            << *put << "\n";
+  return 0;
+}
+
+int Get(int argc, char** argv) {
+  EtcdFlags f;
+  if (!ParseEtcdFlags("get", argc, argv, &f)) return 2;
+  if (!f.rest.empty()) {
+    std::cerr << "meshctl get: unexpected argument " << f.rest[0] << "\n";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<mesh::source::EtcdClient>> client =
+      mesh::source::EtcdClient::Create(f.etcd);
+  if (!client.ok()) {
+    std::cerr << "meshctl get: " << client.status().message() << "\n";
+    return 2;
+  }
+  mesh::source::Composer comp;
+  std::vector<mesh::source::EtcdKv> kvs;
+  absl::StatusOr<int64_t> rev = LoadEtcd(**client, f.prefix, &comp, &kvs);
+  if (!rev.ok()) {
+    std::cerr << "meshctl get: " << rev.status().message() << "\n";
+    return 1;
+  }
+  for (const auto& kv : kvs) {
+    std::cout << "--- # " << kv.key << " (revision " << kv.mod_revision
+              << ")\n"
+              << kv.value << (absl::EndsWith(kv.value, "\n") ? "" : "\n");
+  }
+  std::cout << "# " << kvs.size() << " keys under " << f.prefix
+            << " at revision " << *rev << "\n";
+  if (comp.Document() == nullptr) {
+    std::cout << "# no config document here (the config file holds it?)\n";
+    return 0;
+  }
+  absl::StatusOr<mesh::source::Composer::Result> r = comp.Compose();
+  if (!r.ok()) {
+    std::cout << "# they do not compose:\n# "
+              << absl::StrReplaceAll(r.status().message(), {{"\n", "\n# "}})
+              << "\n";
+    return 1;
+  }
+  std::cout << "# they compose to version " << r->snapshot->version << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -375,6 +616,8 @@ int main(int argc, char** argv) {
   if (cmd == "explain") return Explain(argc, argv);
   if (cmd == "dev-certs") return DevCerts(argc, argv);
   if (cmd == "status") return Status(argc, argv);
+  if (cmd == "put") return Put(argc, argv);
+  if (cmd == "get") return Get(argc, argv);
   std::cerr << "meshctl: unknown command \"" << cmd << "\"\n" << kUsage;
   return 2;
 }

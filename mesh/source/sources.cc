@@ -237,7 +237,8 @@ absl::StatusOr<std::unique_ptr<Sources>> Sources::Start(
   } else {
     // Fall back on the last-known-good copy for what failed.
     std::string why = absl::StrJoin(failed, "\n");
-    if (!fresh.ok()) {
+    // (A missing document is already explained by the source that failed.)
+    if (!fresh.ok() && (failed.empty() || s->composer_.Document() != nullptr)) {
       absl::StrAppend(&why, why.empty() ? "" : "\n", fresh.status().message());
     }
     if (o.state_dir.empty()) return absl::InvalidArgumentError(why);

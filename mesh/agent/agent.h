@@ -10,7 +10,14 @@
 // architecture.md, "Why a separate process").
 //
 // Flags:
-//   --config=PATH        mesh config file (required)
+//   --config=PATH        mesh config file
+//   --etcd=HOST:PORT[,...] --etcd-prefix=/mesh/ --etcd-ca= --etcd-cert=
+//   --etcd-key= --etcd-server-name= --etcd-user= --etcd-password-file=
+//                        etcd as a config source (docs/config.md, "etcd");
+//                        --config, --etcd or both are required
+//   --dns-server=IP[:PORT][,...]  DNS servers for `dns` entries (default:
+//                        /etc/resolv.conf)
+//   --state-dir=DIR      the last-known-good copy (optional)
 //   --socket=PATH        unix socket to serve ADS on (required; its directory
 //                        should be private, 0700)
 //   --status-fd=N        write events (events.h) to this fd (optional)

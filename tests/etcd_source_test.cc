@@ -230,8 +230,15 @@ TEST_F(EtcdSourceTest, UpdatesRouteAndNoPutIsLostAcrossAnEtcdRestart) {
     MustPut(*client_, absl::StrCat("/mesh/endpoints/default/greeter/far", i),
             Set(20000 + i, "r9/z9/c9"));
   }
-  // etcd down entirely, then up on the same data; more puts.
+  // etcd down entirely: calls go on by the config in force, and the source
+  // says it is failing. Then etcd up on the same data, and more puts.
   etcd_->Stop();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(ServedBy(**m), "a");
+  EXPECT_TRUE((*m)->WaitForStatus(
+      [](const MeshStatus& s) {
+        return !s.sources.empty() && !s.sources[0].ok;
+      },
+      absl::Seconds(20)));
   etcd_->Start();
   ASSERT_TRUE(etcd_->AwaitHealthy(absl::Seconds(30)));
   for (int i = 15; i < 30; ++i) {

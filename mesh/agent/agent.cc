@@ -340,8 +340,10 @@ int RunAgent(int argc, char** argv) {
     const bool changed = next.version != current_version;
     current_version = next.version;
     if (changed) {
-      announce(next, r.text);
+      // Serve it first: telling the application (the whole text through
+      // the status pipe) and saving the copy are not on the way to routing.
       publisher.SetConfig(r.snapshot);
+      announce(next, r.text);
       checker.Update(next.config);
       save_last_good(r.text, current_version);
     }

@@ -17,52 +17,18 @@
 #include "mesh/mesh.h"
 #include "mesh/source/dns_source.h"
 #include "tests/backend.h"
-#include "tests/child.h"
-#include "tests/free_port.h"
+#include "tests/dnsmasq.h"
 #include "tests/temp_dir.h"
 
 namespace mesh {
 namespace {
 
-constexpr char kDnsmasq[] = "/usr/sbin/dnsmasq";
-
-// dnsmasq serving `hosts` (A/AAAA, re-read on Reload) and SRV records
-// (fixed per start), TTL 1 s, on 127.0.0.1:port.
-class Dnsmasq {
- public:
-  explicit Dnsmasq(std::string dir)
-      : dir_(std::move(dir)), port_(testing::FreePort(/*udp=*/true)) {}
-  void SetHosts(const std::string& hosts) {
-    std::ofstream(dir_ + "/hosts.new") << hosts;
-    rename((dir_ + "/hosts.new").c_str(), (dir_ + "/hosts").c_str());
-  }
-  // "_grpc._tcp.NAME,TARGET,PORT,PRIORITY,WEIGHT" each.
-  void SetSrv(std::vector<std::string> srv) { srv_ = std::move(srv); }
-  void Start() {
-    std::vector<std::string> args = {
-        kDnsmasq, "--keep-in-foreground", "--conf-file=/dev/null",
-        absl::StrCat("--port=", port_), "--listen-address=127.0.0.1",
-        "--bind-interfaces", "--no-resolv", "--no-hosts", "--no-poll",
-        "--local-ttl=1", "--user=root", "--group=root", "--pid-file=", "--log-facility=-",
-        "--addn-hosts=" + dir_ + "/hosts", "--local=/test/"};
-    for (const std::string& s : srv_) args.push_back("--srv-host=" + s);
-    child_ = std::make_unique<testing::Child>(args);
-  }
-  void Reload() { kill(child_->pid(), SIGHUP); }
-  void Stop() { child_.reset(); }
-  std::string server() const { return absl::StrCat("127.0.0.1:", port_); }
-
- private:
-  const std::string dir_;
-  const int port_;
-  std::vector<std::string> srv_;
-  std::unique_ptr<testing::Child> child_;
-};
+using testing::Dnsmasq;
 
 class DnsSourceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_EQ(access(kDnsmasq, X_OK), 0)
+    ASSERT_TRUE(testing::HaveDnsmasq())
         << "dnsmasq is not installed (bazel/setup.sh --with-test-tools)";
     dns_.SetHosts("127.0.0.5 app.test\n::1 app6.test\n127.0.0.1 a.test\n");
   }

@@ -13,16 +13,15 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "examples/greeter/greeter.grpc.pb.h"
 #include "mesh/common/sync.h"
-#include "mesh/identity/dev_ca.h"
 #include "mesh/mesh.h"
 #include "mesh/source/etcd_client.h"
 #include "mesh/source/etcd_source.h"
 #include "mesh/source/sources.h"
 #include "tests/backend.h"
 #include "tests/etcd_process.h"
+#include "tests/source_testlib.h"
 #include "tests/temp_dir.h"
 
 namespace mesh {
@@ -30,134 +29,12 @@ namespace {
 
 using source::EtcdClient;
 using testing::Etcd;
-
-constexpr char kDoc[] = R"(apiVersion: mesh/v1
-trustDomain: example.org
-services:
-  - name: greeter
-    hostname: greeter.mesh.internal
-)";
-
-// An endpoint set of greeter with one endpoint.
-std::string Set(int port, const std::string& locality = "r1/z1/c1") {
-  std::vector<std::string> p = absl::StrSplit(locality, '/');
-  return absl::StrCat(
-      "apiVersion: mesh/v1\nkind: EndpointSet\nservice: greeter\n"
-      "endpoints:\n  - {address: 127.0.0.1, port: ",
-      port, ", locality: {region: ", p[0], ", zone: ", p[1], ", cluster: ",
-      p[2], "}}\n");
-}
-
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream(path + ".new") << data;
-  ASSERT_EQ(rename((path + ".new").c_str(), path.c_str()), 0);
-}
-
-std::unique_ptr<EtcdClient> Client(const std::vector<std::string>& endpoints) {
-  auto c = EtcdClient::Create({endpoints});
-  EXPECT_TRUE(c.ok()) << c.status();
-  return c.ok() ? *std::move(c) : nullptr;
-}
-
-// Puts until it succeeds (a member may be gone; the leader may be moving).
-void MustPut(EtcdClient& c, const std::string& key, const std::string& value) {
-  absl::Status st;
-  const absl::Time end = absl::Now() + absl::Seconds(30);
-  do {
-    st = c.Put(key, value).status();
-  } while (!st.ok() && absl::Now() < end);
-  ASSERT_TRUE(st.ok()) << key << ": " << st;
-}
-
-// The version the parts stored under /mesh/ compose to: what a source that
-// has seen every put must end at.
-std::string ExpectedVersion(EtcdClient& c, const std::string& file = "",
-                            const std::string& file_text = "") {
-  absl::StatusOr<EtcdClient::Listing> l;
-  const absl::Time end = absl::Now() + absl::Seconds(30);
-  do {
-    l = c.List("/mesh/");
-  } while (!l.ok() && absl::Now() < end);
-  EXPECT_TRUE(l.ok()) << l.status();
-  if (!l.ok()) return "";
-  source::Composer comp;
-  if (!file.empty()) comp.SetDocument(file, file_text);
-  source::EtcdSource::Change ch;
-  ch.full = true;
-  for (auto& kv : l->kvs) ch.events.push_back({false, kv});
-  bool changed = false;
-  source::EtcdSource::Apply("/mesh/", ch, &comp, &changed);
-  auto r = comp.Compose();
-  EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? r->snapshot->version : "";
-}
-
-// Sources over etcd alone, recording the versions it reports.
-class Recorder {
- public:
-  source::Sources::Callbacks Callbacks() {
-    source::Sources::Callbacks cb;
-    cb.on_config = [this](const source::Composer::Result& r, bool stale) {
-      internal::MutexLock lock(&mu_);
-      version_ = r.snapshot->version;
-      stale_ = stale;
-      ++configs_;
-    };
-    cb.on_status = [this](const source::SourceStatus& s) {
-      internal::MutexLock lock(&mu_);
-      if (!s.ok) {
-        ++errors_;
-        error_text_ += s.last_error + "\n";
-      }
-    };
-    return cb;
-  }
-  bool AwaitVersion(const std::string& want, absl::Duration timeout) {
-    internal::MutexLock lock(&mu_);
-    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return version_ == want;
-    };
-    return mu_.AwaitWithTimeout(internal::Condition(&done), timeout);
-  }
-  void Seed(const std::string& v) {
-    internal::MutexLock lock(&mu_);
-    version_ = v;
-  }
-  std::string version() {
-    internal::MutexLock lock(&mu_);
-    return version_;
-  }
-  int errors() {
-    internal::MutexLock lock(&mu_);
-    return errors_;
-  }
-  std::string error_text() {
-    internal::MutexLock lock(&mu_);
-    return error_text_;
-  }
-
- private:
-  internal::Mutex mu_;
-  std::string version_ ABSL_GUARDED_BY(mu_);
-  bool stale_ ABSL_GUARDED_BY(mu_) = false;
-  int configs_ ABSL_GUARDED_BY(mu_) = 0;
-  int errors_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string error_text_ ABSL_GUARDED_BY(mu_);
-};
-
-absl::StatusOr<std::unique_ptr<source::Sources>> StartSources(
-    const std::vector<std::string>& endpoints, Recorder* rec,
-    absl::Duration wait = absl::Seconds(30)) {
-  source::SourcesOptions o;
-  o.etcd.endpoints = endpoints;
-  o.start_wait = wait;
-  auto s = source::Sources::Start(o, rec->Callbacks());
-  if (s.ok()) {
-    rec->Seed((*s)->initial().snapshot->version);
-    (*s)->Begin();
-  }
-  return s;
-}
+using testing::ExpectedVersion;
+using testing::kDoc;
+using testing::MustPut;
+using testing::Client;
+using testing::Set;
+using testing::WriteFile;
 
 class EtcdSourceTest : public ::testing::Test {
  protected:
@@ -334,154 +211,6 @@ TEST_F(EtcdSourceTest, TheFileGivesTheDocumentAndEtcdTheEndpoints) {
   EXPECT_EQ((*m)->GetStatus().config_version,
             ExpectedVersion(*client_, o.config_path, kDoc));
   EXPECT_EQ((*m)->GetStatus().sources.size(), 2u);
-}
-
-// TLS with a client certificate, and etcd users: the source authenticates;
-// a wrong password is a clear error.
-TEST_F(EtcdSourceTest, TlsAndUsers) {
-  auto ca = identity::DevCa::Create("etcd-test-ca");
-  ASSERT_TRUE(ca.ok());
-  identity::LeafOptions server;
-  server.dns_names = {"etcd.test"};
-  auto scert = (*ca)->Issue(server);
-  identity::LeafOptions client;
-  client.dns_names = {"mesh-client"};
-  auto ccert = (*ca)->Issue(client);
-  ASSERT_TRUE(scert.ok() && ccert.ok());
-  const std::string d = tmp_.path();
-  std::ofstream(d + "/ca.pem") << (*ca)->cert_pem();
-  std::ofstream(d + "/server.pem") << scert->cert;
-  std::ofstream(d + "/server.key") << scert->key;
-  std::ofstream(d + "/client.pem") << ccert->cert;
-  std::ofstream(d + "/client.key") << ccert->key;
-
-  Etcd tls(d + "/tls-data", "t1");
-  tls.SetTls(d + "/server.pem", d + "/server.key", d + "/ca.pem");
-  tls.Start();
-  ASSERT_TRUE(tls.AwaitHealthy(absl::Seconds(30)));
-  source::EtcdOptions eo;
-  eo.endpoints = {tls.endpoint()};
-  eo.ca_file = d + "/ca.pem";
-  eo.cert_file = d + "/client.pem";
-  eo.key_file = d + "/client.key";
-  eo.server_name = "etcd.test";
-  auto admin = EtcdClient::Create(eo);
-  ASSERT_TRUE(admin.ok()) << admin.status();
-  MustPut(**admin, "/mesh/config", kDoc);
-
-  // Users on: root, and a reader of /mesh/ (etcd's auth API).
-  {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = (*ca)->cert_pem();
-    ssl.pem_cert_chain = ccert->cert;
-    ssl.pem_private_key = ccert->key;
-    grpc::ChannelArguments args;
-    args.SetSslTargetNameOverride("etcd.test");
-    auto auth = etcdserverpb::Auth::NewStub(grpc::CreateCustomChannel(
-        "ipv4:" + tls.endpoint(), grpc::SslCredentials(ssl), args));
-    grpc::ClientContext c1, c2, c3, c4, c5;
-    etcdserverpb::AuthUserAddRequest root, mesh_user;
-    root.set_name("root");
-    root.set_password("rootpw");
-    mesh_user.set_name("mesh");
-    mesh_user.set_password("s3cret");
-    etcdserverpb::AuthUserAddResponse r1;
-    ASSERT_TRUE(auth->UserAdd(&c1, root, &r1).ok());
-    ASSERT_TRUE(auth->UserAdd(&c2, mesh_user, &r1).ok());
-    etcdserverpb::AuthUserGrantRoleRequest g;
-    g.set_user("root");
-    g.set_role("root");
-    etcdserverpb::AuthUserGrantRoleResponse r2;
-    ASSERT_TRUE(auth->UserGrantRole(&c3, g, &r2).ok());
-    g.set_user("mesh");
-    ASSERT_TRUE(auth->UserGrantRole(&c4, g, &r2).ok());
-    etcdserverpb::AuthEnableRequest en;
-    etcdserverpb::AuthEnableResponse r3;
-    ASSERT_TRUE(auth->AuthEnable(&c5, en, &r3).ok());
-  }
-  source::SourcesOptions so;
-  so.etcd = eo;
-  so.etcd.username = "mesh";
-  so.etcd.password = "s3cret";
-  so.start_wait = absl::Seconds(20);
-  Recorder rec;
-  auto s = source::Sources::Start(so, rec.Callbacks());
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ((*s)->initial().snapshot->config->services.size(), 1u);
-
-  so.etcd.password = "wrong";
-  so.start_wait = absl::Seconds(3);
-  Recorder rec2;
-  auto bad = source::Sources::Start(so, rec2.Callbacks());
-  ASSERT_FALSE(bad.ok());
-  EXPECT_TRUE(absl::StrContains(bad.status().message(),
-                                "authenticate as user \"mesh\""))
-      << bad.status();
-}
-
-// A 3-member cluster. The source is connected to the first member (its
-// channel picks the first that answers); that member is killed and 20 more
-// puts land on the others: all arrive. Then a source that knows only the
-// third member is cut off while its history is compacted; when the member
-// is back, the source lists again and ends at what etcd holds.
-TEST(EtcdClusterSourceTest, KilledMemberAndCompactionWhileDisconnected) {
-  ASSERT_TRUE(testing::HaveEtcd());
-  testing::TempDir tmp("mesh-etcd3-src");
-  auto members = testing::StartCluster(tmp.path(), 3);
-  std::vector<std::string> all;
-  for (auto& m : members) {
-    ASSERT_TRUE(m->AwaitHealthy(absl::Seconds(60)));
-    all.push_back(m->endpoint());
-  }
-  auto writer = Client({all[1], all[2]});
-  MustPut(*writer, "/mesh/config", kDoc);
-  Recorder rec, rec3;
-  auto src = StartSources(all, &rec);
-  ASSERT_TRUE(src.ok()) << src.status();
-  auto src3 = StartSources({all[2]}, &rec3);
-  ASSERT_TRUE(src3.ok()) << src3.status();
-  for (int i = 0; i < 10; ++i) {
-    MustPut(*writer, absl::StrCat("/mesh/endpoints/default/greeter/k", i),
-            Set(20000 + i));
-  }
-  std::string want = ExpectedVersion(*writer);
-  ASSERT_TRUE(rec.AwaitVersion(want, absl::Seconds(20)));
-
-  members[0]->Kill();  // The member `src` is connected to.
-  for (int i = 10; i < 30; ++i) {
-    MustPut(*writer, absl::StrCat("/mesh/endpoints/default/greeter/k", i),
-            Set(20000 + i));
-  }
-  want = ExpectedVersion(*writer);
-  EXPECT_TRUE(rec.AwaitVersion(want, absl::Seconds(60)))
-      << rec.version() << " != " << want;
-  EXPECT_TRUE(rec3.AwaitVersion(want, absl::Seconds(60)));
-
-  // Bring the first member back (quorum without the third), then cut the
-  // third off: src3 is disconnected.
-  members[0]->Start();
-  ASSERT_TRUE(members[0]->AwaitHealthy(absl::Seconds(60)));
-  members[2]->Stop();
-  auto writer01 = Client({all[0], all[1]});
-  int64_t rev = 0;
-  for (int i = 30; i < 40; ++i) {
-    MustPut(*writer01, absl::StrCat("/mesh/endpoints/default/greeter/k", i),
-            Set(20000 + i));
-  }
-  ASSERT_TRUE(writer01->Delete("/mesh/endpoints/default/greeter/k1").ok());
-  auto last = writer01->Put("/mesh/endpoints/default/greeter/k0", Set(20100));
-  ASSERT_TRUE(last.ok());
-  rev = *last;
-  ASSERT_TRUE(writer01->Compact(rev).ok());
-  members[2]->Start();
-  ASSERT_TRUE(members[2]->AwaitHealthy(absl::Seconds(60)));
-  want = ExpectedVersion(*writer01);
-  EXPECT_TRUE(rec3.AwaitVersion(want, absl::Seconds(90)))
-      << rec3.version() << " != " << want;
-  // It got there by listing again.
-  EXPECT_TRUE(absl::StrContains(rec3.error_text(), "compacted to revision"))
-      << rec3.error_text();
-  EXPECT_TRUE(rec.AwaitVersion(want, absl::Seconds(30)));
 }
 
 }  // namespace

@@ -41,16 +41,26 @@ void Sources::SetStatusLocked(const std::string& name, bool ok,
                               const std::string& version_or_error) {
   SourceStatus& s = status_[name];
   s.name = name;
+  // A failure repeated while a source stays down (retries every few
+  // seconds) is reported once, not at every retry; a repeated success (a
+  // DNS answer refreshed by its TTL) at most every 30 s, for its time.
+  const absl::Time now = absl::Now();
+  const bool news =
+      ok ? !s.ok || s.version != version_or_error ||
+               now - reported_[name] > absl::Seconds(30)
+         : s.ok || s.last_error != version_or_error;
   s.ok = ok;
   if (ok) {
     s.version = version_or_error;
-    s.last_success = absl::Now();
+    s.last_success = now;
   } else {
     s.last_error = version_or_error;
-    s.last_error_time = absl::Now();
+    s.last_error_time = now;
   }
-  if (started_ && cb_.on_status) cb_.on_status(s);
-  if (!ok && started_ && cb_.on_error) cb_.on_error(version_or_error);
+  if (!news || !started_) return;
+  reported_[name] = now;
+  if (cb_.on_status) cb_.on_status(s);
+  if (!ok && cb_.on_error) cb_.on_error(version_or_error);
 }
 
 void Sources::AnsweredLocked(const std::string& name) {
@@ -311,7 +321,10 @@ void Sources::Begin() {
   started_ = true;
   // What happened before, for status.
   if (cb_.on_status) {
-    for (const auto& [name, st] : status_) cb_.on_status(st);
+    for (const auto& [name, st] : status_) {
+      cb_.on_status(st);
+      reported_[name] = absl::Now();
+    }
   }
   // Anything that arrived since Start.
   RecomposeLocked();

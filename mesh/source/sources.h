@@ -125,6 +125,8 @@ class Sources {
   // Part keys the sources gave since the start (not the copy's).
   std::set<std::string> fresh_keys_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, SourceStatus> status_ ABSL_GUARDED_BY(mu_);
+  // When each source's status was last reported.
+  std::map<std::string, absl::Time> reported_ ABSL_GUARDED_BY(mu_);
   Composer::Result initial_;
   bool initial_stale_ = false;
   std::string stale_reason_;

@@ -4,21 +4,25 @@
 # and etcd (put of one cluster's endpoint set). Starts its own etcd on
 # loopback (stopped by PID at exit) and prints a Markdown table.
 #
-#   bench/propagation.sh [--changes=N]      (default 20; about 1 minute)
+#   bench/propagation.sh [--changes=N] [--raw]   (default 20; about 45 s)
+#
+# --raw prints bench/propagation's own lines (for bench/suite.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/testlib.sh
-CHANGES=20
+CHANGES=20 RAW=0
 for a in "$@"; do
   case "$a" in
     --changes=*) CHANGES="${a#*=}" ;;
-    *) echo "usage: bench/propagation.sh [--changes=N]" >&2; exit 2 ;;
+    --raw) RAW=1 ;;
+    *) echo "usage: bench/propagation.sh [--changes=N] [--raw]" >&2; exit 2 ;;
   esac
 done
 [ -x /usr/bin/etcd ] || { echo "etcd-server is not installed (bazel/setup.sh --with-test-tools)" >&2; exit 2; }
 echo "building bench/propagation (-c opt)..." >&2
-bazel build -c opt --disk_cache="${MESH_DISK_CACHE:-$HOME/.cache/mesh-bazel-disk}" //bench:propagation >&2
-BIN=$(bazel info -c opt bazel-bin 2>/dev/null)/bench/propagation
+# The same configuration as bench/suite.sh, so that they share outputs.
+bazel build -c opt --platform_suffix=opt //bench:propagation >&2
+BIN=$(bazel info -c opt --platform_suffix=opt bazel-bin 2>/dev/null)/bench/propagation
 WORK=$(mktemp -d /tmp/mesh-propagation.XXXXXX)
 trap 'stop_started; rm -rf "$WORK"' EXIT
 CLIENT=$(free_port); PEER=$(free_port)
@@ -48,6 +52,7 @@ run() {  # MODE N
 {
   run file 1000; run file 10000; run etcd 1000; run etcd 10000
 } > "$WORK/out"
+if [ $RAW = 1 ]; then cat "$WORK/out"; exit 0; fi
 echo "| source | endpoints | p50 | p99 | max | of which etcd put (p50) | client memory per endpoint | agent memory per endpoint |"
 echo "|---|---|---|---|---|---|---|---|"
 awk '

@@ -23,9 +23,9 @@ for a in "$@"; do
     *) echo "usage: bench/suite.sh [--short] [--rounds=N] [--calls=N] [--out=FILE]"; exit 2;;
   esac
 done
-COLD_RUNS=15 PHASE=3 RECOVER=8 MICRO_TIME=0.2
+COLD_RUNS=15 PHASE=3 RECOVER=8 MICRO_TIME=0.2 PROP_CHANGES=20
 if [ $SHORT = 1 ]; then
-  ROUNDS=1 CALLS=300 COLD_RUNS=3 PHASE=1 RECOVER=3 MICRO_TIME=0.01
+  ROUNDS=1 CALLS=300 COLD_RUNS=3 PHASE=1 RECOVER=3 MICRO_TIME=0.01 PROP_CHANGES=3
 fi
 COMMAND="bench/suite.sh $*"
 log() { echo "[suite] $*" >&2; }
@@ -33,7 +33,7 @@ log() { echo "[suite] $*" >&2; }
 bazel/setup.sh --with-bench-tools
 log "building (bazel build -c opt)"
 bazel build -c opt --platform_suffix=opt //bench:loadgen //bench:bench_server \
-  //bench:failover //bench:cold_start //bench:policy_bench \
+  //bench:failover //bench:cold_start //bench:policy_bench //bench:propagation \
   //examples/gateway //examples/greeter:greeter_server //:meshctl 2>&1 |
   grep -E '^(ERROR|FAILED)' && exit 1
 BIN=bazel-bin
@@ -244,6 +244,11 @@ log "micro-benchmarks (policy_bench)"
 $BIN/bench/policy_bench --benchmark_min_time=$MICRO_TIME --benchmark_format=csv \
   2>/dev/null > "$WORK/micro.csv"
 
+# ---- config propagation and memory per endpoint (its own etcd)
+log "propagation (bench/propagation.sh)"
+bench/propagation.sh --changes=$PROP_CHANGES --raw > "$WORK/propagation" 2>"$WORK/propagation.log" ||
+  { tail -5 "$WORK/propagation.log" >&2; }
+
 # ---- the harness checks itself: every run produced figures, no call failed
 # in the closed-loop runs (timings are never asserted).
 problems=()
@@ -256,6 +261,8 @@ grep -qE ' (failed|dropped)=[1-9]' "$RESULTS" &&
   problems+=("failover: $(grep -c 'failover_ms=' "$WORK/failover") of $(( ROUNDS * 3 )) runs")
 [ "$(grep -cE 'us=[0-9]+$' "$WORK/cold")" = $(( COLD_RUNS * 2 )) ] ||
   problems+=("cold start: $(grep -cE 'us=[0-9]+$' "$WORK/cold") of $(( COLD_RUNS * 2 )) runs")
+[ "$(grep -c '^propagation ' "$WORK/propagation")" = 4 ] ||
+  problems+=("propagation: $(grep -c '^propagation ' "$WORK/propagation") of 4 runs")
 [ "$(grep -c '^"BM_' "$WORK/micro.csv")" -ge 20 ] ||
   problems+=("micro-benchmarks: $(grep -c '^"BM_' "$WORK/micro.csv") results")
 
@@ -263,6 +270,7 @@ grep -qE ' (failed|dropped)=[1-9]' "$RESULTS" &&
 REPORT="$WORK/report.md"
 python3 bench/suite_report.py --closed "$RESULTS" --failover "$WORK/failover" \
   --cold "$WORK/cold" --micro "$WORK/micro.csv" --command "$COMMAND" \
+  --propagation "$WORK/propagation" \
   --rounds "$ROUNDS" --calls "$CALLS" > "$REPORT"
 if [ -n "$OUT" ]; then
   cp "$REPORT" "$OUT"

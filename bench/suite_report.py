@@ -41,7 +41,8 @@ def version(cmd):
 
 def main():
     ap = argparse.ArgumentParser()
-    for a in ("closed", "failover", "cold", "micro", "command"):
+    for a in ("closed", "failover", "cold", "micro", "command",
+              "propagation"):
         ap.add_argument("--" + a, required=True)
     ap.add_argument("--rounds", type=int, required=True)
     ap.add_argument("--calls", type=int, required=True)
@@ -221,6 +222,33 @@ def main():
         xs = [float(r["us"]) / 1000 for r in cold if r["mode"] == mode]
         ratio = f"{med(xs) / med(d):.1f}×" if d and xs else "-"
         print(f"| {mode} | {fmt(xs, 1)} | {ratio} |")
+    print()
+
+    print("### H: config propagation (bench/propagation)\n")
+    print("From a change (a rename of the config file; a put of one "
+          "cluster's endpoint set to etcd, the other endpoints in "
+          "100-endpoint sets) to the first call answered by the instance it "
+          "added; memory: RSS growth from 2 to N endpoints. Details in "
+          "\"Config propagation\" below.\n")
+    print("| source | endpoints | p50 ms | p99 ms | max ms | client bytes "
+          "per endpoint | agent bytes per endpoint | goal |")
+    print("|---|---|---|---|---|---|---|---|")
+    for line in open(args.propagation):
+        f = line.split()
+        if len(f) != 8 or f[0] != "propagation":
+            continue
+        n = int(f[2])
+        target = 20 if n <= 1000 else 200
+        ok = float(f[4]) <= target
+        mem = "-" if float(f[6]) < 0 else f"{float(f[6]):.0f}"
+        agent = "-" if float(f[7]) < 0 else f"{float(f[7]):.0f}"
+        mem_ok = float(f[6]) < 0 or float(f[6]) <= 2048
+        print(f"| {f[1]} | {n} | {float(f[3]):.1f} | {float(f[4]):.1f} | "
+              f"{float(f[5]):.1f} | {mem} | {agent} | p99 ≤ {target} ms: "
+              f"{'met' if ok else '**missed**'}"
+              + ("" if float(f[6]) < 0 else
+                 f"; ≤ 2048 B/endpoint: {'met' if mem_ok else '**missed**'}")
+              + " |")
     print()
 
     print("### Pure stages (bench/policy_bench, Google Benchmark)\n")

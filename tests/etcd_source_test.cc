@@ -278,3 +278,33 @@ TEST_F(EtcdSourceTest, MeshctlPutAndGet) {
 
 }  // namespace
 }  // namespace mesh
+
+namespace mesh {
+namespace {
+
+// etcd unreachable at start and no last-known-good copy: Create fails and
+// says which source and why, instead of running with no config.
+TEST(EtcdSourceStartTest, EtcdDownWithoutACopyFailsClearly) {
+  MeshOptions o;
+  o.etcd.endpoints = {absl::StrCat("127.0.0.1:", testing::FreePort())};
+  o.service_name = "etcd-client";
+  o.locality = {"r1", "z1", "c1"};
+  o.plaintext = true;
+  o.startup_timeout = absl::Seconds(20);
+  auto m = Mesh::Create(o);
+  ASSERT_FALSE(m.ok());
+  EXPECT_TRUE(absl::StrContains(
+      m.status().message(),
+      absl::StrCat("etcd (", o.etcd.endpoints[0], " /mesh/) did not answer "
+                   "within 3s")))
+      << m.status();
+  // A bad endpoint is refused before anything starts.
+  o.etcd.endpoints = {"etcd-without-port"};
+  m = Mesh::Create(o);
+  ASSERT_FALSE(m.ok());
+  EXPECT_TRUE(absl::StrContains(m.status().message(), "give HOST:PORT"))
+      << m.status();
+}
+
+}  // namespace
+}  // namespace mesh

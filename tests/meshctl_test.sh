@@ -26,6 +26,19 @@ $DATA/bad.yaml:8:19: services[0].endpoints[1].address: must be an IPv4 or IPv6 a
 $DATA/bad.yaml:8:72: services[0].endpoints[1].colour: unknown field (expected one of: address, port, locality, weight, health, labels)" \
   "$(cat /tmp/meshctl_err.$$)"
 
+# An endpoint set (kind: EndpointSet) is validated as one.
+SET=$(mktemp /tmp/meshctl_set.XXXXXX)
+printf 'apiVersion: mesh/v1\nkind: EndpointSet\nservice: shop/app1\nendpoints:\n  - {address: 10.0.0.1, port: 80, locality: {region: r1}}\n' > "$SET"
+out=$("$MESHCTL" validate "$SET" 2>/tmp/meshctl_err.$$); rc=$?
+check "valid endpoint set exits 0" 0 "$rc"
+check "endpoint set summary" "$SET: valid endpoint set (service shop/app1, 1 endpoint(s))" "$out"
+printf 'apiVersion: mesh/v1\nkind: EndpointSet\nservice: app1\nendpoints:\n  - {address: 10.0.0.1, port: 0, locality: {region: r1}}\n' > "$SET"
+"$MESHCTL" validate "$SET" 2>/tmp/meshctl_err.$$; rc=$?
+check "invalid endpoint set exits 1" 1 "$rc"
+check "invalid endpoint set message" \
+  "$SET:5:31: endpoints[0].port: must be between 1 and 65535, got 0" "$(cat /tmp/meshctl_err.$$)"
+rm -f "$SET"
+
 "$MESHCTL" validate /nonexistent.yaml 2>/tmp/meshctl_err.$$; rc=$?
 check "missing file exits 1" 1 "$rc"
 check "missing file message" "/nonexistent.yaml: No such file or directory" "$(cat /tmp/meshctl_err.$$)"

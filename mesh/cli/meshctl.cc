@@ -66,7 +66,7 @@
 namespace {
 
 constexpr char kUsage[] =
-    "usage: meshctl validate FILE...\n"
+    "usage: meshctl validate FILE...   (configs and endpoint sets)\n"
     "       meshctl explain --config FILE --from REGION/ZONE/CLUSTER\n"
     "               [--service NAME] [--label KEY=VALUE]...\n"
     "               [--method /pkg.Service/Method] [--header KEY=VALUE]...\n"
@@ -220,6 +220,17 @@ int Explain(int argc, char** argv) {
   return 0;
 }
 
+// Whether `text` says it is an endpoint set (kind: EndpointSet).
+bool IsEndpointSet(const std::string& text) {
+  try {
+    YAML::Node root = YAML::Load(text);
+    return root.IsMap() && root["kind"].IsScalar() &&
+           root["kind"].Scalar() == "EndpointSet";
+  } catch (const YAML::Exception&) {
+    return false;  // Reported by the validation.
+  }
+}
+
 int Validate(int argc, char** argv) {
   if (argc < 3) {
     std::cerr << "meshctl validate: no files given\n" << kUsage;
@@ -235,6 +246,18 @@ int Validate(int argc, char** argv) {
     if (!data.ok()) {
       std::cerr << data.status().message() << "\n";
       ++bad;
+      continue;
+    }
+    if (IsEndpointSet(*data)) {
+      absl::StatusOr<mesh::config::EndpointSet> set =
+          mesh::config::ParseEndpointSet(*data, path);
+      if (!set.ok()) {
+        std::cerr << set.status().message() << "\n";
+        ++bad;
+        continue;
+      }
+      std::cout << path << ": valid endpoint set (service " << set->service
+                << ", " << set->endpoints.size() << " endpoint(s))\n";
       continue;
     }
     auto snap = mesh::config::MakeSnapshot(*data, path);
@@ -480,15 +503,7 @@ int Put(int argc, char** argv) {
     std::cerr << "meshctl put: " << text.status().message() << "\n";
     return 1;
   }
-  // Which kind of document: an endpoint set says so.
-  bool is_set = false;
-  try {
-    YAML::Node root = YAML::Load(*text);
-    is_set = root.IsMap() && root["kind"].IsScalar() &&
-             root["kind"].Scalar() == "EndpointSet";
-  } catch (const YAML::Exception&) {
-    // Reported by the validation below.
-  }
+  const bool is_set = IsEndpointSet(*text);
   std::string key;
   if (is_set) {
     absl::StatusOr<mesh::config::EndpointSet> set =

@@ -298,11 +298,11 @@ std::string StatusPrometheus(const AdminView& v) {
   };
   one("mesh_config_applied_total", "counter",
       "Config versions applied, by source.", s.configs_applied,
-      {{"source", "file"}});
+      {{"source", v.config_path.empty() ? "etcd" : "file"}});
   one("mesh_config_rejected_total", "counter",
       "Config edits rejected by validation (the previous one stayed), by "
       "source.",
-      s.configs_rejected, {{"source", "file"}});
+      s.configs_rejected, {{"source", v.config_path.empty() ? "etcd" : "file"}});
   w.Family("mesh_config_source_up", "gauge",
            "1 if the config source's last attempt succeeded.");
   for (const SourceStatus& src : s.sources) {

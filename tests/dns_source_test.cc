@@ -18,12 +18,15 @@
 #include "mesh/source/dns_source.h"
 #include "tests/backend.h"
 #include "tests/dnsmasq.h"
+#include "tests/served_by.h"
 #include "tests/temp_dir.h"
 
 namespace mesh {
 namespace {
 
+using testing::AwaitServedBy;
 using testing::Dnsmasq;
+using testing::ServedBy;
 
 class DnsSourceTest : public ::testing::Test {
  protected:
@@ -116,27 +119,6 @@ TEST_F(DnsSourceTest, ResolvesARecordsAaaaAndSrvWithTheEntrysLocality) {
   ASSERT_FALSE(st.ok());
   EXPECT_TRUE(absl::StrContains(st.status().message(), "DNS servers"))
       << st.status();
-}
-
-std::string ServedBy(Mesh& m) {
-  auto stub =
-      examples::Greeter::NewStub(m.CreateChannel("greeter.mesh.internal"));
-  grpc::ClientContext ctx;
-  ctx.set_wait_for_ready(true);
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::seconds(10));
-  examples::HelloReply reply;
-  grpc::Status st = stub->SayHello(&ctx, examples::HelloRequest(), &reply);
-  return st.ok() ? reply.instance() : "error: " + st.error_message();
-}
-
-std::string AwaitServedBy(Mesh& m, const std::string& want) {
-  const absl::Time end = absl::Now() + absl::Seconds(20);
-  std::string got;
-  do {
-    got = ServedBy(m);
-  } while (got != want && absl::Now() < end);
-  return got;
 }
 
 TEST_F(DnsSourceTest, AMeshRoutesBySrvRecordsAndKeepsTheLastAnswer) {

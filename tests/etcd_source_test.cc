@@ -21,6 +21,7 @@
 #include "mesh/source/sources.h"
 #include "tests/backend.h"
 #include "tests/etcd_process.h"
+#include "tests/served_by.h"
 #include "tests/source_testlib.h"
 #include "tests/temp_dir.h"
 
@@ -32,7 +33,9 @@ using testing::Etcd;
 using testing::ExpectedVersion;
 using testing::kDoc;
 using testing::MustPut;
+using testing::AwaitServedBy;
 using testing::Client;
+using testing::ServedBy;
 using testing::Set;
 using testing::WriteFile;
 
@@ -57,27 +60,6 @@ class EtcdSourceTest : public ::testing::Test {
     o.plaintext = true;
     return o;
   }
-  // The instance that answers a call, or the error.
-  static std::string ServedBy(Mesh& m) {
-    auto stub = examples::Greeter::NewStub(
-        m.CreateChannel("greeter.mesh.internal"));
-    grpc::ClientContext ctx;
-    ctx.set_wait_for_ready(true);
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(10));
-    examples::HelloReply reply;
-    grpc::Status st = stub->SayHello(&ctx, examples::HelloRequest(), &reply);
-    return st.ok() ? reply.instance() : "error: " + st.error_message();
-  }
-  static std::string AwaitServedBy(Mesh& m, const std::string& want) {
-    const absl::Time end = absl::Now() + absl::Seconds(20);
-    std::string got;
-    do {
-      got = ServedBy(m);
-    } while (got != want && absl::Now() < end);
-    return got;
-  }
-
   testing::TempDir tmp_{"mesh-etcd-src"};
   std::unique_ptr<Etcd> etcd_;
   std::unique_ptr<EtcdClient> client_;

@@ -15,10 +15,13 @@
 #include "mesh/mesh.h"
 #include "mesh/source/last_good.h"
 #include "tests/backend.h"
+#include "tests/served_by.h"
 #include "tests/temp_dir.h"
 
 namespace mesh {
 namespace {
+
+using testing::ServedBy;
 
 void WriteFile(const std::string& path, const std::string& data) {
   std::ofstream(path + ".new") << data;
@@ -76,19 +79,6 @@ class LastGoodTest : public ::testing::Test {
     o.plaintext = true;
     return o;
   }
-  // The instance that answers a call, or the error.
-  std::string ServedBy(Mesh& m) {
-    auto stub = examples::Greeter::NewStub(
-        m.CreateChannel("greeter.mesh.internal"));
-    grpc::ClientContext ctx;
-    ctx.set_wait_for_ready(true);
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(10));
-    examples::HelloReply reply;
-    grpc::Status st = stub->SayHello(&ctx, examples::HelloRequest(), &reply);
-    return st.ok() ? reply.instance() : "error: " + st.error_message();
-  }
-
   testing::TempDir tmp_{"mesh-lkg"};
 };
 
@@ -130,12 +120,7 @@ TEST_F(LastGoodTest, StartsStaleFromTheLastGoodCopyAndRefreshes) {
       },
       absl::Seconds(10)));
   EXPECT_TRUE(absl::StrContains((*m)->MetricsText(), "mesh_config_stale 0"));
-  const absl::Time end = absl::Now() + absl::Seconds(10);
-  std::string served;
-  do {
-    served = ServedBy(**m);
-  } while (served != "b" && absl::Now() < end);
-  EXPECT_EQ(served, "b");
+  EXPECT_EQ(testing::AwaitServedBy(**m, "b"), "b");
   // And the new config is the next fallback.
   saved = source::LoadLastGood(tmp_.path() + "/state");
   ASSERT_TRUE(saved.ok());

@@ -105,6 +105,14 @@ class Recorder {
     };
     return cb;
   }
+  // Until the reported config is `want` and fresh (not stale).
+  bool AwaitFresh(const std::string& want, absl::Duration timeout) {
+    internal::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return version_ == want && !stale_;
+    };
+    return mu_.AwaitWithTimeout(internal::Condition(&done), timeout);
+  }
   bool AwaitVersion(const std::string& want, absl::Duration timeout) {
     internal::MutexLock lock(&mu_);
     auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

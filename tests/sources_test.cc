@@ -19,6 +19,8 @@
 #include "mesh/config/config.h"
 #include "mesh/source/dns_source.h"
 #include "mesh/source/etcd_client.h"
+#include "mesh/source/etcd_source.h"
+#include "mesh/source/last_good.h"
 #include "mesh/source/sources.h"
 #include "tests/dnsmasq.h"
 #include "tests/etcd_process.h"
@@ -186,6 +188,57 @@ TEST(EtcdClusterSourceTest, KilledMemberAndCompactionWhileDisconnected) {
   EXPECT_TRUE(absl::StrContains(rec3.error_text(), "compacted to revision"))
       << rec3.error_text();
   EXPECT_TRUE(rec.AwaitVersion(want, absl::Seconds(30)));
+}
+
+// A stale start that mixes: the config file answers, etcd does not, so the
+// etcd parts come from the last-known-good copy and the document from the
+// file; when etcd answers, its parts replace the copy's and the config is
+// fresh.
+TEST(EtcdSourcesTest, StaleStartMixesFreshPartsWithTheCopy) {
+  ASSERT_TRUE(testing::HaveEtcd());
+  testing::TempDir tmp("mesh-stale-mix");
+  const std::string file = tmp.path() + "/mesh.yaml";
+  const std::string state = tmp.path() + "/state";
+  const std::string set_key = "/mesh/endpoints/default/greeter/c1";
+  // What the copy holds: an older document and etcd's set then.
+  source::Composer before;
+  before.SetDocument(file, std::string("# old\n") + kDoc);
+  before.SetEndpointSet(source::EtcdSource::PartKey(set_key), Set(7001));
+  auto saved = before.Compose();
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  ASSERT_TRUE(source::SaveLastGood(state, saved->text,
+                                   saved->snapshot->version, absl::Now())
+                  .ok());
+  testing::WriteFile(file, kDoc);  // The file now: the current document.
+
+  Etcd etcd(tmp.path() + "/etcd");  // Not started yet.
+  source::SourcesOptions o;
+  o.config_path = file;
+  o.etcd.endpoints = {etcd.endpoint()};
+  o.state_dir = state;
+  o.start_wait = absl::Seconds(1);
+  Recorder rec;
+  auto s = source::Sources::Start(o, rec.Callbacks());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE((*s)->initial_stale());
+  EXPECT_TRUE(absl::StrContains((*s)->stale_reason(), "etcd")) << (*s)->stale_reason();
+  // The fresh document with the copy's etcd part.
+  source::Composer mixed;
+  mixed.SetDocument(file, kDoc);
+  mixed.SetEndpointSet(source::EtcdSource::PartKey(set_key), Set(7001));
+  auto want_mixed = mixed.Compose();
+  ASSERT_TRUE(want_mixed.ok());
+  EXPECT_EQ((*s)->initial().snapshot->version, want_mixed->snapshot->version);
+  rec.Seed((*s)->initial().snapshot->version);
+  (*s)->Begin();
+
+  // etcd answers with a newer set: fresh, file + etcd now.
+  etcd.Start();
+  ASSERT_TRUE(etcd.AwaitHealthy(absl::Seconds(30)));
+  auto c = Client({etcd.endpoint()});
+  MustPut(*c, set_key, Set(7002));
+  const std::string want = ExpectedVersion(*c, file, kDoc);
+  EXPECT_TRUE(rec.AwaitFresh(want, absl::Seconds(60))) << rec.version();
 }
 
 // The DNS source's own thread: answers for new entries at once, a record

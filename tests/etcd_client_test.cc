@@ -112,8 +112,8 @@ TEST_F(EtcdClientTest, WatchDeliversEveryPutOnceInOrderAcrossARestart) {
   // from the revision after the last event it delivered.
   etcd_->Stop();
   etcd_->Start();
-  // The client reconnects by itself; an attempt made while etcd was
-  // starting can take gRPC's 20 s connect timeout (the known issue).
+  // The client reconnects by itself, on a fresh channel if an attempt made
+  // while etcd was starting got stuck (mesh/source/README.md).
   ASSERT_TRUE(ListWhenUp(*client_, "/mesh/", absl::Seconds(60)).ok());
   for (int i = 20; i < 40; ++i) {
     ASSERT_TRUE(client_->Put(absl::StrCat("/mesh/k", i), absl::StrCat(i)).ok());

@@ -76,8 +76,8 @@ class Etcd {
     }
   }
   // Until etcd's own /health says the member serves, at most `timeout`. A
-  // gRPC connection made before that can stall for gRPC's whole 20 s connect
-  // timeout (mesh/source/README.md).
+  // gRPC connection attempt made before that can stay stuck for ~10 s
+  // (mesh/source/README.md).
   bool AwaitHealthy(absl::Duration timeout) const {
     const absl::Time end = absl::Now() + timeout;
     while (absl::Now() < end) {

@@ -62,7 +62,10 @@ absl::Status EtcdClient::Authenticate(bool renew) {
   req.set_name(options_.username);
   req.set_password(options_.password);
   etcdserverpb::AuthenticateResponse resp;
-  const grpc::Status st = auth_->Authenticate(&ctx, req, &resp);
+  const std::shared_ptr<grpc::Channel> ch = Channel();
+  const grpc::Status st =
+      etcdserverpb::Auth::NewStub(ch)->Authenticate(&ctx, req, &resp);
+  NoteResult(st, ch);
   if (!st.ok()) {
     return FromGrpc(st, "authenticate as user \"" + options_.username + "\"");
   }
@@ -81,7 +84,8 @@ bool TokenRejected(const grpc::Status& st) {
 }  // namespace
 
 grpc::Status EtcdClient::WithAuth(
-    const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+    const std::function<grpc::Status(grpc::ClientContext*,
+                                     etcdserverpb::KV::Stub&)>& call) {
   for (int attempt = 0;; ++attempt) {
     const absl::Status a = Authenticate(/*renew=*/attempt > 0);
     if (!a.ok()) {
@@ -90,7 +94,9 @@ grpc::Status EtcdClient::WithAuth(
     }
     grpc::ClientContext ctx;
     PrepareCall(&ctx);
-    const grpc::Status st = call(&ctx);
+    const std::shared_ptr<grpc::Channel> ch = Channel();
+    const grpc::Status st = call(&ctx, *etcdserverpb::KV::NewStub(ch));
+    NoteResult(st, ch);
     if (st.ok() || attempt > 0 || options_.username.empty() ||
         !TokenRejected(st)) {
       return st;
@@ -193,18 +199,54 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
   }
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS stays at its default: it is also
-  // gRPC's minimum connect timeout, and against etcd 3.4 any value tried
-  // (100 ms, 1 s) failed every handshake ("tcp handshaker shutdown"). With
-  // the default (20 s) a first connection to a just-started etcd can take
-  // that long: see mesh/source/README.md.
+  // gRPC's minimum connect timeout, and against etcd 3.4 shorter values
+  // (0.5 s, 1 s) failed every handshake. A stuck attempt is handled by
+  // replacing the channel instead (NoteResult; mesh/source/README.md).
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  c->channel_ = grpc::CreateCustomChannel(target, creds, args);
-  c->kv_ = etcdserverpb::KV::NewStub(c->channel_);
-  c->auth_ = etcdserverpb::Auth::NewStub(c->channel_);
+  c->target_ = target;
+  c->creds_ = creds;
+  c->args_ = args;
+  internal::MutexLock lock(&c->chan_mu_);
+  c->NewChannelLocked();
   return c;
+}
+
+void EtcdClient::NewChannelLocked() {
+  // A channel argument of its own, so that gRPC does not hand the new
+  // channel the old one's (stuck) subchannel from its global pool.
+  grpc::ChannelArguments args = args_;
+  args.SetInt("mesh.etcd_channel_generation", ++generation_);
+  channel_ = grpc::CreateCustomChannel(target_, creds_, args);
+  channel_since_ = absl::Now();
+}
+
+std::shared_ptr<grpc::Channel> EtcdClient::Channel() {
+  internal::MutexLock lock(&chan_mu_);
+  return channel_;
+}
+
+void EtcdClient::NoteResult(const grpc::Status& st,
+                            const std::shared_ptr<grpc::Channel>& used) {
+  internal::MutexLock lock(&chan_mu_);
+  const absl::Time now = absl::Now();
+  if (st.ok()) {
+    last_ok_ = now;
+    return;
+  }
+  if (st.error_code() != grpc::StatusCode::UNAVAILABLE &&
+      st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return;
+  }
+  // A connection attempt made while etcd was starting can stay stuck for
+  // ~10 s (mesh/source/README.md) while new ones succeed at once: a channel
+  // that has failed for 2 s is replaced by a fresh one.
+  if (used == channel_ && now - std::max(channel_since_, last_ok_) >
+                              absl::Seconds(2)) {
+    NewChannelLocked();
+  }
 }
 
 absl::StatusOr<EtcdClient::Listing> EtcdClient::List(
@@ -215,9 +257,10 @@ absl::StatusOr<EtcdClient::Listing> EtcdClient::List(
   req.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
   req.set_sort_target(etcdserverpb::RangeRequest::KEY);
   etcdserverpb::RangeResponse resp;
-  const grpc::Status st = WithAuth([&](grpc::ClientContext* ctx) {
-    return kv_->Range(ctx, req, &resp);
-  });
+  const grpc::Status st =
+      WithAuth([&](grpc::ClientContext* ctx, etcdserverpb::KV::Stub& kv) {
+        return kv.Range(ctx, req, &resp);
+      });
   if (!st.ok()) return FromGrpc(st, "range " + prefix);
   Listing out;
   out.revision = resp.header().revision();
@@ -233,9 +276,10 @@ absl::StatusOr<int64_t> EtcdClient::Put(const std::string& key,
   req.set_key(key);
   req.set_value(value);
   etcdserverpb::PutResponse resp;
-  const grpc::Status st = WithAuth([&](grpc::ClientContext* ctx) {
-    return kv_->Put(ctx, req, &resp);
-  });
+  const grpc::Status st =
+      WithAuth([&](grpc::ClientContext* ctx, etcdserverpb::KV::Stub& kv) {
+        return kv.Put(ctx, req, &resp);
+      });
   if (!st.ok()) return FromGrpc(st, "put " + key);
   return resp.header().revision();
 }
@@ -244,9 +288,10 @@ absl::StatusOr<int64_t> EtcdClient::Delete(const std::string& key) {
   etcdserverpb::DeleteRangeRequest req;
   req.set_key(key);
   etcdserverpb::DeleteRangeResponse resp;
-  const grpc::Status st = WithAuth([&](grpc::ClientContext* ctx) {
-    return kv_->DeleteRange(ctx, req, &resp);
-  });
+  const grpc::Status st =
+      WithAuth([&](grpc::ClientContext* ctx, etcdserverpb::KV::Stub& kv) {
+        return kv.DeleteRange(ctx, req, &resp);
+      });
   if (!st.ok()) return FromGrpc(st, "delete " + key);
   return resp.header().revision();
 }
@@ -256,9 +301,10 @@ absl::Status EtcdClient::Compact(int64_t revision) {
   req.set_revision(revision);
   req.set_physical(true);
   etcdserverpb::CompactionResponse resp;
-  const grpc::Status st = WithAuth([&](grpc::ClientContext* ctx) {
-    return kv_->Compact(ctx, req, &resp);
-  });
+  const grpc::Status st =
+      WithAuth([&](grpc::ClientContext* ctx, etcdserverpb::KV::Stub& kv) {
+        return kv.Compact(ctx, req, &resp);
+      });
   return st.ok() ? absl::OkStatus()
                  : FromGrpc(st, absl::StrCat("compact ", revision));
 }
@@ -289,7 +335,6 @@ EtcdClient::Watcher::~Watcher() {
 }
 
 void EtcdClient::Watcher::Run() {
-  auto stub = etcdserverpb::Watch::NewStub(client_->channel_);
   absl::Duration backoff = absl::Milliseconds(100);
   bool renew = false;  // The last stream ended on a rejected token.
   while (true) {
@@ -299,6 +344,9 @@ void EtcdClient::Watcher::Run() {
     }
     grpc::ClientContext ctx;
     client_->PrepareCall(&ctx, /*deadline=*/false);
+    // The client's channel of the moment (it replaces a stuck one).
+    const std::shared_ptr<grpc::Channel> ch = client_->Channel();
+    auto stub = etcdserverpb::Watch::NewStub(ch);
     {
       internal::MutexLock lock(&mu_);
       if (stop_) break;
@@ -320,7 +368,10 @@ void EtcdClient::Watcher::Run() {
           break;
         }
         if (resp.canceled()) break;  // Reconnects below.
-        if (resp.created() && cb_.on_watching) cb_.on_watching(next_.load());
+        if (resp.created()) {
+          client_->NoteResult(grpc::Status::OK, ch);
+          if (cb_.on_watching) cb_.on_watching(next_.load());
+        }
         if (resp.events_size() == 0) continue;  // Created / progress.
         std::vector<EtcdEvent> events;
         for (const mvccpb::Event& e : resp.events()) {
@@ -343,6 +394,7 @@ void EtcdClient::Watcher::Run() {
                                 : grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                                                auth_error);
     renew = TokenRejected(st);
+    client_->NoteResult(st, ch);
     {
       internal::MutexLock lock(&mu_);
       ctx_ = nullptr;

@@ -115,12 +115,26 @@ class EtcdClient {
   absl::Status Authenticate(bool renew);
   // Runs `call` once, and again after a new token if etcd says the token
   // is no longer valid.
-  grpc::Status WithAuth(const std::function<grpc::Status(grpc::ClientContext*)>& call);
+  grpc::Status WithAuth(
+      const std::function<grpc::Status(grpc::ClientContext*,
+                                       etcdserverpb::KV::Stub&)>& call);
+  // The channel of the moment. A channel whose calls have failed
+  // (UNAVAILABLE, DEADLINE_EXCEEDED) for 2 s since it was made or last
+  // worked is replaced (NoteResult): see mesh/source/README.md.
+  std::shared_ptr<grpc::Channel> Channel();
+  void NoteResult(const grpc::Status& st,
+                  const std::shared_ptr<grpc::Channel>& used);
+  void NewChannelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(chan_mu_);
 
   const EtcdOptions options_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<etcdserverpb::KV::Stub> kv_;
-  std::unique_ptr<etcdserverpb::Auth::Stub> auth_;
+  std::string target_;
+  std::shared_ptr<grpc::ChannelCredentials> creds_;
+  grpc::ChannelArguments args_;
+  internal::Mutex chan_mu_;
+  std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(chan_mu_);
+  int generation_ ABSL_GUARDED_BY(chan_mu_) = 0;
+  absl::Time channel_since_ ABSL_GUARDED_BY(chan_mu_);
+  absl::Time last_ok_ ABSL_GUARDED_BY(chan_mu_) = absl::InfinitePast();
   internal::Mutex mu_;
   std::string token_ ABSL_GUARDED_BY(mu_);
 };

@@ -2,15 +2,21 @@
 # Chaos under load, bounded: six mTLS greeter servers in three localities and
 # a client in cluster-1 calling at a fixed rate, while a seeded random loop
 # kills (SIGKILL), hangs (SIGSTOP, then SIGCONT 1-2 s later) and restarts
-# servers, rewrites the config (drains and un-drains endpoints, changes
-# weights) and kills the client's control plane (the mesh agent, which the
-# library restarts). At least one server stays up at any time.
+# servers, changes the endpoints (drains and un-drains them, changes
+# weights), kills the client's control plane (the mesh agent, which the
+# library restarts) and kills and restarts etcd. At least one server stays
+# up at any time.
+#
+# The client reads the config document from a file and the endpoints from
+# a real etcd (one endpoint set per cluster, published with `meshctl put`),
+# so both sources are under chaos: each endpoint change rewrites the file
+# (a comment) and puts the cluster's set.
 #
 # Reports total calls, failed calls by status code, and the longest run of
 # batches in which every call failed. Asserts that the only failures are the
 # documented ones: calls in flight on a hung server when their deadline
-# passes (DEADLINE_EXCEEDED). Kills, restarts, config rewrites and control
-# plane restarts must cost no call.
+# passes (DEADLINE_EXCEEDED). Kills, restarts, config rewrites, control
+# plane restarts and etcd restarts must cost no call.
 #
 # Usage (from Bazel): chaos_test.sh MESHCTL GREETER_SERVER GREETER_CLIENT
 # Environment: MESH_CHAOS_SECONDS (default 20), MESH_CHAOS_SEED (default 7).
@@ -37,20 +43,56 @@ declare -A LOC=([a]="region: us-east, zone: us-east-a, cluster: cluster-1"
                 [b]="region: us-east, zone: us-east-b, cluster: cluster-2"
                 [c]="region: eu-west, zone: eu-west-a, cluster: cluster-3")
 declare -A EXTRA
+declare -A ACTIONS
+# The config document (the file; the servers' config too) and the
+# endpoints (etcd, one set per cluster, put only while etcd is up).
+REV=0
 write_config() {
+  REV=$((REV + 1))
   {
+    echo "# revision $REV"
     echo "apiVersion: mesh/v1"
     echo "trustDomain: example.org"
     echo "services:"
     echo "  - name: greeter"
     echo "    hostname: greeter.mesh.internal"
-    echo "    endpoints:"
-    for n in "${NAMES[@]}"; do
-      echo "      - {address: ${ADDR[$n]}, port: $PORT${EXTRA[$n]:-}, locality: {${LOC[${n:0:1}]}}}"
-    done
   } > "$WORK/mesh.yaml.tmp"
   mv "$WORK/mesh.yaml.tmp" "$WORK/mesh.yaml"
+  [ -n "${ETCD_PID:-}" ] || return 0
+  for c in a b c; do
+    {
+      echo "apiVersion: mesh/v1"
+      echo "kind: EndpointSet"
+      echo "service: greeter"
+      echo "endpoints:"
+      for n in "${NAMES[@]}"; do
+        [ "${n:0:1}" = "$c" ] || continue
+        echo "  - {address: ${ADDR[$n]}, port: $PORT${EXTRA[$n]:-}, locality: {${LOC[$c]}}}"
+      done
+    } > "$WORK/set-$c.yaml"
+    # etcd may be restarting: the put is then skipped (counted below).
+    "$MESHCTL" put --etcd "127.0.0.1:$ETCD_PORT" "$WORK/set-$c.yaml" > /dev/null 2>&1 ||
+      ACTIONS[put_skipped]=$(( ${ACTIONS[put_skipped]:-0} + 1 ))
+  done
 }
+ETCD_PORT=$(free_port) ETCD_PEER=$(free_port) ETCD_PID=""
+start_etcd() {
+  /usr/bin/etcd --name=chaos --data-dir="$WORK/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER" \
+    --initial-cluster="chaos=http://127.0.0.1:$ETCD_PEER" --log-level=error >> "$WORK/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  PIDS+=($ETCD_PID)
+}
+etcd_healthy() {  # etcd's /health over bash's /dev/tcp
+  exec 3<>"/dev/tcp/127.0.0.1/$ETCD_PORT" 2>/dev/null || return 1
+  printf 'GET /health HTTP/1.0\r\n\r\n' >&3
+  grep -q '"health":"true"' <&3; local rc=$?
+  exec 3<&-
+  return $rc
+}
+start_etcd
+for _ in $(seq 1 300); do etcd_healthy && break; sleep 0.05; done
 write_config
 id() { echo "--cert=$WORK/$1.pem --key=$WORK/$1.key --bundle=$WORK/ca.pem"; }
 declare -A STATE   # up | down | hung
@@ -64,7 +106,7 @@ for n in "${NAMES[@]}"; do start_server "$n"; done
 for n in "${NAMES[@]}"; do
   for _ in $(seq 1 200); do grep -q serving "$WORK/$n.log" && break; sleep 0.05; done
 done
-MESH_LOG_QUIET=1 "$CLIENT" --config="$WORK/mesh.yaml" $(id greeter-client) \
+MESH_LOG_QUIET=1 "$CLIENT" --config="$WORK/mesh.yaml" --etcd="127.0.0.1:$ETCD_PORT" $(id greeter-client) \
   --locality=us-east/us-east-a/cluster-1 --batches=100000 --batch_size=10 \
   --interval_ms=20 --deadline_ms=1000 > "$WORK/client.log" 2>&1 &
 CLIENT_PID=$!
@@ -72,12 +114,11 @@ PIDS+=($CLIENT_PID)
 for _ in $(seq 1 100); do grep -q '^batch 3:' "$WORK/client.log" && break; sleep 0.1; done
 
 up_count() { local c=0; for n in "${NAMES[@]}"; do [ "${STATE[$n]}" = up ] && c=$((c + 1)); done; echo $c; }
-declare -A ACTIONS
 hung_until=()
 end=$(( $(date +%s) + SECONDS_TOTAL ))
 while [ "$(date +%s)" -lt "$end" ]; do
   n=${NAMES[$((RANDOM % 6))]}
-  case $((RANDOM % 6)) in
+  case $((RANDOM % 7)) in
     0) if [ "${STATE[$n]}" = up ] && [ "$(up_count)" -gt 1 ]; then
          kill -9 "${SPID[$n]}"; wait "${SPID[$n]}" 2>/dev/null || true
          STATE[$n]=down; ACTIONS[kill]=$(( ${ACTIONS[kill]:-0} + 1 )); fi ;;
@@ -97,6 +138,8 @@ while [ "$(date +%s)" -lt "$end" ]; do
        ACTIONS[config]=$(( ${ACTIONS[config]:-0} + 1 )) ;;
     5) agent=$(pgrep -P $CLIENT_PID | head -1 || true)
        if [ -n "$agent" ]; then kill -9 "$agent"; ACTIONS[agent]=$(( ${ACTIONS[agent]:-0} + 1 )); fi ;;
+    6) kill -9 "$ETCD_PID"; wait "$ETCD_PID" 2>/dev/null || true
+       start_etcd; ACTIONS[etcd_restart]=$(( ${ACTIONS[etcd_restart]:-0} + 1 )) ;;
   esac
   # Wake hung servers whose time has come.
   now=$(( $(date +%s%N) / 1000000 )); keep=()

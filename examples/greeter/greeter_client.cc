@@ -7,6 +7,8 @@
 //
 // Security: --cert=FILE --key=FILE --bundle=FILE (mTLS), or --plaintext.
 // --admin=127.0.0.1:9901 serves the mesh admin endpoint (status page at /).
+// --etcd=HOST:PORT[,...] reads endpoint sets (and, without --config, the
+// config) from etcd (docs/config.md, "etcd").
 // --header=KEY=VALUE (repeatable) adds request metadata (e.g. to match a
 // route's header pin); --show=instance counts replies by serving instance,
 // --show=peer by the server address the call went to (ClientContext::peer),
@@ -61,6 +63,12 @@ int main(int argc, char** argv) {
       headers.push_back(kv);
       continue;
     }
+    std::string etcd;
+    if (Flag(argv[i], "--etcd=", &etcd)) {
+      // Endpoint sets (or the whole config) from etcd (docs/config.md).
+      options.etcd.endpoints = absl::StrSplit(etcd, ',', absl::SkipEmpty());
+      continue;
+    }
     if (!Flag(argv[i], "--config=", &config) &&
         !Flag(argv[i], "--show=", &show) &&
         !Flag(argv[i], "--admin=", &options.admin_address) &&
@@ -75,12 +83,13 @@ int main(int argc, char** argv) {
     }
   }
   int batches = 0, size = 0, interval_ms = 0, deadline_ms = 0;
-  if (config.empty() || !absl::SimpleAtoi(batches_s, &batches) ||
+  if ((config.empty() && options.etcd.endpoints.empty()) ||
+      !absl::SimpleAtoi(batches_s, &batches) ||
       !absl::SimpleAtoi(deadline_s, &deadline_ms) || deadline_ms <= 0 ||
       !absl::SimpleAtoi(size_s, &size) ||
       !absl::SimpleAtoi(interval_s, &interval_ms) || batches <= 0 ||
       size <= 0 || interval_ms < 0) {
-    std::cerr << "usage: greeter_client --config=FILE "
+    std::cerr << "usage: greeter_client --config=FILE|--etcd=HOST:PORT[,...] "
                  "[--locality=R/Z/C] [--target=HOST] [--batches=N] "
                  "[--batch_size=N] [--interval_ms=N] "
               << mesh::examples::kSecurityUsage << "\n";

@@ -31,7 +31,7 @@ cleanup() {
   for s in "${!SPID[@]}"; do kill -CONT "${SPID[$s]}" 2>/dev/null || true; done
   for p in "${PIDS[@]}" "${SPID[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}" "${SPID[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  rm -rf "$WORK" "${FREE_PORTS_GIVEN:-}"
 }
 trap cleanup EXIT
 source "$(dirname "$0")/testlib.sh"  # free_port

@@ -7,6 +7,9 @@
 #ifndef TESTS_FREE_PORT_H_
 #define TESTS_FREE_PORT_H_
 
+#include <mutex>
+#include <set>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -34,12 +37,18 @@ inline int BindLoopback(int type, int port) {
 }
 
 // A free TCP port on 127.0.0.1 (with `udp`, free for UDP and TCP both, as a
-// DNS server needs). 0 if none could be found.
+// DNS server needs), and never one this process was given before: the
+// kernel may hand a just-released port out again, and a test that asks for
+// several ports before anything listens on them (an etcd cluster: three
+// per member) must get distinct ones. 0 if none could be found.
 inline int FreePort(bool udp = false) {
-  if (!udp) return BindLoopback(SOCK_STREAM, 0);
-  for (int i = 0; i < 20; ++i) {
-    const int port = BindLoopback(SOCK_DGRAM, 0);
-    if (port != 0 && BindLoopback(SOCK_STREAM, port) == port) return port;
+  static std::mutex mu;
+  static std::set<int> given;
+  std::lock_guard<std::mutex> lock(mu);
+  for (int i = 0; i < 50; ++i) {
+    int port = BindLoopback(udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+    if (port != 0 && udp && BindLoopback(SOCK_STREAM, port) != port) port = 0;
+    if (port != 0 && given.insert(port).second) return port;
   }
   return 0;
 }

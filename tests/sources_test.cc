@@ -241,6 +241,47 @@ TEST(EtcdSourcesTest, StaleStartMixesFreshPartsWithTheCopy) {
   EXPECT_TRUE(rec.AwaitFresh(want, absl::Seconds(60))) << rec.version();
 }
 
+// The mix does not compose (the file is invalid at start): the copy alone
+// runs, stale. etcd, which did answer, gives its parts again, and once the
+// file is fixed the config is fresh: file + etcd's current parts.
+TEST(EtcdSourcesTest, AnInvalidFileAtStartRunsTheCopyAloneUntilFixed) {
+  ASSERT_TRUE(testing::HaveEtcd());
+  testing::TempDir tmp("mesh-stale-copy");
+  const std::string file = tmp.path() + "/mesh.yaml";
+  const std::string state = tmp.path() + "/state";
+  const std::string set_key = "/mesh/endpoints/default/greeter/c1";
+  Etcd etcd(tmp.path() + "/etcd");
+  etcd.Start();
+  ASSERT_TRUE(etcd.AwaitHealthy(absl::Seconds(30)));
+  auto c = Client({etcd.endpoint()});
+  MustPut(*c, set_key, Set(7002));
+  source::Composer before;
+  before.SetDocument(file, kDoc);
+  before.SetEndpointSet(source::EtcdSource::PartKey(set_key), Set(7001));
+  auto saved = before.Compose();
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  ASSERT_TRUE(source::SaveLastGood(state, saved->text,
+                                   saved->snapshot->version, absl::Now())
+                  .ok());
+  testing::WriteFile(file, "apiVersion: mesh/v1\nservices: 7\n");
+
+  source::SourcesOptions o;
+  o.config_path = file;
+  o.etcd.endpoints = {etcd.endpoint()};
+  o.state_dir = state;
+  o.start_wait = absl::Seconds(10);
+  Recorder rec;
+  auto s = source::Sources::Start(o, rec.Callbacks());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE((*s)->initial_stale());
+  EXPECT_EQ((*s)->initial().snapshot->version, saved->snapshot->version);
+  rec.Seed(saved->snapshot->version);
+  (*s)->Begin();
+  testing::WriteFile(file, kDoc);  // Fixed.
+  const std::string want = ExpectedVersion(*c, file, kDoc);
+  EXPECT_TRUE(rec.AwaitFresh(want, absl::Seconds(30))) << rec.version();
+}
+
 // The DNS source's own thread: answers for new entries at once, a record
 // change after its TTL, the last answer kept (and an error reported) while
 // the server is gone, entries dropped when the config drops them.

@@ -15,7 +15,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  rm -rf "$WORK" "${FREE_PORTS_GIVEN:-}"
 }
 trap cleanup EXIT
 fails=0

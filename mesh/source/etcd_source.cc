@@ -41,6 +41,11 @@ bool EtcdSource::AwaitFirst(absl::Duration timeout) {
   return mu_.AwaitWithTimeout(internal::Condition(&listed_), timeout);
 }
 
+void EtcdSource::Relist() {
+  internal::MutexLock lock(&mu_);
+  relist_ = true;
+}
+
 void EtcdSource::Run() {
   absl::Duration backoff = absl::Milliseconds(100);
   while (true) {

@@ -52,6 +52,8 @@ class EtcdSource {
 
   // Waits at most `timeout` for the first listing to have been delivered.
   bool AwaitFirst(absl::Duration timeout);
+  // Lists again (a full Change) and watches from there.
+  void Relist();
 
   // Applies `change` to the composer's "etcd:" parts. Returns the keys it
   // ignored (outside the layout); sets *changed if a part changed.

@@ -296,6 +296,9 @@ absl::StatusOr<std::unique_ptr<Sources>> Sources::Start(
       for (const auto& [name, st] : s->status_) {
         if (name != "dns") s->waiting_.insert(name);
       }
+      // etcd answered but its parts were dropped with the mix: it gives
+      // them again after Begin (the file does on its next change).
+      s->relist_etcd_ = s->etcd_ != nullptr;
       s->initial_ = *std::move(old);
     }
     s->initial_stale_ = true;
@@ -328,6 +331,7 @@ void Sources::Begin() {
   }
   // Anything that arrived since Start.
   RecomposeLocked();
+  if (relist_etcd_) etcd_->Relist();
 }
 
 }  // namespace source

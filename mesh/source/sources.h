@@ -129,6 +129,7 @@ class Sources {
   std::map<std::string, absl::Time> reported_ ABSL_GUARDED_BY(mu_);
   Composer::Result initial_;
   bool initial_stale_ = false;
+  bool relist_etcd_ = false;  // Begin asks etcd for a full listing.
   std::string stale_reason_;
   absl::Time last_good_saved_ = absl::InfinitePast();
   std::unique_ptr<FileWatcher> file_;

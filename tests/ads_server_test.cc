@@ -205,6 +205,31 @@ TEST_F(AdsServerTest, AckIsReportedAndNewSnapshotIsPushedOnce) {
                                       "EDS@" + r2.version_info()}));
 }
 
+// gRPC's xDS client can drop a resource from its cache (its last watcher
+// went) and re-add it before the request that dropped it is sent: the
+// server then sees the same subscription with the same, already ACKed,
+// nonce. It must send the resources again: else the client waits for them
+// until its 15 s does-not-exist timer (calls hung in security_e2e_test).
+TEST_F(AdsServerTest, ARepeatedAckIsAnsweredWithTheResourcesAgain) {
+  RawClient c(target_);
+  c.Send(std::string(kEndpointType), {"default/greeter"}, "", "", "", true);
+  DiscoveryResponse r1 = c.Next();
+  c.Send(std::string(kEndpointType), {"default/greeter"}, r1.version_info(),
+         r1.nonce());
+  c.Send(std::string(kEndpointType), {"default/greeter"}, r1.version_info(),
+         r1.nonce());
+  DiscoveryResponse again = c.Next();
+  EXPECT_EQ(again.type_url(), kEndpointType);
+  EXPECT_EQ(again.version_info(), r1.version_info());
+  EXPECT_NE(again.nonce(), r1.nonce());
+  EXPECT_EQ(EndpointIp(again), EndpointIp(r1));
+  // Once ACKed, it is in sync: nothing more is sent until a change.
+  c.Send(std::string(kEndpointType), {"default/greeter"},
+         again.version_info(), again.nonce());
+  c.Send(std::string(kClusterType), {"default/greeter"}, "", "");
+  EXPECT_EQ(c.Next().type_url(), kClusterType);
+}
+
 TEST_F(AdsServerTest, NackIsCountedAndNothingIsResent) {
   RawClient c(target_);
   c.Send(std::string(kEndpointType), {"default/greeter"}, "", "", "", true);

@@ -74,7 +74,19 @@ void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
     if (!req.response_nonce().empty()) {
       event = req.has_error_detail() ? kNack : kAck;
       version = req.has_error_detail() ? t.sent_version : req.version_info();
+      if (event == kAck && t.acked_nonce == req.response_nonce()) {
+        // A second request for a response already ACKed: the client changed
+        // its watchers in between (gRPC drops a resource from its cache
+        // when its last watcher goes, and a new watcher may re-add it before
+        // the request that dropped it is sent), so it may no longer hold
+        // what it has. Send the set again rather than wait for a change
+        // that may never come; gRPC ignores what it has unchanged.
+        event = kNone;
+        t.dirty = true;
+        cv_.SignalAll();
+      }
       if (event == kAck) {
+        t.acked_nonce = req.response_nonce();
         t.acked_version = version;
         // The nonce is the latest, so nothing was sent since: if the writer
         // has meanwhile found a newer snapshot to give the same resources

@@ -88,6 +88,7 @@ class AdsServer final
     std::string sent_nonce;        // nonce of the last response.
     std::string computed_version;  // Snapshot version last translated.
     std::string acked_version;     // Last version the client ACKed.
+    std::string acked_nonce;       // Nonce of the last ACK.
     std::string synced_version;    // Latest version it has the state of.
     std::map<std::string, std::string> sent;  // name -> serialized Any.
   };

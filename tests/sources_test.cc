@@ -190,6 +190,18 @@ TEST(EtcdClusterSourceTest, KilledMemberAndCompactionWhileDisconnected) {
   EXPECT_TRUE(rec.AwaitVersion(want, absl::Seconds(30)));
 }
 
+// The composition of a config document (from `file`) and one etcd
+// endpoint set, as the sources would make it.
+absl::StatusOr<source::Composer::Result> FileAndSet(const std::string& file,
+                                                    const std::string& doc,
+                                                    const std::string& key,
+                                                    const std::string& set) {
+  source::Composer c;
+  c.SetDocument(file, doc);
+  c.SetEndpointSet(source::EtcdSource::PartKey(key), set);
+  return c.Compose();
+}
+
 // A stale start that mixes: the config file answers, etcd does not, so the
 // etcd parts come from the last-known-good copy and the document from the
 // file; when etcd answers, its parts replace the copy's and the config is
@@ -201,10 +213,8 @@ TEST(EtcdSourcesTest, StaleStartMixesFreshPartsWithTheCopy) {
   const std::string state = tmp.path() + "/state";
   const std::string set_key = "/mesh/endpoints/default/greeter/c1";
   // What the copy holds: an older document and etcd's set then.
-  source::Composer before;
-  before.SetDocument(file, std::string("# old\n") + kDoc);
-  before.SetEndpointSet(source::EtcdSource::PartKey(set_key), Set(7001));
-  auto saved = before.Compose();
+  auto saved = FileAndSet(file, std::string("# old\n") + kDoc, set_key,
+                          Set(7001));
   ASSERT_TRUE(saved.ok()) << saved.status();
   ASSERT_TRUE(source::SaveLastGood(state, saved->text,
                                    saved->snapshot->version, absl::Now())
@@ -223,10 +233,7 @@ TEST(EtcdSourcesTest, StaleStartMixesFreshPartsWithTheCopy) {
   EXPECT_TRUE((*s)->initial_stale());
   EXPECT_TRUE(absl::StrContains((*s)->stale_reason(), "etcd")) << (*s)->stale_reason();
   // The fresh document with the copy's etcd part.
-  source::Composer mixed;
-  mixed.SetDocument(file, kDoc);
-  mixed.SetEndpointSet(source::EtcdSource::PartKey(set_key), Set(7001));
-  auto want_mixed = mixed.Compose();
+  auto want_mixed = FileAndSet(file, kDoc, set_key, Set(7001));
   ASSERT_TRUE(want_mixed.ok());
   EXPECT_EQ((*s)->initial().snapshot->version, want_mixed->snapshot->version);
   rec.Seed((*s)->initial().snapshot->version);
@@ -255,10 +262,7 @@ TEST(EtcdSourcesTest, AnInvalidFileAtStartRunsTheCopyAloneUntilFixed) {
   ASSERT_TRUE(etcd.AwaitHealthy(absl::Seconds(30)));
   auto c = Client({etcd.endpoint()});
   MustPut(*c, set_key, Set(7002));
-  source::Composer before;
-  before.SetDocument(file, kDoc);
-  before.SetEndpointSet(source::EtcdSource::PartKey(set_key), Set(7001));
-  auto saved = before.Compose();
+  auto saved = FileAndSet(file, kDoc, set_key, Set(7001));
   ASSERT_TRUE(saved.ok()) << saved.status();
   ASSERT_TRUE(source::SaveLastGood(state, saved->text,
                                    saved->snapshot->version, absl::Now())

@@ -94,12 +94,10 @@ class Recorder {
       internal::MutexLock lock(&mu_);
       version_ = r.snapshot->version;
       stale_ = stale;
-      ++configs_;
     };
     cb.on_status = [this](const source::SourceStatus& s) {
       internal::MutexLock lock(&mu_);
       if (!s.ok) {
-        ++errors_;
         error_text_ += s.last_error + "\n";
       }
     };
@@ -128,10 +126,6 @@ class Recorder {
     internal::MutexLock lock(&mu_);
     return version_;
   }
-  int errors() {
-    internal::MutexLock lock(&mu_);
-    return errors_;
-  }
   std::string error_text() {
     internal::MutexLock lock(&mu_);
     return error_text_;
@@ -141,8 +135,6 @@ class Recorder {
   internal::Mutex mu_;
   std::string version_ ABSL_GUARDED_BY(mu_);
   bool stale_ ABSL_GUARDED_BY(mu_) = false;
-  int configs_ ABSL_GUARDED_BY(mu_) = 0;
-  int errors_ ABSL_GUARDED_BY(mu_) = 0;
   std::string error_text_ ABSL_GUARDED_BY(mu_);
 };
 

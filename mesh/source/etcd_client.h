@@ -142,8 +142,6 @@ class EtcdClient {
 class EtcdClient::Watcher {
  public:
   ~Watcher();
-  // The revision the watch resumes from after a disconnect.
-  int64_t next_revision() const { return next_.load(); }
 
  private:
   friend class EtcdClient;

@@ -1183,11 +1183,16 @@ std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
     absl::string_view hostname, const grpc::ChannelArguments& args) const {
   // Defaults, each applied only if the caller did not set it. Reconnect
   // backoff: gRPC's default (1 s x 1.6^n up to 120 s) can keep a recovered
-  // locality unused for minutes; we cap it at 1 s. Keepalive finds dead
-  // connections that never close.
+  // locality unused for minutes; we cap it at 1 s. gRPC gives a connection
+  // attempt max(backoff, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS) to reach READY
+  // (TCP, TLS, the server's SETTINGS), so that argument is the minimum
+  // connect timeout: a small value fails every slower connection forever.
+  // 5 s (Envoy's default connect timeout; gRPC's is 20 s) gives up on a
+  // black-holed endpoint sooner. Keepalive finds dead connections that
+  // never close.
   const std::pair<const char*, int> defaults[] = {
       {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100},
-      {GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100},
+      {GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000},
       {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000},
       {GRPC_ARG_KEEPALIVE_TIME_MS, 10000},
       {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000},

@@ -30,6 +30,7 @@
 #include "mesh/mesh.h"
 #include "tests/backend.h"
 #include "tests/free_port.h"
+#include "tests/slow_proxy.h"
 #include "tests/temp_dir.h"
 #include "mesh/common/sync.h"
 
@@ -714,6 +715,32 @@ TEST_F(MeshE2eTest, MeshServerServesOnceTheControlPlaneSendsItsListener) {
   EXPECT_EQ(reply.instance(), "mesh-served");
   EXPECT_EQ(service.calls(), 1u);
   server->Shutdown(std::chrono::system_clock::now());
+}
+
+// A connection whose set-up (TCP, TLS, the server's HTTP/2 SETTINGS) takes
+// longer than the reconnect backoff still connects: gRPC gives an attempt
+// max(backoff, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS), so that argument is its
+// minimum connect timeout. Channels once set it to 100 ms, which failed
+// every attempt slower than the 1 s maximum backoff, forever (a far region,
+// a loaded server: calls failed with "connection attempt timed out before
+// receiving SETTINGS frame").
+TEST_F(MeshE2eTest, AConnectionSlowerThanTheBackoffStillConnects) {
+  testing::SlowProxy slow(c3_->port(), absl::Milliseconds(1500));
+  ASSERT_GT(slow.port(), 0);
+  Apply(absl::StrCat(BaseConfig(),
+                     "  - name: far\n    hostname: far.mesh.internal\n"
+                     "    endpoints:\n      - {address: 127.0.0.1, port: ",
+                     slow.port(), ", locality: {region: eu-west}}\n"));
+  auto stub = Greeter::NewStub(mesh_->CreateChannel("far.mesh.internal"));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(8));
+  ctx.set_wait_for_ready(true);
+  HelloReply reply;
+  grpc::Status st = stub->SayHello(&ctx, HelloRequest(), &reply);
+  EXPECT_TRUE(st.ok()) << st.error_code() << " " << st.error_message()
+                       << " (" << slow.accepted() << " connection attempts)";
+  EXPECT_EQ(reply.locality(), kC3);
+  EXPECT_EQ(slow.accepted(), 1);  // The first attempt was given its time.
 }
 
 }  // namespace

@@ -16,9 +16,25 @@ bazel/setup.sh --with-test-tools || { echo "0 passed, 1 failed"; exit 1; }
 
 passed=0
 failed=0
+# What failed, and where, printed again just before the totals (CI shows a
+# long log's head and tail only).
+failure_summary=$(mktemp)
 # run_pass LABEL BAZEL_TEST_ARGS...: runs the tests and adds their cases to
 # passed/failed, per target from the JUnit XML Bazel writes (gtest's own
 # for C++ tests).
+# summarize_failure LABEL TARGET STATUS: the target's failed cases and the
+# first lines of each failure or sanitizer report, into $failure_summary.
+summarize_failure() {
+  local path=${2#//}
+  local log="bazel-testlogs/${path/://}/test.log"
+  {
+    echo "[$1] $2 $3"
+    if [ -f "$log" ]; then
+      grep -E -A6 'Failure$|ERROR: AddressSanitizer|WARNING: ThreadSanitizer|runtime error:|^\[  FAILED  \] [A-Za-z]' \
+        "$log" | head -40 | sed 's/^/    /'
+    fi
+  } >> "$failure_summary"
+}
 run_pass() {
   local label=$1; shift
   local log=/tmp/mesh-tests.$$.log
@@ -34,12 +50,14 @@ run_pass() {
         bad=$(grep -c '<failure' "$xml")
         [ "$cases" -eq 0 ] && cases=1
         if [ "$status" != PASSED ] && [ "$bad" -eq 0 ]; then bad=1; fi
+        [ "$status" != PASSED ] && summarize_failure "$label" "$target" "$status"
         passed=$((passed + cases - bad))
         pass_failed=$((pass_failed + bad))
         continue
       fi
     fi
     pass_failed=$((pass_failed + 1))  # NO STATUS, FAILED TO BUILD, TIMEOUT...
+    summarize_failure "$label" "$target" "$status"
   done < <(grep -E '^//[^ ]+ +(PASSED|FAILED|FLAKY|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)' \
              "$log" | awk '{print $1, $2}')
   rm -f "$log"
@@ -95,5 +113,10 @@ if [ "${MESH_BENCH_SMOKE:-1}" = 1 ]; then
   fi
   rm -f "$bench_log"
 fi
+if [ -s "$failure_summary" ]; then
+  echo "[tests] what failed:"
+  cat "$failure_summary"
+fi
+rm -f "$failure_summary"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -449,6 +449,15 @@ TEST_F(SecurityE2eTest, RotationUnderLoadLosesNoCallAndNewConnectionsUseIt) {
       }
     }
   });
+  // A failed ASSERT below returns early: the load still stops and joins.
+  struct StopAndJoin {
+    std::atomic<bool>* stop;
+    std::thread* thread;
+    ~StopAndJoin() {
+      *stop = true;
+      if (thread->joinable()) thread->join();
+    }
+  } stop_and_join{&stop, &load};
   // Rotate: the key first, then the certificate (as rotation tools do).
   identity::LeafOptions o;
   o.uris = {std::string(kTd) + "greeter"};

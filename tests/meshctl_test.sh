@@ -5,6 +5,8 @@ set -u
 MESHCTL=$1
 DATA=$(dirname "$2")
 fails=0
+ERR=$(mktemp /tmp/meshctl_err.XXXXXX)  # Unique: sandboxes share /tmp and PIDs.
+trap 'rm -f "$ERR"' EXIT
 check() {  # check NAME EXPECTED ACTUAL
   if [ "$2" != "$3" ]; then
     echo "FAIL $1"; echo "  expected: $2"; echo "  actual:   $3"; fails=$((fails + 1))
@@ -12,36 +14,36 @@ check() {  # check NAME EXPECTED ACTUAL
     echo "ok   $1"
   fi
 }
-out=$("$MESHCTL" validate "$DATA/good.yaml" 2>/tmp/meshctl_err.$$); rc=$?
+out=$("$MESHCTL" validate "$DATA/good.yaml" 2>"$ERR"); rc=$?
 check "valid file exits 0" 0 "$rc"
 check "valid file summary" \
   "$DATA/good.yaml: valid (version $(sha256sum "$DATA/good.yaml" | cut -c1-12), trust domain example.org, 1 service(s), 2 endpoint(s))" "$out"
-check "valid file writes no stderr" "" "$(cat /tmp/meshctl_err.$$)"
+check "valid file writes no stderr" "" "$(cat "$ERR")"
 
-out=$("$MESHCTL" validate "$DATA/good.yaml" "$DATA/bad.yaml" 2>/tmp/meshctl_err.$$); rc=$?
+out=$("$MESHCTL" validate "$DATA/good.yaml" "$DATA/bad.yaml" 2>"$ERR"); rc=$?
 check "any invalid file exits 1" 1 "$rc"
 check "every error on stderr, in file order" \
 "$DATA/bad.yaml:7:36: services[0].endpoints[0].port: must be between 1 and 65535, got 99999
 $DATA/bad.yaml:8:19: services[0].endpoints[1].address: must be an IPv4 or IPv6 address, got \"not-an-ip\"
 $DATA/bad.yaml:8:72: services[0].endpoints[1].colour: unknown field (expected one of: address, port, locality, weight, health, labels)" \
-  "$(cat /tmp/meshctl_err.$$)"
+  "$(cat "$ERR")"
 
 # An endpoint set (kind: EndpointSet) is validated as one.
 SET=$(mktemp /tmp/meshctl_set.XXXXXX)
 printf 'apiVersion: mesh/v1\nkind: EndpointSet\nservice: shop/app1\nendpoints:\n  - {address: 10.0.0.1, port: 80, locality: {region: r1}}\n' > "$SET"
-out=$("$MESHCTL" validate "$SET" 2>/tmp/meshctl_err.$$); rc=$?
+out=$("$MESHCTL" validate "$SET" 2>"$ERR"); rc=$?
 check "valid endpoint set exits 0" 0 "$rc"
 check "endpoint set summary" "$SET: valid endpoint set (service shop/app1, 1 endpoint(s))" "$out"
 printf 'apiVersion: mesh/v1\nkind: EndpointSet\nservice: app1\nendpoints:\n  - {address: 10.0.0.1, port: 0, locality: {region: r1}}\n' > "$SET"
-"$MESHCTL" validate "$SET" 2>/tmp/meshctl_err.$$; rc=$?
+"$MESHCTL" validate "$SET" 2>"$ERR"; rc=$?
 check "invalid endpoint set exits 1" 1 "$rc"
 check "invalid endpoint set message" \
-  "$SET:5:31: endpoints[0].port: must be between 1 and 65535, got 0" "$(cat /tmp/meshctl_err.$$)"
+  "$SET:5:31: endpoints[0].port: must be between 1 and 65535, got 0" "$(cat "$ERR")"
 rm -f "$SET"
 
-"$MESHCTL" validate /nonexistent.yaml 2>/tmp/meshctl_err.$$; rc=$?
+"$MESHCTL" validate /nonexistent.yaml 2>"$ERR"; rc=$?
 check "missing file exits 1" 1 "$rc"
-check "missing file message" "/nonexistent.yaml: No such file or directory" "$(cat /tmp/meshctl_err.$$)"
+check "missing file message" "/nonexistent.yaml: No such file or directory" "$(cat "$ERR")"
 "$MESHCTL" validate >/dev/null 2>&1; check "no files is a usage error" 2 $?
 "$MESHCTL" frobnicate >/dev/null 2>&1; check "unknown command is a usage error" 2 $?
 
@@ -61,11 +63,11 @@ out=$("$MESHCTL" explain --config "$DATA/spillover.yaml" \
 check "explain depends on the caller's locality" \
   "priority 0: same cluster 100%" "$(echo "$out" | grep "^priority 0")"
 "$MESHCTL" explain --config="$DATA/spillover.yaml" --from=a/b/c \
-  nope.mesh.internal 2>/tmp/meshctl_err.$$; rc=$?
+  nope.mesh.internal 2>"$ERR"; rc=$?
 check "explain of an unknown hostname exits 1" 1 "$rc"
 check "explain of an unknown hostname says so" \
   "meshctl explain: nope.mesh.internal is not a hostname in $DATA/spillover.yaml" \
-  "$(cat /tmp/meshctl_err.$$)"
+  "$(cat "$ERR")"
 "$MESHCTL" explain greeter.mesh.internal >/dev/null 2>&1
 check "explain without --config is a usage error" 2 $?
 
@@ -126,6 +128,6 @@ for n in $(seq 0 7 "$size"); do
   "$MESHCTL" validate "$tmp/t.yaml" >/dev/null 2>&1; rc=$?
   [ $rc -le 1 ] || { echo "crash (exit $rc) on truncation at $n"; crashes=$((crashes + 1)); }
 done
-rm -rf "$tmp" /tmp/meshctl_err.$$
+rm -rf "$tmp" "$ERR"
 check "no crash on random or truncated input" 0 "$crashes"
 [ $fails -eq 0 ]

@@ -4,9 +4,10 @@
 # script was given before (several may be asked for before anything listens
 # on them). The kernel may still give it to someone else before the caller
 # binds; loopback tests accept that.
-# ($$ is the sourcing script's, also in the $(...) subshells that call it;
-# stop_started removes the file.)
-FREE_PORTS_GIVEN=/tmp/mesh-ports.$$
+# (The file is made when this is sourced, so the $(...) subshells that call
+# it share it; not named by $$: tests in Bazel's sandboxes share /tmp and
+# may have the same PID. stop_started removes it.)
+FREE_PORTS_GIVEN=$(mktemp /tmp/mesh-ports.XXXXXX)
 free_port() {
   local p
   while :; do

@@ -18,15 +18,19 @@
 // its endpoints.)
 //
 // Memory (file mode): this process's RSS with the two local endpoints, then
-// with all N, divided by N-2; the same for the agent process.
+// with all N, divided by N-2; the same for the agent process; and this
+// process's heap in use (glibc's mallinfo2: allocated and not freed), which
+// leaves out memory that malloc keeps after a free (RSS does not).
 //
 // Prints one line: "propagation MODE N p50_ms p99_ms max_ms
-// client_bytes_per_endpoint agent_bytes_per_endpoint" (-1 where not
-// measured), and in etcd mode "etcd-put N p50_ms" (the put alone, which
+// client_bytes_per_endpoint agent_bytes_per_endpoint
+// client_heap_bytes_per_endpoint" (-1 where not measured), and in etcd mode "etcd-put N p50_ms" (the put alone, which
 // the propagation includes). Bounded: at most K changes, each given 30 s.
 
 #include <algorithm>
 #include <chrono>
+#include <malloc.h>
+
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -119,16 +123,17 @@ bool AwaitServedBy(mesh::examples::Greeter::Stub& stub, const std::string& want,
 }
 
 void Report(const std::string& mode, int n, std::vector<double> ms,
-            double client_per, double agent_per) {
+            double client_per, double agent_per, double client_heap_per) {
   std::sort(ms.begin(), ms.end());
   auto rank = [&](double q) {
     if (ms.empty()) return -1.0;
     size_t i = static_cast<size_t>(q * ms.size() + 0.999999);
     return ms[std::min(ms.size(), std::max<size_t>(i, 1)) - 1];
   };
-  std::printf("propagation %s %d %.2f %.2f %.2f %.0f %.0f\n", mode.c_str(), n,
-              rank(0.5), rank(0.99), ms.empty() ? -1.0 : ms.back(), client_per,
-              agent_per);
+  std::printf("propagation %s %d %.2f %.2f %.2f %.0f %.0f %.0f\n",
+              mode.c_str(), n, rank(0.5), rank(0.99),
+              ms.empty() ? -1.0 : ms.back(), client_per, agent_per,
+              client_heap_per);
   std::fflush(stdout);
 }
 
@@ -242,13 +247,18 @@ int main(int argc, char** argv) {
     std::cerr << "propagation: no call reached instance b\n";
     return 1;
   }
-  double client_per = -1, agent_per = -1;
+  double client_per = -1, agent_per = -1, client_heap_per = -1;
   const std::string agent_pid = absl::StrCat((*m)->GetStatus().control_plane_pid);
   int current = 0;  // b
   if (etcd.empty()) {
     // Memory: two endpoints, then all N (and b swapped for c).
     for (int i = 0; i < 200; ++i) AwaitServedBy(*stub, "a", absl::Seconds(5));
     const int64_t c0 = RssBytes("self"), a0 = RssBytes(agent_pid);
+    const auto heap = [] {
+      struct mallinfo2 mi = mallinfo2();
+      return static_cast<int64_t>(mi.uordblks + mi.hblkhd);
+    };
+    const int64_t h0 = heap();
     const std::string tmp = write(file_config(c.port, true));
     std::rename(tmp.c_str(), path.c_str());
     if (!AwaitServedBy(*stub, "c", absl::Seconds(60))) {
@@ -257,6 +267,7 @@ int main(int argc, char** argv) {
     }
     for (int i = 0; i < 200; ++i) AwaitServedBy(*stub, "c", absl::Seconds(5));
     client_per = static_cast<double>(RssBytes("self") - c0) / (n - 2);
+    client_heap_per = static_cast<double>(heap() - h0) / (n - 2);
     agent_per = static_cast<double>(RssBytes(agent_pid) - a0) / (n - 2);
     current = 1;
   }
@@ -290,7 +301,8 @@ int main(int argc, char** argv) {
     }
     current = next;
   }
-  Report(etcd.empty() ? "file" : "etcd", n, ms, client_per, agent_per);
+  Report(etcd.empty() ? "file" : "etcd", n, ms, client_per, agent_per,
+         client_heap_per);
   if (!put_ms.empty()) {
     std::sort(put_ms.begin(), put_ms.end());
     std::printf("etcd-put %d %.2f\n", n, put_ms[put_ms.size() / 2]);

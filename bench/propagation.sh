@@ -53,8 +53,8 @@ run() {  # MODE N
   run file 1000; run file 10000; run etcd 1000; run etcd 10000
 } > "$WORK/out"
 if [ $RAW = 1 ]; then cat "$WORK/out"; exit 0; fi
-echo "| source | endpoints | p50 | p99 | max | of which etcd put (p50) | client memory per endpoint | agent memory per endpoint |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| source | endpoints | p50 | p99 | max | of which etcd put (p50) | client memory per endpoint (RSS) | of which heap in use | agent memory per endpoint (RSS) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 awk '
   $1 == "etcd-put" { put[$2] = $3; next }
   { row[NR] = $0 }
@@ -65,6 +65,7 @@ awk '
       p = (f[2] == "etcd" && (f[3] in put)) ? sprintf("%.1f ms", put[f[3]]) : "-"
       cm = f[7] < 0 ? "-" : sprintf("%.1f KB", f[7] / 1024)
       am = f[8] < 0 ? "-" : sprintf("%.1f KB", f[8] / 1024)
-      printf "| %s | %d | %.1f ms | %.1f ms | %.1f ms | %s | %s | %s |\n", f[2], f[3], f[4], f[5], f[6], p, cm, am
+      hm = f[9] < 0 ? "-" : sprintf("%.1f KB", f[9] / 1024)
+      printf "| %s | %d | %.1f ms | %.1f ms | %.1f ms | %s | %s | %s | %s |\n", f[2], f[3], f[4], f[5], f[6], p, cm, hm, am
     }
   }' "$WORK/out"

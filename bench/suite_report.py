@@ -228,26 +228,30 @@ def main():
     print("From a change (a rename of the config file; a put of one "
           "cluster's endpoint set to etcd, the other endpoints in "
           "100-endpoint sets) to the first call answered by the instance it "
-          "added; memory: RSS growth from 2 to N endpoints. Details in "
+          "added; memory: RSS growth from 2 to N endpoints (and, for the "
+          "client, its heap in use). Details in "
           "\"Config propagation\" below.\n")
     print("| source | endpoints | p50 ms | p99 ms | max ms | client bytes "
-          "per endpoint | agent bytes per endpoint | goal |")
-    print("|---|---|---|---|---|---|---|---|")
+          "per endpoint (RSS) | of which heap in use | agent bytes per "
+          "endpoint (RSS) | goal |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for line in open(args.propagation):
         f = line.split()
-        if len(f) != 8 or f[0] != "propagation":
+        if len(f) != 9 or f[0] != "propagation":
             continue
         n = int(f[2])
         target = 20 if n <= 1000 else 200
         ok = float(f[4]) <= target
         mem = "-" if float(f[6]) < 0 else f"{float(f[6]):.0f}"
         agent = "-" if float(f[7]) < 0 else f"{float(f[7]):.0f}"
+        heap = "-" if float(f[8]) < 0 else f"{float(f[8]):.0f}"
         mem_ok = float(f[6]) < 0 or float(f[6]) <= 2048
         print(f"| {f[1]} | {n} | {float(f[3]):.1f} | {float(f[4]):.1f} | "
-              f"{float(f[5]):.1f} | {mem} | {agent} | p99 ≤ {target} ms: "
+              f"{float(f[5]):.1f} | {mem} | {heap} | {agent} | "
+              f"p99 ≤ {target} ms: "
               f"{'met' if ok else '**missed**'}"
               + ("" if float(f[6]) < 0 else
-                 f"; ≤ 2048 B/endpoint: {'met' if mem_ok else '**missed**'}")
+                 f"; ≤ 2048 B/endpoint (RSS): {'met' if mem_ok else '**missed**'}")
               + " |")
     print()
 

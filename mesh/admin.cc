@@ -1,5 +1,6 @@
 #include "mesh/admin.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -37,14 +38,18 @@ struct Row {
 std::vector<Row> Rows(const DestinationView& d, uint64_t* recent_total) {
   std::map<std::pair<int, std::string>, Row> rows;
   std::map<std::string, int> prio_of;
-  for (const auto& [ep, p] : d.placements) {
-    Row& r = rows[{p.priority, p.locality}];
-    r.priority = p.priority;
-    r.share = p.share;
-    r.locality = p.locality;
-    r.endpoints.push_back(ep);
-    prio_of.emplace(p.locality, p.priority);
+  if (d.endpoints != nullptr) {
+    d.endpoints->ForEach(
+        [&](const std::string& ep, const telemetry::Placement& p) {
+          Row& r = rows[{p.priority, p.locality}];
+          r.priority = p.priority;
+          r.share = p.share;
+          r.locality = p.locality;
+          r.endpoints.push_back(ep);
+          prio_of.emplace(p.locality, p.priority);
+        });
   }
+  for (auto& [k, r] : rows) std::sort(r.endpoints.begin(), r.endpoints.end());
   *recent_total = 0;
   for (const auto& [loc, c] : d.calls.by_locality) {
     auto it = prio_of.find(loc);
@@ -277,7 +282,8 @@ std::string StatusText(const AdminView& v) {
 std::string ConfigJson(const AdminView& v) {
   std::string body;
   try {
-    body = YamlToJson(YAML::Load(v.config_text), 0);
+    body = YamlToJson(
+        YAML::Load(v.config_text == nullptr ? "" : *v.config_text), 0);
   } catch (const YAML::Exception& e) {
     return absl::StrCat("{\"version\":", JsonString(v.status.config_version),
                         ",\"error\":", JsonString(e.what()), "}");
@@ -348,7 +354,7 @@ std::string StatusPrometheus(const AdminView& v) {
            "excluded (unhealthy or draining).");
   for (const DestinationView& d : v.destinations) {
     w.Sample("mesh_endpoints", {{"destination", d.hostname}, {"state", "healthy"}},
-             d.placements.size());
+             d.endpoints == nullptr ? 0 : d.endpoints->size());
     w.Sample("mesh_endpoints",
              {{"destination", d.hostname}, {"state", "excluded"}},
              d.excluded.size());

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <memory>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -25,7 +26,7 @@ struct DestinationView {
   std::string hostname;
   std::string xds_version;
   std::string plan_json;  // policy::Plan::ToJson(), "" before the first.
-  std::map<std::string, telemetry::Placement> placements;  // By endpoint.
+  std::shared_ptr<const telemetry::EndpointPlan> endpoints;  // Or null.
   std::vector<std::string> excluded;                         // With reason.
   telemetry::CallMetrics::Totals calls;   // Since the start.
   telemetry::CallMetrics::Totals recent;  // Over the last ~10 s.
@@ -40,7 +41,8 @@ struct Event {
 struct AdminView {
   MeshStatus status;
   std::string config_path;
-  std::string config_text;  // The running config (YAML).
+  // The running config (YAML); kept only with an admin endpoint.
+  std::shared_ptr<const std::string> config_text;
   absl::Time config_time = absl::InfinitePast();  // When it was applied.
   std::vector<Event> events;  // Oldest first.
   std::vector<DestinationView> destinations;

@@ -20,6 +20,7 @@
 #include <deque>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -600,7 +601,7 @@ class Mesh::Impl {
       if (p != plans_.end()) {
         d.xds_version = p->second.version;
         d.plan_json = p->second.json;
-        d.placements = p->second.placements;
+        d.endpoints = p->second.endpoints;
         d.excluded = p->second.excluded;
       }
       d.calls = totals[h];
@@ -771,36 +772,41 @@ class Mesh::Impl {
                                     e.version, "); no longer stale"));
         break;
       case agent::EventKind::kConfig:
-        config_text_ = e.text;
+        // Only the admin endpoint shows it (at 10k endpoints it is ~1 MB).
+        if (!options_.admin_address.empty()) {
+          config_text_ = std::make_shared<const std::string>(e.text);
+        }
         config_time_ = absl::Now();
         break;
       case agent::EventKind::kPlan: {
         // "HOSTNAME\nJSON\n" then "ADDR PRIO SHARE LOCALITY" or
         // "excluded TEXT" lines.
-        std::vector<std::string> lines =
+        std::vector<absl::string_view> lines =
             absl::StrSplit(e.text, '\n', absl::SkipEmpty());
         if (lines.size() < 2) break;
-        PlanInfo& p = plans_[lines[0]];
+        const std::string hostname(lines[0]);
+        PlanInfo& p = plans_[hostname];
         p.version = e.version;
-        p.json = lines[1];
-        p.placements.clear();
+        p.json = std::string(lines[1]);
         p.excluded.clear();
+        auto plan = std::make_shared<telemetry::EndpointPlan>();
         for (size_t i = 2; i < lines.size(); ++i) {
           absl::string_view l = lines[i];
           if (absl::ConsumePrefix(&l, "excluded ")) {
             p.excluded.emplace_back(l);
             continue;
           }
-          std::vector<std::string> f =
+          std::vector<absl::string_view> f =
               absl::StrSplit(l, absl::MaxSplits(' ', 3));
-          telemetry::Placement pl;
-          if (f.size() == 4 && absl::SimpleAtoi(f[1], &pl.priority) &&
-              absl::SimpleAtod(f[2], &pl.share)) {
-            pl.locality = f[3];
-            p.placements[f[0]] = pl;
+          int priority = 0;
+          double share = 0;
+          if (f.size() == 4 && absl::SimpleAtoi(f[1], &priority) &&
+              absl::SimpleAtod(f[2], &share)) {
+            plan->Add(f[0], priority, share, f[3]);
           }
         }
-        metrics_.SetPlan(lines[0], p.placements);
+        p.endpoints = plan;
+        metrics_.SetPlan(hostname, std::move(plan));
         break;
       }
       case agent::EventKind::kRejected:
@@ -995,7 +1001,7 @@ class Mesh::Impl {
   struct PlanInfo {
     std::string version;
     std::string json;
-    std::map<std::string, telemetry::Placement> placements;
+    std::shared_ptr<const telemetry::EndpointPlan> endpoints;
     std::vector<std::string> excluded;
   };
 
@@ -1003,7 +1009,7 @@ class Mesh::Impl {
   const absl::Time start_time_ = absl::Now();
   telemetry::CallMetrics metrics_;
   std::unique_ptr<telemetry::AdminServer> admin_;
-  std::string config_text_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const std::string> config_text_ ABSL_GUARDED_BY(mu_);
   absl::Time config_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::map<std::string, PlanInfo> plans_ ABSL_GUARDED_BY(mu_);
   std::deque<internal::Event> events_ ABSL_GUARDED_BY(mu_);

@@ -43,7 +43,7 @@ struct CallMetrics::Destination {
   std::atomic<uint64_t> priority_changes{0};
 
   internal::Mutex mu;
-  std::map<std::string, Placement> plan ABSL_GUARDED_BY(mu);
+  std::shared_ptr<const EndpointPlan> plan ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, PeerEntry> by_peer ABSL_GUARDED_BY(mu);
   std::map<std::string, std::unique_ptr<LocalityStats>> by_locality
       ABSL_GUARDED_BY(mu);
@@ -78,9 +78,9 @@ struct CallMetrics::Destination {
     absl::string_view addr = peer;
     if (!absl::ConsumePrefix(&addr, "ipv4:")) absl::ConsumePrefix(&addr, "ipv6:");
     PeerEntry e;
-    auto p = plan.find(std::string(addr));
-    if (p != plan.end()) {
-      e.stats = StatsLocked(p->second.locality);
+    const Placement* p = plan == nullptr ? nullptr : plan->Find(addr);
+    if (p != nullptr) {
+      e.stats = StatsLocked(p->locality);
     } else {
       e.stats = StatsLocked("unknown");
     }
@@ -176,7 +176,11 @@ void CallMetrics::AddLoad(const std::string& destination,
   {
     internal::MutexLock lock(&d->mu);
     std::map<std::string, int> prio;
-    for (const auto& [ep, p] : d->plan) prio.emplace(p.locality, p.priority);
+    if (d->plan != nullptr) {
+      for (const Placement& p : d->plan->localities()) {
+        prio.emplace(p.locality, p.priority);
+      }
+    }
     // The serving priority: the one whose localities had most of this
     // report's successful attempts.
     std::map<int, uint64_t> by_priority;
@@ -223,11 +227,32 @@ void CallMetrics::AddLoad(const std::string& destination,
   on_change_(destination, old, now, serving);
 }
 
+void EndpointPlan::Add(absl::string_view endpoint, int priority,
+                       double share, absl::string_view locality) {
+  // Endpoints come grouped by locality, and localities are few (the plan's
+  // rows): the previous endpoint's locality, else a linear search.
+  uint32_t i = last_;
+  if (i >= localities_.size() || localities_[i].locality != locality) {
+    i = 0;
+    while (i < localities_.size() && localities_[i].locality != locality) ++i;
+    if (i == localities_.size()) {
+      localities_.push_back({priority, share, std::string(locality)});
+    }
+    last_ = i;
+  }
+  endpoints_.emplace(endpoint, i);
+}
+
+const Placement* EndpointPlan::Find(absl::string_view endpoint) const {
+  auto it = endpoints_.find(endpoint);
+  return it == endpoints_.end() ? nullptr : &localities_[it->second];
+}
+
 void CallMetrics::SetPlan(const std::string& destination,
-                          std::map<std::string, Placement> endpoints) {
+                          std::shared_ptr<const EndpointPlan> plan) {
   Destination* d = Get(destination);
   internal::MutexLock lock(&d->mu);
-  d->plan = std::move(endpoints);
+  d->plan = std::move(plan);
   d->by_peer.clear();
 }
 

@@ -35,6 +35,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "mesh/common/sync.h"
 #include "absl/time/time.h"
 
@@ -57,11 +58,38 @@ struct LocalityStats {
   uint64_t succeeded() const { return by_code[0].load(); }
 };
 
-// One endpoint's place in a destination's plan.
+// A locality's place in a destination's plan.
 struct Placement {
   int priority = -1;
   double share = 0;  // The locality's percent of its priority's weight.
   std::string locality;
+};
+
+// A destination's plan: the locality of each endpoint, and each locality's
+// placement. Built once per plan, then immutable and shared (by the call
+// metrics and the admin view): a destination may have 10,000s of
+// endpoints, so each costs one small hash map entry, and the locality
+// strings are stored once.
+class EndpointPlan {
+ public:
+  // `endpoint` is "address:port" (IPv6 in brackets). A locality's priority
+  // and share are those of its first endpoint.
+  void Add(absl::string_view endpoint, int priority, double share,
+           absl::string_view locality);
+  // The endpoint's locality placement, nullptr if it is not in the plan.
+  const Placement* Find(absl::string_view endpoint) const;
+  size_t size() const { return endpoints_.size(); }
+  const std::vector<Placement>& localities() const { return localities_; }
+  // Calls f(endpoint, placement) for every endpoint, in no order.
+  template <typename F>
+  void ForEach(F f) const {
+    for (const auto& [e, i] : endpoints_) f(e, localities_[i]);
+  }
+
+ private:
+  std::vector<Placement> localities_;
+  absl::flat_hash_map<std::string, uint32_t> endpoints_;  // -> localities_
+  uint32_t last_ = 0;  // The locality of the last Add.
 };
 
 class CallMetrics {
@@ -76,10 +104,9 @@ class CallMetrics {
   std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>
   InterceptorFor(const std::string& destination);
 
-  // The destination's current plan: endpoint "address:port" (IPv6 in
-  // brackets) -> placement.
+  // The destination's current plan.
   void SetPlan(const std::string& destination,
-               std::map<std::string, Placement> endpoints);
+               std::shared_ptr<const EndpointPlan> plan);
 
   // One load report for `destination`: per locality, attempts that
   // succeeded, failed and were issued since the previous report.

@@ -18,7 +18,8 @@
 // its endpoints.)
 //
 // Memory (file mode): this process's RSS with the two local endpoints, then
-// with all N, divided by N-2; the same for the agent process; and this
+// with all N, divided by N-2; the same for the agent process, at rest (3 s
+// after the change: see IdleTrim in mesh/agent/agent.cc); and this
 // process's heap in use (glibc's mallinfo2: allocated and not freed), which
 // leaves out memory that malloc keeps after a free (RSS does not).
 //
@@ -268,6 +269,9 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 200; ++i) AwaitServedBy(*stub, "c", absl::Seconds(5));
     client_per = static_cast<double>(RssBytes("self") - c0) / (n - 2);
     client_heap_per = static_cast<double>(heap() - h0) / (n - 2);
+    // The agent at rest: it returns the memory freed after a change once
+    // changes have been quiet for 2 s (mesh/agent/agent.cc, IdleTrim).
+    absl::SleepFor(absl::Seconds(3));
     agent_per = static_cast<double>(RssBytes(agent_pid) - a0) / (n - 2);
     current = 1;
   }

@@ -1,6 +1,7 @@
 #include "mesh/agent/agent.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -243,6 +244,54 @@ class EventSink final : public xds::AdsServer::Observer {
   std::thread worker_;
 };
 
+// Gives the memory freed after a config change back to the system once
+// changes have been quiet for kQuiet. Applying a config makes a transient
+// peak (yaml-cpp's node tree, the old and new resources, the explanations)
+// that malloc would otherwise keep for good: at 10,000 endpoints the agent's
+// RSS was 7.2 KB per endpoint, 1.0 KB after a trim (docs/benchmarks.md). A
+// trim took 13-25 ms there, on this thread; a burst of changes gets one.
+class IdleTrim final {
+ public:
+  static constexpr absl::Duration kQuiet = absl::Seconds(2);
+  IdleTrim() : thread_([this] { Run(); }) {}
+  ~IdleTrim() {
+    {
+      internal::MutexLock lock(&mu_);
+      stop_ = true;
+      cv_.Signal();
+    }
+    thread_.join();
+  }
+  void Changed() {
+    internal::MutexLock lock(&mu_);
+    due_ = absl::Now() + kQuiet;
+    cv_.Signal();
+  }
+
+ private:
+  void Run() {
+    internal::MutexLock lock(&mu_);
+    while (!stop_) {
+      if (due_ == absl::InfiniteFuture()) {
+        cv_.Wait(&mu_);
+      } else if (absl::Now() < due_) {
+        cv_.WaitWithDeadline(&mu_, due_);
+      } else {
+        due_ = absl::InfiniteFuture();
+        mu_.Unlock();
+        malloc_trim(0);
+        mu_.Lock();
+      }
+    }
+  }
+
+  internal::Mutex mu_;
+  internal::CondVar cv_;
+  absl::Time due_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // Last: starts once the rest is initialised.
+};
+
 // Blocks until the lifeline reaches EOF, or (without one) until SIGTERM or
 // SIGINT arrives.
 // Returns whether the application asked, before closing the lifeline, to
@@ -391,6 +440,7 @@ int RunAgent(int argc, char** argv) {
       flags.config.empty() ? absl::StrCat("etcd ", flags.etcd_prefix)
                            : flags.config;
 
+  IdleTrim idle_trim;
   // The sources' callbacks run one at a time (under the sources' lock),
   // from Begin() on.
   std::string current_version;
@@ -418,6 +468,7 @@ int RunAgent(int argc, char** argv) {
       sink.Emit(EventKind::kApplied, current_version, origin);
       Log(internal::kInfo,
           absl::StrCat("config version ", current_version, " applied"));
+      idle_trim.Changed();
     }
   };
   callbacks.on_rejected = [&](const std::string& why) {

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "mesh/common/sync.h"
@@ -125,6 +126,14 @@ class Recorder {
   std::string version() {
     internal::MutexLock lock(&mu_);
     return version_;
+  }
+  // Until a reported source error contains `what`.
+  bool AwaitError(const std::string& what, absl::Duration timeout) {
+    internal::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return absl::StrContains(error_text_, what);
+    };
+    return mu_.AwaitWithTimeout(internal::Condition(&done), timeout);
   }
   std::string error_text() {
     internal::MutexLock lock(&mu_);

@@ -1,8 +1,9 @@
 // The config sources below the mesh, against real servers on loopback
 // (started and stopped by PID), also run under ThreadSanitizer: etcd with
 // TLS, a client certificate and etcd users; a 3-member etcd cluster losing
-// the member a source is connected to, and compacting while a source is cut
-// off; the DNS source's thread against a real dnsmasq.
+// the member a source is connected to, compacting while a source is cut
+// off, and losing its quorum (the "hasleader" metadata); the DNS source's
+// thread against a real dnsmasq.
 
 #include <signal.h>
 
@@ -188,6 +189,45 @@ TEST(EtcdClusterSourceTest, KilledMemberAndCompactionWhileDisconnected) {
   EXPECT_TRUE(absl::StrContains(rec3.error_text(), "compacted to revision"))
       << rec3.error_text();
   EXPECT_TRUE(rec.AwaitVersion(want, absl::Seconds(30)));
+}
+
+// The source's calls and watch carry etcd's "hasleader" metadata: a member
+// that has lost its quorum cancels the watch ("etcdserver: no leader")
+// instead of keeping the source silently waiting on a member that will
+// never see another change, and the source reports it. Once the quorum is
+// back, puts arrive again.
+TEST(EtcdClusterSourceTest, AMemberWithoutALeaderIsReported) {
+  ASSERT_TRUE(testing::HaveEtcd());
+  testing::TempDir tmp("mesh-etcd3-leader");
+  auto members = testing::StartCluster(tmp.path(), 3);
+  std::vector<std::string> all;
+  for (auto& m : members) {
+    ASSERT_TRUE(m->AwaitHealthy(absl::Seconds(60)));
+    all.push_back(m->endpoint());
+  }
+  auto writer = Client(all);
+  MustPut(*writer, "/mesh/config", kDoc);
+  MustPut(*writer, "/mesh/endpoints/default/greeter/k0", Set(21000));
+  Recorder rec;
+  auto src = StartSources({all[2]}, &rec);  // The third member only.
+  ASSERT_TRUE(src.ok()) << src.status();
+  ASSERT_TRUE(rec.AwaitVersion(ExpectedVersion(*writer), absl::Seconds(20)));
+
+  members[0]->Kill();
+  members[1]->Kill();  // The third is alone: no quorum, no leader.
+  EXPECT_TRUE(rec.AwaitError("no leader", absl::Seconds(30)))
+      << rec.error_text();
+
+  members[0]->Start();
+  members[1]->Start();
+  for (int i : {0, 1}) {
+    ASSERT_TRUE(members[i]->AwaitHealthy(absl::Seconds(60)));
+  }
+  auto writer01 = Client({all[0], all[1]});
+  MustPut(*writer01, "/mesh/endpoints/default/greeter/k1", Set(21001));
+  const std::string want = ExpectedVersion(*writer01);
+  EXPECT_TRUE(rec.AwaitVersion(want, absl::Seconds(60)))
+      << rec.version() << " != " << want << "; errors: " << rec.error_text();
 }
 
 // The composition of a config document (from `file`) and one etcd

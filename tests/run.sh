@@ -2,7 +2,8 @@
 # Builds mesh and runs every test. Installs what is missing first (Debian
 # packages, the xDS protos: bazel/setup.sh). The last line is
 # "N passed, N failed", counting test cases (a target that fails to build or
-# has no per-case report counts as one failed case).
+# has no per-case report counts as one failed case). Just before it, each
+# failed target is listed again with the first lines of its failures.
 #
 # Also runs the fuzzers for MESH_FUZZ_SECONDS each (default 30; 0 skips),
 # the benchmark suite's short mode as a smoke test (MESH_BENCH_SMOKE=0 skips),

@@ -75,6 +75,13 @@ class Etcd {
       child_.reset();
     }
   }
+  // SIGSTOP / SIGCONT: a hung member (its port stays open, nothing answers).
+  void Pause() {
+    if (child_ != nullptr) kill(child_->pid(), SIGSTOP);
+  }
+  void Resume() {
+    if (child_ != nullptr) kill(child_->pid(), SIGCONT);
+  }
   // Until etcd's own /health says the member serves, at most `timeout`. A
   // gRPC connection attempt made before that can stay stuck for ~10 s
   // (mesh/source/README.md).

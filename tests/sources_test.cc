@@ -2,12 +2,13 @@
 // (started and stopped by PID), also run under ThreadSanitizer: etcd with
 // TLS, a client certificate and etcd users; a 3-member etcd cluster losing
 // the member a source is connected to, compacting while a source is cut
-// off, and losing its quorum (the "hasleader" metadata); the DNS source's
-// thread against a real dnsmasq.
+// off, losing its quorum (the "hasleader" metadata) and hanging (keepalive);
+// the DNS source's thread against a real dnsmasq.
 
 #include <signal.h>
 
 #include <fstream>
+#include <iostream>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -131,15 +132,23 @@ TEST(EtcdSourcesTest, TlsAndUsers) {
 // puts land on the others: all arrive. Then a source that knows only the
 // third member is cut off while its history is compacted; when the member
 // is back, the source lists again and ends at what etcd holds.
+// A 3-member cluster under `dir`; `all` gets the client endpoints of the
+// members that became healthy (all three, unless one failed to).
+std::vector<std::unique_ptr<Etcd>> HealthyCluster(
+    const std::string& dir, std::vector<std::string>* all) {
+  auto members = testing::StartCluster(dir, 3);
+  for (auto& m : members) {
+    if (m->AwaitHealthy(absl::Seconds(60))) all->push_back(m->endpoint());
+  }
+  return members;
+}
+
 TEST(EtcdClusterSourceTest, KilledMemberAndCompactionWhileDisconnected) {
   ASSERT_TRUE(testing::HaveEtcd());
   testing::TempDir tmp("mesh-etcd3-src");
-  auto members = testing::StartCluster(tmp.path(), 3);
   std::vector<std::string> all;
-  for (auto& m : members) {
-    ASSERT_TRUE(m->AwaitHealthy(absl::Seconds(60)));
-    all.push_back(m->endpoint());
-  }
+  auto members = HealthyCluster(tmp.path(), &all);
+  ASSERT_EQ(all.size(), 3u) << "a member did not become healthy";
   auto writer = Client({all[1], all[2]});
   MustPut(*writer, "/mesh/config", kDoc);
   Recorder rec, rec3;
@@ -199,12 +208,9 @@ TEST(EtcdClusterSourceTest, KilledMemberAndCompactionWhileDisconnected) {
 TEST(EtcdClusterSourceTest, AMemberWithoutALeaderIsReported) {
   ASSERT_TRUE(testing::HaveEtcd());
   testing::TempDir tmp("mesh-etcd3-leader");
-  auto members = testing::StartCluster(tmp.path(), 3);
   std::vector<std::string> all;
-  for (auto& m : members) {
-    ASSERT_TRUE(m->AwaitHealthy(absl::Seconds(60)));
-    all.push_back(m->endpoint());
-  }
+  auto members = HealthyCluster(tmp.path(), &all);
+  ASSERT_EQ(all.size(), 3u) << "a member did not become healthy";
   auto writer = Client(all);
   MustPut(*writer, "/mesh/config", kDoc);
   MustPut(*writer, "/mesh/endpoints/default/greeter/k0", Set(21000));
@@ -228,6 +234,37 @@ TEST(EtcdClusterSourceTest, AMemberWithoutALeaderIsReported) {
   const std::string want = ExpectedVersion(*writer01);
   EXPECT_TRUE(rec.AwaitVersion(want, absl::Seconds(60)))
       << rec.version() << " != " << want << "; errors: " << rec.error_text();
+}
+
+// The member a source is connected to hangs (SIGSTOP: its port stays open
+// and nothing answers, so nothing fails fast): keepalive finds the dead
+// connection and the source moves to another member; puts made meanwhile
+// all arrive.
+TEST(EtcdClusterSourceTest, AHungMemberIsLeft) {
+  ASSERT_TRUE(testing::HaveEtcd());
+  testing::TempDir tmp("mesh-etcd3-hung");
+  std::vector<std::string> all;
+  auto members = HealthyCluster(tmp.path(), &all);
+  ASSERT_EQ(all.size(), 3u) << "a member did not become healthy";
+  auto writer = Client({all[1], all[2]});
+  MustPut(*writer, "/mesh/config", kDoc);
+  Recorder rec;
+  auto src = StartSources(all, &rec);  // pick_first: connected to the first.
+  ASSERT_TRUE(src.ok()) << src.status();
+  ASSERT_TRUE(rec.AwaitVersion(ExpectedVersion(*writer), absl::Seconds(20)));
+
+  const absl::Time hung = absl::Now();
+  members[0]->Pause();
+  for (int i = 0; i < 5; ++i) {
+    MustPut(*writer, absl::StrCat("/mesh/endpoints/default/greeter/h", i),
+            Set(22000 + i));
+  }
+  const std::string want = ExpectedVersion(*writer);
+  const bool arrived = rec.AwaitVersion(want, absl::Seconds(60));
+  std::cout << "after the hang: " << absl::Now() - hung << "; errors: "
+            << rec.error_text() << std::endl;
+  members[0]->Resume();
+  EXPECT_TRUE(arrived) << rec.version() << " != " << want;
 }
 
 // The composition of a config document (from `file`) and one etcd

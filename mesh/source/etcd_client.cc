@@ -129,11 +129,14 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
       v6.push_back(e);
     }
   }
-  std::string target;
+  std::string target, scheme;
+  std::vector<std::string> members;
   if (!v4.empty() && v6.empty() && v4.size() == options.endpoints.size()) {
-    target = absl::StrCat("ipv4:", absl::StrJoin(v4, ","));
+    scheme = "ipv4:";
+    members = v4;
   } else if (v4.empty() && v6.size() == options.endpoints.size()) {
-    target = absl::StrCat("ipv6:", absl::StrJoin(v6, ","));
+    scheme = "ipv6:";
+    members = v6;
   } else if (options.endpoints.size() == 1 && v4.empty() && v6.empty()) {
     target = absl::StrCat("dns:///", options.endpoints[0]);
   } else {
@@ -203,10 +206,15 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
   // (0.5 s, 1 s) failed every handshake. A stuck attempt is handled by
   // replacing the channel instead (NoteResult; mesh/source/README.md).
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  // Keepalive finds a member that hangs (its port open, nothing answered)
+  // within ~9 s. etcd refuses pings more often than every 5 s
+  // (--grpc-keepalive-min-time).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 6000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   c->target_ = target;
+  c->scheme_ = scheme;
+  c->members_ = members;
   c->creds_ = creds;
   c->args_ = args;
   internal::MutexLock lock(&c->chan_mu_);
@@ -219,7 +227,18 @@ void EtcdClient::NewChannelLocked() {
   // channel the old one's (stuck) subchannel from its global pool.
   grpc::ChannelArguments args = args_;
   args.SetInt("mesh.etcd_channel_generation", ++generation_);
-  channel_ = grpc::CreateCustomChannel(target_, creds_, args);
+  std::string target = target_;
+  if (!members_.empty()) {
+    // pick_first tries the members in order: each new channel starts one
+    // further along, so that a member that hangs (and so fails nothing
+    // fast) is not the first one tried again and again.
+    const size_t n = members_.size();
+    const size_t first = static_cast<size_t>(generation_ - 1) % n;
+    std::vector<std::string> order;
+    for (size_t i = 0; i < n; ++i) order.push_back(members_[(first + i) % n]);
+    target = absl::StrCat(scheme_, absl::StrJoin(order, ","));
+  }
+  channel_ = grpc::CreateCustomChannel(target, creds_, args);
   channel_since_ = absl::Now();
 }
 

@@ -129,7 +129,7 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
       v6.push_back(e);
     }
   }
-  std::string target, scheme;
+  std::string scheme;
   std::vector<std::string> members;
   if (!v4.empty() && v6.empty() && v4.size() == options.endpoints.size()) {
     scheme = "ipv4:";
@@ -138,7 +138,8 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
     scheme = "ipv6:";
     members = v6;
   } else if (options.endpoints.size() == 1 && v4.empty() && v6.empty()) {
-    target = absl::StrCat("dns:///", options.endpoints[0]);
+    scheme = "dns:///";
+    members = options.endpoints;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "etcd endpoints \"", absl::StrJoin(options.endpoints, ","),
@@ -212,7 +213,6 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 6000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  c->target_ = target;
   c->scheme_ = scheme;
   c->members_ = members;
   c->creds_ = creds;
@@ -227,18 +227,15 @@ void EtcdClient::NewChannelLocked() {
   // channel the old one's (stuck) subchannel from its global pool.
   grpc::ChannelArguments args = args_;
   args.SetInt("mesh.etcd_channel_generation", ++generation_);
-  std::string target = target_;
-  if (!members_.empty()) {
-    // pick_first tries the members in order: each new channel starts one
-    // further along, so that a member that hangs (and so fails nothing
-    // fast) is not the first one tried again and again.
-    const size_t n = members_.size();
-    const size_t first = static_cast<size_t>(generation_ - 1) % n;
-    std::vector<std::string> order;
-    for (size_t i = 0; i < n; ++i) order.push_back(members_[(first + i) % n]);
-    target = absl::StrCat(scheme_, absl::StrJoin(order, ","));
-  }
-  channel_ = grpc::CreateCustomChannel(target, creds_, args);
+  // pick_first tries the members in order: each new channel starts one
+  // further along, so that a member that hangs (and so fails nothing fast)
+  // is not the first one tried again and again.
+  const size_t n = members_.size();
+  const size_t first = static_cast<size_t>(generation_ - 1) % n;
+  std::vector<std::string> order;
+  for (size_t i = 0; i < n; ++i) order.push_back(members_[(first + i) % n]);
+  channel_ = grpc::CreateCustomChannel(
+      absl::StrCat(scheme_, absl::StrJoin(order, ",")), creds_, args);
   channel_since_ = absl::Now();
 }
 

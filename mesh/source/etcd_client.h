@@ -127,9 +127,10 @@ class EtcdClient {
   void NewChannelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(chan_mu_);
 
   const EtcdOptions options_;
-  std::string target_;                // "dns:///NAME" (else empty),
-  std::string scheme_;                // or "ipv4:" / "ipv6:" and
-  std::vector<std::string> members_;  // the members, rotated per channel.
+  // The channel target: "ipv4:" / "ipv6:" and the members' addresses
+  // (rotated per channel), or "dns:///" and one name.
+  std::string scheme_;
+  std::vector<std::string> members_;
   std::shared_ptr<grpc::ChannelCredentials> creds_;
   grpc::ChannelArguments args_;
   internal::Mutex chan_mu_;

@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "mesh/common/sync.h"
-#include "absl/strings/match.h"
 #include "mesh/source/etcd_client.h"
 #include "mesh/telemetry/http_get.h"
 #include "tests/etcd_process.h"
@@ -97,6 +97,25 @@ TEST_F(EtcdClientTest, PutThenListAPrefixAtOneRevision) {
   EXPECT_EQ(l->kvs[0].value, "A");
   EXPECT_EQ(l->kvs[2].key, "/mesh/services/c");
   EXPECT_EQ(l->revision, *rev);
+}
+
+// Endpoints are IP literals, or one DNS name (resolved by gRPC); a mix is a
+// clear error.
+TEST_F(EtcdClientTest, ADnsNameReachesTheMembersAndAMixIsRefused) {
+  const std::string port =
+      etcd_->endpoint().substr(etcd_->endpoint().rfind(':') + 1);
+  auto named = EtcdClient::Create({{"localhost:" + port}});
+  ASSERT_TRUE(named.ok()) << named.status();
+  auto rev = (*named)->Put("/mesh/by-name", "yes");
+  ASSERT_TRUE(rev.ok()) << rev.status();
+  auto l = client_->List("/mesh/by-name");
+  ASSERT_TRUE(l.ok()) << l.status();
+  ASSERT_EQ(l->kvs.size(), 1u);
+  EXPECT_EQ(l->kvs[0].value, "yes");
+  auto mixed = EtcdClient::Create({{"localhost:" + port, etcd_->endpoint()}});
+  ASSERT_FALSE(mixed.ok());
+  EXPECT_TRUE(absl::StrContains(mixed.status().message(), "one name"))
+      << mixed.status();
 }
 
 TEST_F(EtcdClientTest, WatchDeliversEveryPutOnceInOrderAcrossARestart) {

@@ -153,6 +153,15 @@ std::string StatusJson(const AdminView& v) {
   for (const DestinationView& d : v.destinations) {
     ds.push_back(DestinationJson(d));
   }
+  std::vector<std::string> servers;
+  for (const ServerStatus& srv : s.servers) {
+    servers.push_back(absl::StrCat(
+        "{\"address\":", JsonString(srv.address),
+        ",\"service\":", JsonString(srv.service),
+        ",\"enforcing\":", srv.enforcing ? "true" : "false",
+        ",\"problem\":", JsonString(srv.problem),
+        ",\"policy\":", JsonString(srv.policy), "}"));
+  }
   std::vector<std::string> sources;
   for (const SourceStatus& src : s.sources) {
     sources.push_back(absl::StrCat(
@@ -173,6 +182,8 @@ std::string StatusJson(const AdminView& v) {
       ",\"calls_authorized\":", s.calls_authorized,
       ",\"calls_denied\":", s.calls_denied,
       ",\"last_denial\":", JsonString(s.last_denial),
+      ",\"servers\":[", absl::StrJoin(servers, ","),
+      "],\"servers_failing_closed\":", s.servers_failing_closed,
       ",\"config_version\":", JsonString(s.config_version),
       ",\"applied_version\":", JsonString(s.applied_version),
       ",\"stale\":", s.config_stale ? "true" : "false",
@@ -205,6 +216,13 @@ std::string StatusText(const AdminView& v) {
                     " denied",
                     s.last_denial.empty() ? ""
                                           : " (last: " + s.last_denial + ")",
+                    "\n");
+  }
+  for (const ServerStatus& srv : s.servers) {
+    absl::StrAppend(&out, "server         ", srv.address, " ",
+                    srv.enforcing
+                        ? absl::StrCat("serves ", srv.service)
+                        : absl::StrCat("DENIES EVERY CALL: ", srv.problem),
                     "\n");
   }
   absl::StrAppend(
@@ -343,6 +361,18 @@ std::string StatusPrometheus(const AdminView& v) {
       "Calls to this process's mesh servers denied by authorization "
       "(PERMISSION_DENIED).",
       s.calls_denied);
+  one("mesh_servers_failing_closed", "gauge",
+      "Listening addresses of this process's mesh servers that deny every "
+      "call because the policy to enforce cannot be told (see /status).",
+      static_cast<double>(s.servers_failing_closed));
+  w.Family("mesh_server_enforcing", "gauge",
+           "Per listening address: 1 if it enforces its service's policy, 0 "
+           "if it denies every call.");
+  for (const ServerStatus& srv : s.servers) {
+    w.Sample("mesh_server_enforcing",
+             {{"address", srv.address}, {"service", srv.service}},
+             srv.enforcing ? 1 : 0);
+  }
   if (s.mtls) {
     one("mesh_identity_expiry_timestamp_seconds", "gauge",
         "When this workload's certificate expires (Unix time).",

@@ -5,8 +5,10 @@
 
 #include "mesh/mesh.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -16,11 +18,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -338,6 +342,55 @@ class RefuseVerifier final
       override {}
 };
 
+// The addresses gRPC names the listeners of `uri` by ("10.0.0.1:50051",
+// "[::]:50051"): what its xDS server asks the control plane for, and what
+// the control plane reports the policies of. A name is resolved as gRPC
+// resolves it ("localhost:50051" is 127.0.0.1 and ::1).
+std::vector<std::string> ListenerAddresses(absl::string_view uri) {
+  absl::ConsumePrefix(&uri, "dns:///");
+  absl::ConsumePrefix(&uri, "dns:");
+  if (absl::StartsWith(uri, "unix:")) return {std::string(uri)};
+  const size_t colon = uri.rfind(':');
+  if (colon == absl::string_view::npos) return {std::string(uri)};
+  absl::string_view host = uri.substr(0, colon);
+  const std::string port(uri.substr(colon + 1));
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  const std::string h(host);
+  addrinfo hints = {};
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(h.empty() ? nullptr : h.c_str(), port.c_str(), &hints,
+                  &res) != 0) {
+    return {std::string(uri)};
+  }
+  std::vector<std::string> out;
+  for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN] = "";
+    std::string name;
+    if (a->ai_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr,
+                text, sizeof(text));
+      name = absl::StrCat(text, ":", port);
+    } else if (a->ai_family == AF_INET6) {
+      inet_ntop(AF_INET6,
+                &reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr, text,
+                sizeof(text));
+      name = absl::StrCat("[", text, "]:", port);
+    } else {
+      continue;
+    }
+    if (std::find(out.begin(), out.end(), name) == out.end()) {
+      out.push_back(std::move(name));
+    }
+  }
+  freeaddrinfo(res);
+  if (out.empty()) out.push_back(std::string(uri));
+  return out;
+}
+
+class AuthzProcessor;
+
 }  // namespace
 
 class Mesh::Impl {
@@ -357,6 +410,9 @@ class Mesh::Impl {
                      : "PLAINTEXT: traffic is neither encrypted nor "
                        "authenticated and every call is allowed (local "
                        "development only)";
+    status_.authorization = status_.mtls
+                                ? "no mesh server yet"
+                                : "none (plaintext: every call allowed)";
   }
 
   ~Impl() {
@@ -645,21 +701,17 @@ class Mesh::Impl {
             "/clusters, /config\n"};
   }
 
-  // The authorization decision for one call to a mesh server (mTLS only):
-  // `caller` is the peer's SPIFFE ID ("" if none), `method` its :path.
-  bool Authorize(absl::string_view caller, absl::string_view method) {
-    // Health checks (grpc.health.v1) are open to any caller with a
-    // certificate from the trust bundle, so that the mesh's health
-    // checkers work whatever the service's policy.
-    bool allowed = !caller.empty() &&
-                   absl::StartsWith(method, "/grpc.health.v1.Health/");
-    if (!allowed) {
-      internal::ReaderMutexLock lock(&authz_mu_);
-      allowed = authorizer_.Allowed(caller, method);
-    }
-    if (allowed) {
+  // The authorization decision for one call to a mesh server (mTLS only)
+  // listening on `addresses` (the listener names of one port: usually one;
+  // empty if its credentials were never bound to a NewServerBuilder()
+  // server): `caller` is the peer's SPIFFE ID ("" if none), `method` its
+  // :path.
+  grpc::Status Authorize(const std::vector<std::string>& addresses,
+                         absl::string_view caller, absl::string_view method) {
+    grpc::Status st = Decide(addresses, caller, method);
+    if (st.ok()) {
       authorized_.fetch_add(1, std::memory_order_relaxed);
-      return true;
+      return st;
     }
     internal::MutexLock lock(&mu_);
     ++status_.calls_denied;
@@ -669,19 +721,148 @@ class Mesh::Impl {
     const absl::Time now = absl::Now();
     if (now - last_denial_log_ >= absl::Seconds(10)) {
       Log(internal::kWarning,
-          absl::StrCat("mesh: PERMISSION_DENIED ", status_.last_denial,
-                       " (", status_.calls_denied - denials_logged_,
-                       " denial(s) since the last line; policy: ",
-                       status_.authorization, ")"));
+          absl::StrCat("mesh: ", st.error_code() ==
+                                     grpc::StatusCode::PERMISSION_DENIED
+                                     ? "PERMISSION_DENIED "
+                                     : "UNAVAILABLE ",
+                       status_.last_denial, " (",
+                       status_.calls_denied - denials_logged_,
+                       " denial(s) since the last line): ",
+                       st.error_message()));
       last_denial_log_ = now;
       denials_logged_ = status_.calls_denied;
     }
     ++generation_;
     cv_.SignalAll();
-    return false;
+    return st;
+  }
+
+  // Credentials made by ServerCredentials(), so that the server builder can
+  // tell their processors which port they guard.
+  void AddServerCredentials(const std::shared_ptr<grpc::ServerCredentials>& c,
+                            std::shared_ptr<AuthzProcessor> p) {
+    internal::MutexLock lock(&mu_);
+    server_creds_.erase(
+        std::remove_if(server_creds_.begin(), server_creds_.end(),
+                       [](const auto& e) { return e.first.expired(); }),
+        server_creds_.end());
+    server_creds_.emplace_back(c, std::move(p));
+  }
+  std::shared_ptr<AuthzProcessor> ProcessorFor(
+      const std::shared_ptr<grpc::ServerCredentials>& c) {
+    internal::MutexLock lock(&mu_);
+    for (const auto& [creds, p] : server_creds_) {
+      if (creds.lock() == c) return p;
+    }
+    return nullptr;
+  }
+  // A mesh server listens on `addresses` (shown as waiting for their
+  // policy until it arrives).
+  void AddListening(const std::vector<std::string>& addresses) {
+    internal::MutexLock lock(&mu_);
+    listening_.insert(addresses.begin(), addresses.end());
+    RefreshServersLocked();
+    ++generation_;
+    cv_.SignalAll();
   }
 
  private:
+  grpc::Status Decide(const std::vector<std::string>& addresses,
+                      absl::string_view caller, absl::string_view method) {
+    if (addresses.empty()) {
+      return grpc::Status(
+          grpc::StatusCode::PERMISSION_DENIED,
+          "mesh: this server's credentials were not used with a "
+          "Mesh::NewServerBuilder() server, so the mesh cannot tell which "
+          "service it serves; every call is denied");
+    }
+    internal::ReaderMutexLock lock(&authz_mu_);
+    const policy::ServerPolicy* first = nullptr;
+    for (const std::string& a : addresses) {
+      auto it = server_policies_.find(a);
+      if (it == server_policies_.end()) {
+        return grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            absl::StrCat("mesh: the server on ", a,
+                         " has not received its authorization policy from "
+                         "the control plane yet"));
+      }
+      const policy::ServerPolicy& p = it->second;
+      if (!p.problem.empty()) {
+        return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                            absl::StrCat("mesh: the server on ", a,
+                                         " denies every call: ", p.problem));
+      }
+      if (first != nullptr && first->service != p.service) {
+        return grpc::Status(
+            grpc::StatusCode::PERMISSION_DENIED,
+            absl::StrCat("mesh: one ServerCredentials() object is used for "
+                         "ports of different services (", first->service,
+                         " on ", first->address, ", ", p.service, " on ",
+                         p.address, "); call ServerCredentials() once per "
+                         "port. Every call is denied"));
+      }
+      if (first == nullptr) first = &p;
+    }
+    // Health checks (grpc.health.v1) are open to any caller with a
+    // certificate from the trust bundle, so that the mesh's health
+    // checkers work whatever the service's policy; but only on a server
+    // that provably serves its service (above).
+    if (!caller.empty() && absl::StartsWith(method, "/grpc.health.v1.Health/")) {
+      return grpc::Status::OK;
+    }
+    if (first->authorizer.Allowed(caller, method)) return grpc::Status::OK;
+    return grpc::Status(
+        grpc::StatusCode::PERMISSION_DENIED,
+        absl::StrCat("mesh: caller ",
+                     caller.empty() ? "(no SPIFFE ID)" : caller,
+                     " may not call ", method, " of ", first->service));
+  }
+
+  // status_.servers and status_.authorization from the policies and the
+  // listening addresses.
+  void RefreshServersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::set<std::string> addresses = listening_;
+    std::map<std::string, policy::ServerPolicy> policies;
+    {
+      internal::ReaderMutexLock lock(&authz_mu_);
+      policies = server_policies_;
+    }
+    for (const auto& [a, p] : policies) addresses.insert(a);
+    status_.servers.clear();
+    status_.servers_failing_closed = 0;
+    std::vector<std::string> words;
+    for (const std::string& a : addresses) {
+      ServerStatus st;
+      st.address = a;
+      auto it = policies.find(a);
+      if (it == policies.end()) {
+        st.problem = "waiting for its policy from the control plane";
+        st.policy = "deny every call (UNAVAILABLE) until it arrives";
+      } else {
+        st.service = it->second.service;
+        st.problem = it->second.problem;
+        st.enforcing = st.problem.empty();
+        st.policy = st.enforcing ? it->second.authorizer.Describe()
+                                 : "deny every call";
+        if (!st.enforcing) ++status_.servers_failing_closed;
+      }
+      words.push_back(st.enforcing
+                          ? absl::StrCat(a, " serves ", st.service, ": ",
+                                         st.policy)
+                          : absl::StrCat(a, ": DENIES EVERY CALL: ",
+                                         st.problem));
+      status_.servers.push_back(std::move(st));
+    }
+    if (!status_.mtls) {
+      status_.authorization = "none (plaintext: every call allowed)";
+    } else if (words.empty()) {
+      status_.authorization = "no mesh server yet";
+    } else {
+      status_.authorization = absl::StrJoin(words, "; ");
+    }
+  }
+
   void Adopt(const AgentProcess& a) {
     internal::MutexLock lock(&mu_);
     pid_ = a.pid;
@@ -857,17 +1038,33 @@ class Mesh::Impl {
         break;
       }
       case agent::EventKind::kAuthz: {
-        absl::StatusOr<policy::Authorizer> a =
-            policy::Authorizer::Decode(e.text);
-        if (!a.ok()) {
-          SetError(std::string(a.status().message()));
+        absl::StatusOr<policy::ServerPolicy> p =
+            policy::ServerPolicy::Decode(e.text);
+        if (!p.ok()) {
+          SetError(std::string(p.status().message()));
           break;
         }
-        status_.authorization = status_.mtls
-                                    ? a->Describe()
-                                    : "none (plaintext: every call allowed)";
-        internal::MutexLock lock(&authz_mu_);
-        authorizer_ = *std::move(a);
+        if (!p->problem.empty()) {
+          // Loud: a server that denies everything is an outage.
+          const std::string msg = absl::StrCat(
+              "mesh server on ", p->address, " DENIES EVERY CALL",
+              status_.mtls ? "" : " (it would, with mTLS; under plaintext "
+                                  "every call is allowed)",
+              ": ", p->problem);
+          Log(internal::kError, "mesh: " + msg);
+          SetError(msg);
+          AddEventLocked(msg);
+        } else {
+          AddEventLocked(absl::StrCat("mesh server on ", p->address,
+                                      " enforces the policy of ",
+                                      p->service));
+        }
+        {
+          internal::MutexLock lock(&authz_mu_);
+          const std::string address = p->address;
+          server_policies_[address] = *std::move(p);
+        }
+        RefreshServersLocked();
         break;
       }
       case agent::EventKind::kNack:
@@ -1019,8 +1216,15 @@ class Mesh::Impl {
   std::deque<std::pair<absl::Time,
                        std::map<std::string, telemetry::CallMetrics::Totals>>>
       samples_ ABSL_GUARDED_BY(mu_);
+  // Taken after mu_ when both are held.
   internal::Mutex authz_mu_;
-  policy::Authorizer authorizer_ ABSL_GUARDED_BY(authz_mu_);  // Denies all.
+  // By listening address. An address without one denies every call.
+  std::map<std::string, policy::ServerPolicy> server_policies_
+      ABSL_GUARDED_BY(authz_mu_);
+  std::set<std::string> listening_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::weak_ptr<grpc::ServerCredentials>,
+                        std::shared_ptr<AuthzProcessor>>>
+      server_creds_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> authorized_{0};
   absl::Time last_denial_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t denials_logged_ ABSL_GUARDED_BY(mu_) = 0;
@@ -1117,13 +1321,47 @@ namespace {
 
 // Runs the authorization policy on each call to a mesh server, before the
 // handler: gRPC's server auth filter gives it the peer's auth context and
-// the call's metadata (with :path). Inline, never blocking.
+// the call's metadata (with :path). Inline, never blocking. One per
+// ServerCredentials() object; MeshServerBuilder tells it which listening
+// addresses it guards.
 class AuthzProcessor final : public grpc::AuthMetadataProcessor {
  public:
   explicit AuthzProcessor(Mesh::Impl* impl) : impl_(impl) {}
   bool IsBlocking() const override { return false; }
   grpc::Status Process(const InputMetadata& md, grpc::AuthContext* ctx,
                        OutputMetadata*, OutputMetadata*) override;
+
+  void Bind(const std::vector<std::string>& addresses) {
+    internal::MutexLock lock(&mu_);
+    for (const std::string& a : addresses) {
+      if (std::find(addresses_.begin(), addresses_.end(), a) ==
+          addresses_.end()) {
+        addresses_.push_back(a);
+      }
+    }
+  }
+
+ private:
+  Mesh::Impl* const impl_;
+  internal::Mutex mu_;
+  std::vector<std::string> addresses_ ABSL_GUARDED_BY(mu_);
+};
+
+// NewServerBuilder()'s builder: before the server starts, binds each
+// port's mesh credentials to the addresses gRPC will listen on, so that
+// each port enforces the policy of the service it serves.
+class MeshServerBuilder final : public grpc::XdsServerBuilder {
+ public:
+  explicit MeshServerBuilder(Mesh::Impl* impl) : impl_(impl) {}
+  std::unique_ptr<grpc::Server> BuildAndStart() override {
+    for (const Port& port : ports()) {
+      const std::vector<std::string> addresses = ListenerAddresses(port.addr);
+      std::shared_ptr<AuthzProcessor> p = impl_->ProcessorFor(port.creds);
+      if (p != nullptr) p->Bind(addresses);
+      impl_->AddListening(addresses);
+    }
+    return grpc::XdsServerBuilder::BuildAndStart();
+  }
 
  private:
   Mesh::Impl* const impl_;
@@ -1162,8 +1400,9 @@ std::shared_ptr<grpc::ServerCredentials> Mesh::ServerCredentials() const {
       GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   std::shared_ptr<grpc::ServerCredentials> creds =
       grpc::XdsServerCredentials(grpc::experimental::TlsServerCredentials(o));
-  creds->SetAuthMetadataProcessor(
-      std::make_shared<AuthzProcessor>(impl_.get()));
+  auto processor = std::make_shared<AuthzProcessor>(impl_.get());
+  creds->SetAuthMetadataProcessor(processor);
+  impl_->AddServerCredentials(creds, std::move(processor));
   return creds;
 }
 
@@ -1177,12 +1416,8 @@ grpc::Status AuthzProcessor::Process(const InputMetadata& md,
   for (const grpc::string_ref& v : ctx->FindPropertyValues("peer_spiffe_id")) {
     caller.assign(v.data(), v.size());
   }
-  if (impl_->Authorize(caller, method)) return grpc::Status::OK;
-  return grpc::Status(
-      grpc::StatusCode::PERMISSION_DENIED,
-      absl::StrCat("mesh: caller ",
-                   caller.empty() ? "(no SPIFFE ID)" : caller,
-                   " may not call ", method));
+  internal::ReaderMutexLock lock(&mu_);
+  return impl_->Authorize(addresses_, caller, method);
 }
 
 std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
@@ -1235,7 +1470,7 @@ std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
 }
 
 std::unique_ptr<grpc::XdsServerBuilder> Mesh::NewServerBuilder() const {
-  auto b = std::make_unique<grpc::XdsServerBuilder>();
+  auto b = std::make_unique<MeshServerBuilder>(impl_.get());
   b->set_status_notifier(impl_->serving_logger());
   // Let mesh clients' keepalive pings (every 10 s) through.
   b->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
@@ -1260,5 +1495,20 @@ const std::string& Mesh::runtime_dir() const { return impl_->dir(); }
 std::string Mesh::admin_address() const { return impl_->admin_address(); }
 
 std::string Mesh::MetricsText() const { return impl_->MetricsText(); }
+
+absl::StatusOr<std::string> ServiceAt(const std::string& config_path,
+                                      absl::string_view listen_address) {
+  absl::StatusOr<std::shared_ptr<const config::MeshConfig>> c =
+      config::LoadConfigFile(config_path);
+  if (!c.ok()) return c.status();
+  std::vector<std::string> addresses = ListenerAddresses(listen_address);
+  const policy::ServerPolicy p = policy::PolicyForServer(
+      **c, addresses.front(), {"", "", policy::IsLocalAddress});
+  if (!p.service.empty()) return p.service;
+  if (absl::StartsWith(p.problem, "several")) {
+    return absl::InvalidArgumentError(p.problem);
+  }
+  return absl::NotFoundError(p.problem);
+}
 
 }  // namespace mesh

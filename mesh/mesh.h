@@ -174,6 +174,22 @@ struct SourceStatus {
   absl::Time last_error_time = absl::InfinitePast();
 };
 
+// One address this process's mesh servers listen on, and the policy it
+// enforces (docs/security.md, "Which policy a server enforces").
+struct ServerStatus {
+  std::string address;  // As gRPC listens on it: "10.0.0.1:50051".
+  // The service it serves ("namespace/name"): the one whose endpoint the
+  // address is. "" if that cannot be told.
+  std::string service;
+  // True: it enforces `service`'s authorization. False: it denies every
+  // call (fail closed) and `problem` says why, e.g. no service has an
+  // endpoint at the address, the SVID is not the service's identity, or
+  // the policy has not arrived yet.
+  bool enforcing = false;
+  std::string problem;
+  std::string policy;  // In words.
+};
+
 // A point-in-time view of the mesh, for status pages and health checks.
 struct MeshStatus {
   // Version of the config the control plane serves ("" before the first),
@@ -215,8 +231,15 @@ struct MeshStatus {
   std::string identity_serial;   // Serial (hex) of the SVID in force.
   absl::Time identity_expiry = absl::InfinitePast();
   uint64_t identity_loads = 0;   // The first load plus every rotation.
-  // The authorization policy this process's servers enforce, in words.
+  // The authorization policy this process's servers enforce, in words
+  // (one "ADDRESS serves SERVICE: RULES" or "ADDRESS: DENIES EVERY CALL:
+  // WHY" per listening address; see `servers`).
   std::string authorization;
+  // Each listening address of this process's mesh servers.
+  std::vector<ServerStatus> servers;
+  // How many of them deny every call because the policy they should
+  // enforce cannot be told (fail closed).
+  uint64_t servers_failing_closed = 0;
   // Calls to this process's mesh servers that the policy allowed or
   // denied (PERMISSION_DENIED), and the last denial ("CALLER METHOD").
   uint64_t calls_authorized = 0;
@@ -270,12 +293,25 @@ class Mesh final {
 
   // A server builder whose server the mesh configures: use it exactly like a
   // grpc::ServerBuilder, listening with ServerCredentials() on a fixed port
-  // ("0.0.0.0:50051"; port 0 is not supported by gRPC's xDS server). The
-  // server starts serving once the control plane has sent its listener.
-  // With mTLS it accepts only clients with a certificate from the trust
-  // bundle, and calls from callers the service's `authorization` does not
-  // allow fail with PERMISSION_DENIED (counted in MeshStatus).
+  // ("10.0.0.1:50051", "0.0.0.0:50051"; port 0 is not supported by gRPC's
+  // xDS server). The server starts serving once the control plane has sent
+  // its listener. With mTLS it accepts only clients with a certificate from
+  // the trust bundle, and on each listening address it enforces the
+  // `authorization` of the service that has an endpoint at that address
+  // (for a wildcard address: at an address of this host with that port):
+  // callers it does not allow fail with PERMISSION_DENIED (counted in
+  // MeshStatus). Fail closed: where the served service cannot be told (no
+  // service or several have an endpoint there, this process's SVID is not
+  // that service's identity, or service_name names a service with another
+  // identity) every call fails with PERMISSION_DENIED saying why, and
+  // MeshStatus::servers, the log, /status and the metric
+  // mesh_servers_failing_closed say so; until the address's policy has
+  // arrived, calls fail with UNAVAILABLE (clients retry elsewhere).
+  // BuildAndStart does not refuse such a server: the config is live, and an
+  // edit (or a registration) can make the address an endpoint later.
   std::unique_ptr<grpc::XdsServerBuilder> NewServerBuilder() const;
+  // Credentials for one listening port of a NewServerBuilder() server; call
+  // it once per port. (Used with any other builder, every call is denied.)
   std::shared_ptr<grpc::ServerCredentials> ServerCredentials() const;
 
   MeshStatus GetStatus() const;
@@ -308,6 +344,15 @@ class Mesh final {
   explicit Mesh(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The service ("namespace/name") that has an endpoint at `listen_address`
+// ("10.0.0.1:50051"; a wildcard address means an address of this host with
+// that port) in the config file at `config_path`: what a server listening
+// there serves, e.g. as the default of a server's MeshOptions::service_name.
+// NotFound if no service has one there, InvalidArgument if several do or
+// the file fails validation.
+absl::StatusOr<std::string> ServiceAt(const std::string& config_path,
+                                      absl::string_view listen_address);
 
 }  // namespace mesh
 

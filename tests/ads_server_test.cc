@@ -42,7 +42,30 @@ std::shared_ptr<const config::Snapshot> Snap(const std::string& ip) {
   return *s;
 }
 
+// What happened, in order, across the server's observer and the client's
+// reader (OnRequestComesBeforeTheResponse).
+struct Timeline {
+  void Add(std::string what) {
+    internal::MutexLock l(&mu);
+    events.push_back(std::move(what));
+  }
+  std::vector<std::string> Get() {
+    internal::MutexLock l(&mu);
+    return events;
+  }
+  internal::Mutex mu;
+  std::vector<std::string> events ABSL_GUARDED_BY(mu);
+};
+Timeline* g_timeline = nullptr;
+
 struct Recorder : AdsServer::Observer {
+  void OnRequest(const Caller&, absl::string_view type,
+                 const std::vector<std::string>& names) override {
+    if (g_timeline == nullptr || type != kListenerType) return;
+    // Slow on purpose: a response sent before this returns would show.
+    absl::SleepFor(absl::Milliseconds(50));
+    g_timeline->Add("OnRequest " + (names.empty() ? "" : names[0]));
+  }
   void OnAck(const Caller& c, absl::string_view type,
              absl::string_view version,
              const std::vector<std::string>& names) override {
@@ -69,6 +92,7 @@ class RawClient {
     reader_ = std::thread([this] {
       DiscoveryResponse r;
       while (stream_->Read(&r)) {
+        if (g_timeline != nullptr) g_timeline->Add("response " + r.type_url());
         internal::MutexLock l(&mu_);
         queue_.push_back(r);
       }
@@ -169,6 +193,26 @@ TEST_F(AdsServerTest, AnswersASubscriptionWithVersionAndNonce) {
   EXPECT_EQ(r.version_info(), Snap("10.0.0.1")->version);
   EXPECT_FALSE(r.nonce().empty());
   EXPECT_EQ(EndpointIp(r), "10.0.0.1");
+}
+
+// The agent tells the application a server's authorization policy from
+// OnRequest: it must run before the listener is answered, or the server
+// could take a call before its policy is in place.
+TEST_F(AdsServerTest, OnRequestComesBeforeTheResponse) {
+  Timeline timeline;
+  g_timeline = &timeline;
+  {
+    RawClient c(target_);
+    const std::string name =
+        std::string(kServerListenerPrefix) + "127.0.0.1:50051";
+    c.Send(std::string(kListenerType), {name}, "", "", "", true);
+    EXPECT_EQ(c.Next().type_url(), kListenerType);
+    EXPECT_EQ(timeline.Get(),
+              (std::vector<std::string>{"OnRequest " + name,
+                                        "response " +
+                                            std::string(kListenerType)}));
+  }
+  g_timeline = nullptr;
 }
 
 TEST_F(AdsServerTest, AckIsReportedAndNewSnapshotIsPushedOnce) {

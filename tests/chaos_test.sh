@@ -97,7 +97,10 @@ write_config
 id() { echo "--cert=$WORK/$1.pem --key=$WORK/$1.key --bundle=$WORK/ca.pem"; }
 declare -A STATE   # up | down | hung
 start_server() {
+  # The endpoints are in etcd: the server reads them too, to know (and
+  # check) which service its address belongs to.
   "$SERVER" --config="$WORK/mesh.yaml" --listen="${ADDR[$1]}:$PORT" --name="$1" \
+    --service=greeter --etcd="127.0.0.1:$ETCD_PORT" \
     $(id greeter) > "$WORK/$1.log" 2>&1 &
   SPID[$1]=$!
   STATE[$1]=up

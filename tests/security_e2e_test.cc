@@ -248,7 +248,8 @@ class SecurityE2eTest : public ::testing::Test {
                                   const std::string& identity_line,
                                   const std::string& why) {
     int port = 0;
-    std::unique_ptr<Child> server = StartServer(cert_name, bundle, &port);
+    std::unique_ptr<Child> server =
+        StartServer(cert_name, bundle, &port, "refused");
     Apply(Config({Service("refused", port, identity_line)}));
     std::set<std::string> seen;
     grpc::Status st = CallUntilRefused("refused.mesh.internal", &seen);
@@ -279,15 +280,17 @@ class SecurityE2eTest : public ::testing::Test {
     return c.Finish(code);
   }
 
-  // A greeter_server child on a free port, with the given identity files
-  // ("plaintext" for none).
+  // A greeter_server child of `service` on a free port, with the given
+  // identity files ("plaintext" for none).
   static std::unique_ptr<Child> StartServer(const std::string& cert_name,
                                             const std::string& bundle,
-                                            int* port) {
+                                            int* port,
+                                            const std::string& service) {
     *port = testing::FreePort();
     std::vector<std::string> args = {
         Binary("greeter_server"), "--config=" + *dir_ + "/mesh.yaml",
-        absl::StrCat("--listen=127.0.0.1:", *port), "--name=" + cert_name};
+        absl::StrCat("--listen=127.0.0.1:", *port), "--name=" + cert_name,
+        "--service=" + service};
     if (cert_name == "plaintext") {
       args.push_back("--plaintext");
     } else {
@@ -318,7 +321,18 @@ PeerEcho* SecurityE2eTest::service_ = nullptr;
 grpc::Server* SecurityE2eTest::server_ = nullptr;
 
 TEST_F(SecurityE2eTest, StatusShowsIdentityAndPolicy) {
+  // The server's policy arrives when its listener is asked for.
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) {
+        return s.servers.size() == 1 && s.servers[0].enforcing;
+      },
+      absl::Seconds(10)));
   const MeshStatus s = mesh_->GetStatus();
+  ASSERT_EQ(s.servers.size(), 1u);
+  EXPECT_EQ(s.servers[0].address, absl::StrCat("127.0.0.1:", port_));
+  EXPECT_EQ(s.servers[0].service, "default/greeter");
+  EXPECT_TRUE(s.servers[0].enforcing) << s.servers[0].problem;
+  EXPECT_EQ(s.servers_failing_closed, 0u);
   EXPECT_TRUE(s.mtls);
   EXPECT_EQ(s.security, "mTLS");
   EXPECT_EQ(s.identity, std::string(kTd) + "greeter");
@@ -353,7 +367,7 @@ TEST_F(SecurityE2eTest, CallerFromTheSameCaThatThePolicyDoesNotNameIsDenied) {
   EXPECT_TRUE(absl::StrContains(
       out, absl::StrCat("7 mesh: caller ", kTd,
                         "batch may not call /mesh.examples.Greeter/SayHello "
-                        "x3")))
+                        "of default/greeter x3")))
       << out;
   const MeshStatus s = mesh_->GetStatus();
   EXPECT_EQ(s.calls_denied, denied + 3);
@@ -388,7 +402,8 @@ TEST_F(SecurityE2eTest, PlaintextClientIsRefused) {
 // control: the same server is accepted once the config names its identity.
 TEST_F(SecurityE2eTest, ServerWithAnotherIdentityFromTheSameCaIsRefused) {
   int port = 0;
-  std::unique_ptr<Child> impostor = StartServer("batch", "ca.pem", &port);
+  std::unique_ptr<Child> impostor =
+      StartServer("batch", "ca.pem", &port, "billing");
   Apply(Config({Service("billing", port)}));
   HelloReply reply;
   std::set<std::string> seen;

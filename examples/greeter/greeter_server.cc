@@ -4,8 +4,15 @@
 //   greeter_server --config=mesh.yaml --listen=127.0.1.1:50051
 //       --locality=us-east/us-east-a/cluster-1 --name=greeter-c1
 //       --cert=greeter.pem --key=greeter.key --bundle=ca.pem
+//       [--service=greeter]
 //
 // (or --plaintext instead of the identity files, for local development).
+// --etcd=HOST:PORT[,...] reads endpoint sets from etcd too (docs/config.md,
+// "etcd"): the server must see its own endpoint to know what it serves.
+// --service is the service this process is (MeshOptions::service_name);
+// by default, the one whose endpoint --listen is in the config. The server
+// enforces the policy of the service that owns --listen either way, and
+// denies every call if the two disagree (docs/security.md).
 //
 // Runs until SIGTERM or SIGINT.
 
@@ -32,17 +39,20 @@ bool Flag(absl::string_view arg, absl::string_view name, std::string* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config, listen, locality, name = "greeter";
+  std::string config, listen, locality, name = "greeter", service, etcd;
   mesh::MeshOptions options;
   for (int i = 1; i < argc; ++i) {
     if (!mesh::examples::SecurityFlag(argv[i], &options) &&
         !Flag(argv[i], "--config=", &config) &&
         !Flag(argv[i], "--listen=", &listen) &&
         !Flag(argv[i], "--locality=", &locality) &&
-        !Flag(argv[i], "--name=", &name)) {
+        !Flag(argv[i], "--name=", &name) &&
+        !Flag(argv[i], "--service=", &service) &&
+        !Flag(argv[i], "--etcd=", &etcd)) {
       std::cerr << "unknown flag " << argv[i] << "\nusage: greeter_server "
                 << "--config=FILE --listen=IP:PORT "
-                   "--locality=REGION/ZONE/CLUSTER [--name=NAME] "
+                   "--locality=REGION/ZONE/CLUSTER [--name=NAME] [--service=NAME] "
+                   "[--etcd=HOST:PORT[,...]] "
                 << mesh::examples::kSecurityUsage << "\n";
       return 2;
     }
@@ -50,6 +60,19 @@ int main(int argc, char** argv) {
   if (config.empty() || listen.empty()) {
     std::cerr << "greeter_server: --config and --listen are required\n";
     return 2;
+  }
+  if (service.empty()) {
+    absl::StatusOr<std::string> owner = mesh::ServiceAt(config, listen);
+    if (!owner.ok()) {
+      std::cerr << "greeter_server: no --service given, and the config does "
+                   "not say which service --listen="
+                << listen << " belongs to: " << owner.status().message()
+                << (etcd.empty() ? "" : " (endpoints in etcd are not "
+                                        "looked at: give --service)")
+                << "\n";
+      return 2;
+    }
+    service = *owner;
   }
   std::vector<std::string> loc = absl::StrSplit(locality, '/');
   loc.resize(3);
@@ -61,26 +84,27 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   options.config_path = config;
-  options.service_name = "greeter";
+  options.etcd.endpoints = absl::StrSplit(etcd, ',', absl::SkipEmpty());
+  options.service_name = service;
   options.locality = {loc[0], loc[1], loc[2]};
   auto m = mesh::Mesh::Create(options);
   if (!m.ok()) {
     std::cerr << "greeter_server: " << m.status() << "\n";
     return 1;
   }
-  mesh::examples::GreeterService service(name, locality);
+  mesh::examples::GreeterService greeter(name, locality);
   // Answer grpc.health.v1 checks (a service's `healthCheck` in the config).
   grpc::EnableDefaultHealthCheckService(true);
   auto builder = (*m)->NewServerBuilder();
   builder->AddListeningPort(listen, (*m)->ServerCredentials());
-  builder->RegisterService(&service);
+  builder->RegisterService(&greeter);
   std::unique_ptr<grpc::Server> server = builder->BuildAndStart();
   if (server == nullptr) {
     std::cerr << "greeter_server: cannot listen on " << listen << "\n";
     return 1;
   }
-  std::cout << "greeter_server " << name << " (" << locality
-            << ") listening on " << listen << std::endl;
+  std::cout << "greeter_server " << name << " (" << service << ", "
+            << locality << ") listening on " << listen << std::endl;
   int sig = 0;
   sigwait(&set, &sig);
   server->Shutdown(std::chrono::system_clock::now() +

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -192,6 +193,28 @@ class EventSink final : public xds::AdsServer::Observer {
     explain_ = std::move(fn);
     worker_ = std::thread([this] { ExplainLoop(); });
   }
+  // Called (on the ADS stream's thread, before the server answers) with the
+  // server listener names of each LDS request.
+  using ListenersFn = std::function<void(const xds::Caller&,
+                                         const std::vector<std::string>&)>;
+  // Before the ADS server starts.
+  void set_on_server_listeners(ListenersFn fn) {
+    on_server_listeners_ = std::move(fn);
+  }
+  void OnRequest(const xds::Caller& caller, absl::string_view type_url,
+                 const std::vector<std::string>& names) override {
+    if (type_url != xds::kListenerType || on_server_listeners_ == nullptr) {
+      return;
+    }
+    std::vector<std::string> addresses;
+    for (const std::string& n : names) {
+      absl::string_view a = n;
+      if (absl::ConsumePrefix(&a, xds::kServerListenerPrefix)) {
+        addresses.emplace_back(a);
+      }
+    }
+    on_server_listeners_(caller, addresses);
+  }
   void OnSynced(const xds::Caller&, absl::string_view version) override {
     Emit(EventKind::kSynced, version, "");
   }
@@ -236,6 +259,7 @@ class EventSink final : public xds::AdsServer::Observer {
 
   static constexpr absl::Duration kExplainDelay = absl::Milliseconds(50);
   const int fd_;
+  ListenersFn on_server_listeners_;  // Set before the server starts.
   internal::Mutex mu_;
   ExplainFn explain_;  // Set before the server starts.
   internal::Mutex explain_mu_;
@@ -364,6 +388,72 @@ class Publisher final {
   std::shared_ptr<const config::Snapshot> current_ ABSL_GUARDED_BY(mu_);
 };
 
+// The policy of every address the application's mesh servers listen on
+// (the server listeners its xDS client asks for), told to the application
+// (kAuthz) when a server first asks, before the ADS server answers with
+// the listener (so before the server can take a call), and again whenever
+// the config or the identity changes it. Thread-safe.
+class ServerPolicies final {
+ public:
+  // With `mtls`, nothing is reported before the identity is known.
+  ServerPolicies(EventSink* sink, std::string service, bool mtls)
+      : sink_(sink), service_(std::move(service)), mtls_(mtls) {}
+
+  void SetConfig(std::shared_ptr<const config::Snapshot> snap) {
+    internal::MutexLock lock(&mu_);
+    snap_ = std::move(snap);
+    ReportLocked();
+  }
+  void SetIdentity(const std::string& id) {
+    internal::MutexLock lock(&mu_);
+    identity_ = id;
+    ReportLocked();
+  }
+  void SetListeners(const xds::Caller& caller,
+                    const std::vector<std::string>& addresses) {
+    internal::MutexLock lock(&mu_);
+    std::set<std::string>& mine = by_caller_[caller.id];
+    const std::set<std::string> now(addresses.begin(), addresses.end());
+    if (mine == now) return;
+    mine = now;
+    ReportLocked();
+  }
+
+ private:
+  void ReportLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (snap_ == nullptr || (mtls_ && identity_.empty())) return;
+    std::set<std::string> all;
+    for (const auto& [id, addresses] : by_caller_) {
+      all.insert(addresses.begin(), addresses.end());
+    }
+    const policy::ServerSelf self{service_, identity_,
+                                   policy::IsLocalAddress};
+    for (const std::string& a : all) {
+      const policy::ServerPolicy p =
+          policy::PolicyForServer(*snap_->config, a, self);
+      std::string text = p.Encode();
+      std::string& last = sent_[a];
+      if (last == text) continue;
+      if (!p.problem.empty()) {
+        Log(internal::kError,
+            absl::StrCat("mesh agent: the mesh server on ", a,
+                         " DENIES EVERY CALL: ", p.problem));
+      }
+      sink_->Emit(EventKind::kAuthz, snap_->version, text);
+      last = std::move(text);
+    }
+  }
+
+  EventSink* const sink_;
+  const std::string service_;
+  const bool mtls_;
+  internal::Mutex mu_;
+  std::shared_ptr<const config::Snapshot> snap_ ABSL_GUARDED_BY(mu_);
+  std::string identity_ ABSL_GUARDED_BY(mu_);  // "" under plaintext.
+  std::map<std::string, std::set<std::string>> by_caller_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> sent_ ABSL_GUARDED_BY(mu_);
+};
+
 std::string EncodeSourceStatus(const source::SourceStatus& st) {
   auto ms = [](absl::Time t) {
     return t == absl::InfinitePast() ? int64_t{-1} : absl::ToUnixMillis(t);
@@ -427,13 +517,12 @@ int RunAgent(int argc, char** argv) {
       flags.identity_dir.empty()
           ? nullptr
           : identity::MtlsCredentialsFactory(flags.identity_dir));
-  // What the application needs to know of each config it runs: its
-  // authorization policy, and the text (for its admin endpoint).
-  auto announce = [&sink, &flags](const config::Snapshot& s,
-                                  const std::string& text) {
-    sink.Emit(EventKind::kAuthz, s.version,
-              policy::Authorizer::ForService(*s.config, flags.service)
-                  .Encode());
+  // What the application needs to know of each config it runs: the
+  // authorization policy of each of its servers, and the text (for its
+  // admin endpoint).
+  ServerPolicies server_policies(&sink, flags.service,
+                                 !flags.identity_dir.empty());
+  auto announce = [&sink](const config::Snapshot& s, const std::string& text) {
     sink.Emit(EventKind::kConfig, s.version, text);
   };
   const std::string origin =
@@ -451,8 +540,10 @@ int RunAgent(int argc, char** argv) {
     const bool changed = next.version != current_version;
     current_version = next.version;
     if (changed) {
-      // Serve it first: telling the application (the whole text through
-      // the status pipe) and saving the copy are not on the way to routing.
+      // Serve it first (after the servers' policies, which are small):
+      // telling the application the whole text through the status pipe
+      // and saving the copy are not on the way to routing.
+      server_policies.SetConfig(r.snapshot);
       publisher.SetConfig(r.snapshot);
       announce(next, r.text);
       checker.Update(next.config);
@@ -526,7 +617,8 @@ int RunAgent(int argc, char** argv) {
         identity::Keeper::Start(
             flags.identity, (*snap)->config->trust_domain,
             flags.identity_dir,
-            [&sink](const identity::SvidInfo& info) {
+            [&sink, &server_policies](const identity::SvidInfo& info) {
+              server_policies.SetIdentity(info.id.ToString());
               sink.Emit(EventKind::kIdentity, "",
                         absl::StrCat(info.id.ToString(), " ",
                                      info.serial_hex, " ", info.not_after));
@@ -543,7 +635,13 @@ int RunAgent(int argc, char** argv) {
     }
     keeper = std::move(*k);
   }
+  server_policies.SetConfig(*snap);
   announce(**snap, initial.text);
+  sink.set_on_server_listeners(
+      [&server_policies](const xds::Caller& caller,
+                         const std::vector<std::string>& addresses) {
+        server_policies.SetListeners(caller, addresses);
+      });
 
   // After each EDS ACK: the explanation of what that client now does, for
   // every service it uses (Mesh::Explain).

@@ -241,6 +241,12 @@ class Reader {
       Error(v.Mark(), field, absl::StrCat("must be a string, got ", Kind(v)));
       return false;
     }
+    if (required && v.Scalar().empty()) {
+      // An empty string is not a value: `region: ""` would silently make
+      // an endpoint "unknown locality".
+      Error(v.Mark(), field, "required field is empty");
+      return false;
+    }
     *out = v.Scalar();
     return true;
   }
@@ -388,7 +394,9 @@ void ReadLabels(Reader& r, const YAML::Node& node, const std::string& path,
   for (const auto& kv : labels) {
     const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
     const std::string field = Reader::Join(lpath, key);
-    if (!IsToken(key, true)) {
+    if (kv.first.IsScalar() && key.empty()) {
+      r.Error(kv.first.Mark(), lpath, "label key is empty");
+    } else if (!IsToken(key, true)) {
       r.Error(kv.first.Mark(), field,
               "label keys must be 1-128 letters, digits, '.', '_', '-' or "
               "'/'");
@@ -1388,7 +1396,21 @@ absl::StatusOr<YAML::Node> LoadYaml(absl::string_view yaml,
                      ": contains a NUL byte: a config must be text"));
   }
   try {
-    return YAML::Load(std::string(yaml));
+    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
+    if (docs.empty()) return YAML::Node();
+    if (docs.size() > 1) {
+      // Only the first would be used: refuse rather than ignore the rest.
+      const YAML::Mark m = docs[1].Mark();
+      const std::string where =
+          m.is_null() ? std::string(filename)
+                      : absl::StrCat(filename, ":", m.line + 1, ":",
+                                     m.column + 1);
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": a second YAML document (after '---'): a file holds "
+          "exactly one document (put each endpoint set in its own file or "
+          "etcd key)"));
+    }
+    return docs[0];
   } catch (const YAML::Exception& e) {
     // e.mark is 0-based; e.msg is yaml-cpp's own text.
     return absl::InvalidArgumentError(Printable(

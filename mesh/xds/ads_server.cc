@@ -63,6 +63,17 @@ void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
   std::string version;
   std::vector<std::string> subscribed;
   std::string synced;
+  std::vector<std::string> names(req.resource_names().begin(),
+                                 req.resource_names().end());
+  std::sort(names.begin(), names.end());
+  if (observer_ != nullptr) {
+    {
+      internal::MutexLock lock(&mu_);
+      if (req.has_node()) s->caller = CallerFromNode(req.node());
+      caller = s->caller;
+    }
+    observer_->OnRequest(caller, req.type_url(), names);
+  }
   {
     internal::MutexLock lock(&mu_);
     if (req.has_node()) s->caller = CallerFromNode(req.node());
@@ -95,9 +106,6 @@ void AdsServer::HandleRequest(Stream* s, const DiscoveryRequest& req) {
         synced = NewlySynced(s);
       }
     }
-    std::vector<std::string> names(req.resource_names().begin(),
-                                   req.resource_names().end());
-    std::sort(names.begin(), names.end());
     subscribed = names;
     if (!t.subscribed || names != t.names) {
       t.names = std::move(names);

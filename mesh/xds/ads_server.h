@@ -48,6 +48,11 @@ class AdsServer final
   // What the server saw; called without locks held, from stream threads.
   struct Observer {
     virtual ~Observer() = default;
+    // Every request, before the server acts on it (so before any response
+    // to it is sent): `names` are the resources of that type the client
+    // subscribes to.
+    virtual void OnRequest(const Caller& caller, absl::string_view type_url,
+                           const std::vector<std::string>& names) {}
     // `names`: the resources of that type the client subscribes to.
     virtual void OnAck(const Caller& caller, absl::string_view type_url,
                        absl::string_view version,

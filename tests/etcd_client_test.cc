@@ -99,6 +99,42 @@ TEST_F(EtcdClientTest, PutThenListAPrefixAtOneRevision) {
   EXPECT_EQ(l->revision, *rev);
 }
 
+// Leases, as registration uses them: a key put with a lease goes when the
+// lease is revoked, or when it expires because nobody renewed it; a renewal
+// of an expired lease says so.
+TEST_F(EtcdClientTest, KeysOnALeaseGoWithIt) {
+  auto lease = client_->Grant(2);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  ASSERT_TRUE(client_->Put("/mesh/instances/a", "A", *lease).ok());
+  auto left = client_->KeepAliveOnce(*lease);
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_EQ(*left, 2);
+  ASSERT_TRUE(client_->Revoke(*lease).ok());
+  EXPECT_TRUE(client_->List("/mesh/instances/")->kvs.empty());
+  EXPECT_EQ(client_->KeepAliveOnce(*lease).status().code(),
+            absl::StatusCode::kNotFound);
+
+  // Not renewed: gone once the TTL has passed (etcd checks expiry about
+  // every 500 ms). Waited for by watching the delete, not by sleeping.
+  lease = client_->Grant(1);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  auto rev = client_->Put("/mesh/instances/b", "B", *lease);
+  ASSERT_TRUE(rev.ok());
+  Seen seen;
+  auto w = client_->Watch("/mesh/instances/", *rev + 1, Record(&seen));
+  const absl::Time put = absl::Now();
+  ASSERT_TRUE(seen.AwaitCount(1));
+  const absl::Duration gone = absl::Now() - put;
+  {
+    internal::MutexLock lock(&seen.mu);
+    EXPECT_TRUE(seen.events[0].deleted);
+    EXPECT_EQ(seen.events[0].kv.key, "/mesh/instances/b");
+  }
+  EXPECT_LT(gone, absl::Seconds(4)) << gone;
+  EXPECT_EQ(client_->KeepAliveOnce(*lease).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 // Endpoints are IP literals, or one DNS name; a mix is a clear error. (A
 // name that resolves is not tried here: under ASan, c-ares 1.18 leaks 10
 // bytes when gRPC resolves "localhost".)

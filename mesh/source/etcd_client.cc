@@ -86,6 +86,15 @@ bool TokenRejected(const grpc::Status& st) {
 grpc::Status EtcdClient::WithAuth(
     const std::function<grpc::Status(grpc::ClientContext*,
                                      etcdserverpb::KV::Stub&)>& call) {
+  return WithAuthOn([&](grpc::ClientContext* ctx,
+                        const std::shared_ptr<grpc::Channel>& ch) {
+    return call(ctx, *etcdserverpb::KV::NewStub(ch));
+  });
+}
+
+grpc::Status EtcdClient::WithAuthOn(
+    const std::function<grpc::Status(
+        grpc::ClientContext*, const std::shared_ptr<grpc::Channel>&)>& call) {
   for (int attempt = 0;; ++attempt) {
     const absl::Status a = Authenticate(/*renew=*/attempt > 0);
     if (!a.ok()) {
@@ -95,7 +104,7 @@ grpc::Status EtcdClient::WithAuth(
     grpc::ClientContext ctx;
     PrepareCall(&ctx);
     const std::shared_ptr<grpc::Channel> ch = Channel();
-    const grpc::Status st = call(&ctx, *etcdserverpb::KV::NewStub(ch));
+    const grpc::Status st = call(&ctx, ch);
     NoteResult(st, ch);
     if (st.ok() || attempt > 0 || options_.username.empty() ||
         !TokenRejected(st)) {
@@ -287,10 +296,12 @@ absl::StatusOr<EtcdClient::Listing> EtcdClient::List(
 }
 
 absl::StatusOr<int64_t> EtcdClient::Put(const std::string& key,
-                                        const std::string& value) {
+                                        const std::string& value,
+                                        int64_t lease) {
   etcdserverpb::PutRequest req;
   req.set_key(key);
   req.set_value(value);
+  req.set_lease(lease);
   etcdserverpb::PutResponse resp;
   const grpc::Status st =
       WithAuth([&](grpc::ClientContext* ctx, etcdserverpb::KV::Stub& kv) {
@@ -298,6 +309,56 @@ absl::StatusOr<int64_t> EtcdClient::Put(const std::string& key,
       });
   if (!st.ok()) return FromGrpc(st, "put " + key);
   return resp.header().revision();
+}
+
+absl::StatusOr<int64_t> EtcdClient::Grant(int64_t ttl_seconds) {
+  etcdserverpb::LeaseGrantRequest req;
+  req.set_ttl(ttl_seconds);
+  etcdserverpb::LeaseGrantResponse resp;
+  const grpc::Status st = WithAuthOn(
+      [&](grpc::ClientContext* ctx, const std::shared_ptr<grpc::Channel>& ch) {
+        return etcdserverpb::Lease::NewStub(ch)->LeaseGrant(ctx, req, &resp);
+      });
+  if (!st.ok()) return FromGrpc(st, "lease grant");
+  if (!resp.error().empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("etcd lease grant: ", resp.error()));
+  }
+  return resp.id();
+}
+
+absl::StatusOr<int64_t> EtcdClient::KeepAliveOnce(int64_t lease) {
+  etcdserverpb::LeaseKeepAliveResponse resp;
+  bool answered = false;
+  const grpc::Status st = WithAuthOn(
+      [&](grpc::ClientContext* ctx, const std::shared_ptr<grpc::Channel>& ch) {
+        auto stream = etcdserverpb::Lease::NewStub(ch)->LeaseKeepAlive(ctx);
+        etcdserverpb::LeaseKeepAliveRequest req;
+        req.set_id(lease);
+        answered = stream->Write(req) && stream->Read(&resp);
+        stream->WritesDone();
+        ctx->TryCancel();  // One exchange; the stream's end is ours.
+        const grpc::Status fin = stream->Finish();
+        return answered ? grpc::Status::OK : fin;
+      });
+  if (!st.ok()) return FromGrpc(st, absl::StrCat("lease keep-alive ", lease));
+  if (resp.ttl() <= 0) {
+    return absl::NotFoundError(
+        absl::StrCat("etcd lease ", lease, " has expired"));
+  }
+  return resp.ttl();
+}
+
+absl::Status EtcdClient::Revoke(int64_t lease) {
+  etcdserverpb::LeaseRevokeRequest req;
+  req.set_id(lease);
+  etcdserverpb::LeaseRevokeResponse resp;
+  const grpc::Status st = WithAuthOn(
+      [&](grpc::ClientContext* ctx, const std::shared_ptr<grpc::Channel>& ch) {
+        return etcdserverpb::Lease::NewStub(ch)->LeaseRevoke(ctx, req, &resp);
+      });
+  return st.ok() ? absl::OkStatus()
+                 : FromGrpc(st, absl::StrCat("lease revoke ", lease));
 }
 
 absl::StatusOr<int64_t> EtcdClient::Delete(const std::string& key) {

@@ -77,9 +77,19 @@ class EtcdClient {
   };
   // Every key under `prefix`.
   absl::StatusOr<Listing> List(const std::string& prefix);
-  // Returns the new revision.
-  absl::StatusOr<int64_t> Put(const std::string& key,
-                              const std::string& value);
+  // Returns the new revision. With a `lease` (Grant), the key goes when
+  // the lease does.
+  absl::StatusOr<int64_t> Put(const std::string& key, const std::string& value,
+                              int64_t lease = 0);
+  // Leases (registration, mesh/agent/registrar.h): a new lease of
+  // `ttl_seconds`; returns its id.
+  absl::StatusOr<int64_t> Grant(int64_t ttl_seconds);
+  // Renews `lease` once (one LeaseKeepAlive exchange, as `etcdctl lease
+  // keep-alive --once`); returns the seconds it has left. NotFound if it
+  // has expired or was revoked.
+  absl::StatusOr<int64_t> KeepAliveOnce(int64_t lease);
+  // Revokes `lease`: its keys are deleted at once.
+  absl::Status Revoke(int64_t lease);
   // Deletes `key`; returns the new revision.
   absl::StatusOr<int64_t> Delete(const std::string& key);
   // Compacts the history up to `revision` (watches from before fail).
@@ -118,6 +128,10 @@ class EtcdClient {
   grpc::Status WithAuth(
       const std::function<grpc::Status(grpc::ClientContext*,
                                        etcdserverpb::KV::Stub&)>& call);
+  // The same, for any service on the channel.
+  grpc::Status WithAuthOn(
+      const std::function<grpc::Status(
+          grpc::ClientContext*, const std::shared_ptr<grpc::Channel>&)>& call);
   // The channel of the moment. A channel whose calls have failed
   // (UNAVAILABLE, DEADLINE_EXCEEDED) for 2 s since it was made or last
   // worked is replaced (NoteResult): see mesh/source/README.md.

@@ -9,6 +9,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 
 namespace mesh {
 namespace source {
@@ -238,6 +240,108 @@ services:
       << m;
   EXPECT_TRUE(absl::StrContains(m, "services[0].dns[2]: give either `name`"))
       << m;
+}
+
+// kind: Instance, as a registrar writes it (config::EndpointSetToYaml).
+std::string Instance(const std::string& service, const std::string& identity,
+                     const std::string& addr, int port,
+                     const std::string& cluster = "c3",
+                     const std::string& zone = "z3") {
+  config::EndpointSet set;
+  set.instance = true;
+  set.service = service;
+  set.identity = identity;
+  set.started = "2026-12-06T12:00:00Z";
+  config::Endpoint e;
+  e.address = addr;
+  e.port = port;
+  e.locality = {"r1", zone, cluster};
+  set.endpoints.push_back(e);
+  return config::EndpointSetToYaml(set);
+}
+
+constexpr char kApp1Id[] = "spiffe://example.org/ns/default/sa/app1";
+
+TEST(ComposeTest, RegisteredInstancesJoinTheirServiceAndRoundTrip) {
+  Composer c;
+  c.SetDocument("/etc/mesh.yaml", kDoc);
+  c.SetEndpointSet("etcd:/mesh/endpoints/default/app1/c2",
+                   Set("app1", "10.0.0.2", 8080));
+  EXPECT_TRUE(c.SetInstance("etcd:/mesh/instances/default/app1/i3",
+                            Instance("default/app1", kApp1Id, "10.0.0.3", 8080),
+                            "default/app1"));
+  auto r = c.Compose();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Addresses(r->snapshot->config->services[0]),
+            (std::vector<std::string>{"10.0.0.1:8080@c1", "10.0.0.2:8080@c2",
+                                      "10.0.0.3:8080@c3"}));
+  EXPECT_TRUE(r->ignored.empty());
+  EXPECT_EQ(r->registered.at("default/app1"), 1);
+  // The saved form reads back to the same config.
+  auto back = Composer::Restore(r->text, "last-good");
+  ASSERT_TRUE(back.ok()) << back.status();
+  auto r2 = back->Compose();
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->snapshot->version, r->snapshot->version);
+  EXPECT_EQ(Addresses(r2->snapshot->config->services[0]),
+            Addresses(r->snapshot->config->services[0]));
+}
+
+// A bad instance never costs the rest: it is left out and reported.
+TEST(ComposeTest, BadInstancesAreLeftOutAndReported) {
+  Composer c;
+  c.SetDocument("/etc/mesh.yaml", kDoc);
+  c.SetInstance("etcd:/mesh/instances/default/app1/garbage", "{{{",
+                "default/app1");
+  c.SetInstance("etcd:/mesh/instances/default/app1/impostor",
+                Instance("default/app1",
+                         "spiffe://example.org/ns/default/sa/evil",
+                         "10.0.0.4", 8080),
+                "default/app1");
+  c.SetInstance("etcd:/mesh/instances/default/app1/cross",
+                Instance("shop/app2", "spiffe://example.org/ns/shop/sa/app2",
+                         "10.0.0.5", 8080),
+                "default/app1");
+  c.SetInstance("etcd:/mesh/instances/default/app1/bad-locality",
+                absl::StrReplaceAll(
+                    Instance("default/app1", kApp1Id, "10.0.0.6", 8080),
+                    {{"region: \"r1\"", "region: \"\""}}),
+                "default/app1");
+  // The declared endpoint again: the same is silently skipped, a
+  // different one reported.
+  c.SetInstance("etcd:/mesh/instances/default/app1/same",
+                Instance("default/app1", kApp1Id, "10.0.0.1", 8080, "c1",
+                         "z1"),
+                "default/app1");
+  c.SetInstance("etcd:/mesh/instances/default/app1/other",
+                Instance("default/app1", kApp1Id, "10.0.0.1", 8080, "c9"),
+                "default/app1");
+  c.SetInstance("etcd:/mesh/instances/default/app1/good",
+                Instance("default/app1", kApp1Id, "10.0.0.7", 8080),
+                "default/app1");
+  auto r = c.Compose();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Addresses(r->snapshot->config->services[0]),
+            (std::vector<std::string>{"10.0.0.1:8080@c1",
+                                      "10.0.0.7:8080@c3"}));
+  ASSERT_EQ(r->ignored.size(), 5u) << absl::StrJoin(r->ignored, "\n");
+  const std::string all = absl::StrJoin(r->ignored, "\n");
+  for (const char* want : {
+           "etcd:/mesh/instances/default/app1/bad-locality: ignored: "
+           "etcd:/mesh/instances/default/app1/bad-locality:",
+           "required field is empty",
+           "etcd:/mesh/instances/default/app1/cross: ignored: an instance of "
+           "shop/app2 under the key of default/app1",
+           "etcd:/mesh/instances/default/app1/garbage: ignored: ",
+           "etcd:/mesh/instances/default/app1/impostor: ignored: it serves as "
+           "spiffe://example.org/ns/default/sa/evil but default/app1's "
+           "servers must be spiffe://example.org/ns/default/sa/app1",
+           "etcd:/mesh/instances/default/app1/other: ignored: endpoint "
+           "10.0.0.1:8080 of default/app1 is also given by /etc/mesh.yaml, "
+           "differently"}) {
+    EXPECT_TRUE(absl::StrContains(all, want)) << want << "\n" << all;
+  }
+  EXPECT_FALSE(absl::StrContains(all, "/same:")) << all;
 }
 
 }  // namespace

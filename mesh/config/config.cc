@@ -1528,32 +1528,51 @@ std::string DnsEndpoints::Key() const {
   return srv ? absl::StrCat("srv ", name) : absl::StrCat(name, ":", port);
 }
 
-absl::StatusOr<EndpointSet> ParseEndpointSet(absl::string_view yaml,
-                                             absl::string_view filename) {
+namespace {
+
+// An EndpointSet or (`instance`) an Instance document.
+absl::StatusOr<EndpointSet> ParseEndpointDocument(absl::string_view yaml,
+                                                  absl::string_view filename,
+                                                  bool instance) {
   absl::StatusOr<YAML::Node> loaded = LoadYaml(yaml, filename);
   if (!loaded.ok()) return loaded.status();
   const YAML::Node root = *std::move(loaded);
+  const std::string want = instance ? "Instance" : "EndpointSet";
   if (!root.IsDefined() || root.IsNull()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(filename, ": empty (an endpoint set needs apiVersion, "
-                               "kind, service and endpoints)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        filename, instance ? ": empty (an instance needs apiVersion, kind, "
+                             "service, identity, started and endpoints)"
+                           : ": empty (an endpoint set needs apiVersion, "
+                             "kind, service and endpoints)"));
   }
   Reader r(filename);
   EndpointSet set;
+  set.instance = instance;
   try {
-    if (r.ExpectMap(root, "", {"apiVersion", "kind", "service",
-                               "endpoints"})) {
+    std::vector<absl::string_view> keys = {"apiVersion", "kind", "service",
+                                     "endpoints"};
+    if (instance) keys.insert(keys.end(), {"identity", "started"});
+    if (r.ExpectMap(root, "", keys)) {
       std::string api, kind;
       if (r.String(root, "apiVersion", "", true, &api) && api != kApiVersion) {
         r.Error(root["apiVersion"].Mark(), "apiVersion",
                 absl::StrCat("must be \"", kApiVersion, "\", got ",
                              Reader::Quote(api)));
       }
-      if (r.String(root, "kind", "", true, &kind) && kind != "EndpointSet") {
+      if (r.String(root, "kind", "", true, &kind) && kind != want) {
         r.Error(root["kind"].Mark(), "kind",
-                absl::StrCat("must be \"EndpointSet\", got ",
+                absl::StrCat("must be \"", want, "\", got ",
                              Reader::Quote(kind)));
       }
+      if (instance &&
+          r.String(root, "identity", "", true, &set.identity)) {
+        absl::StatusOr<identity::SpiffeId> id =
+            identity::ParseSpiffeId(set.identity);
+        if (!id.ok()) {
+          r.Error(root["identity"].Mark(), "identity", id.status().message());
+        }
+      }
+      if (instance) r.String(root, "started", "", true, &set.started);
       if (r.String(root, "service", "", true, &set.service)) {
         const std::vector<std::string> parts =
             absl::StrSplit(set.service, '/');
@@ -1573,6 +1592,11 @@ absl::StatusOr<EndpointSet> ParseEndpointSet(absl::string_view yaml,
                 "required field is missing (an empty list is allowed)");
       } else {
         ReadEndpointList(r, eps, "endpoints", &set.endpoints);
+        if (instance && eps.IsSequence() && eps.size() != 1) {
+          r.Error(eps.Mark(), "endpoints",
+                  absl::StrCat("an instance has exactly one endpoint, got ",
+                               eps.size()));
+        }
       }
     }
   } catch (const YAML::Exception& e) {
@@ -1582,11 +1606,26 @@ absl::StatusOr<EndpointSet> ParseEndpointSet(absl::string_view yaml,
   return set;
 }
 
+}  // namespace
+
+absl::StatusOr<EndpointSet> ParseEndpointSet(absl::string_view yaml,
+                                             absl::string_view filename) {
+  return ParseEndpointDocument(yaml, filename, /*instance=*/false);
+}
+
+absl::StatusOr<EndpointSet> ParseInstance(absl::string_view yaml,
+                                          absl::string_view filename) {
+  return ParseEndpointDocument(yaml, filename, /*instance=*/true);
+}
+
 std::string EndpointSetToYaml(const EndpointSet& set) {
-  std::string out = absl::StrCat("apiVersion: mesh/v1\nkind: EndpointSet\n",
-                                 "service: ", YamlQuote(set.service),
-                                 "\nendpoints:", set.endpoints.empty() ? " []" : "",
-                                 "\n");
+  std::string out = absl::StrCat(
+      "apiVersion: mesh/v1\nkind: ", set.instance ? "Instance" : "EndpointSet",
+      "\nservice: ", YamlQuote(set.service), "\n",
+      set.instance ? absl::StrCat("identity: ", YamlQuote(set.identity),
+                                  "\nstarted: ", YamlQuote(set.started), "\n")
+                   : "",
+      "endpoints:", set.endpoints.empty() ? " []" : "", "\n");
   for (const Endpoint& e : set.endpoints) {
     absl::StrAppend(&out, "  - address: ", YamlQuote(e.address),
                     "\n    port: ", e.port, "\n    locality: {region: ",

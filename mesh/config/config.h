@@ -261,6 +261,13 @@ struct MeshConfig {
 struct EndpointSet {
   std::string service;  // "namespace/name".
   std::vector<Endpoint> endpoints;
+  // `kind: Instance`: one server that registered itself (docs/config.md,
+  // "Registration"): exactly one endpoint, the SPIFFE ID it serves with
+  // (clients' agents ignore it unless that is the service's identity) and
+  // when it started (RFC 3339, for people).
+  bool instance = false;
+  std::string identity;
+  std::string started;
 };
 
 // Hard limits on input, so that hostile files cannot exhaust the host.
@@ -281,8 +288,19 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
 absl::StatusOr<EndpointSet> ParseEndpointSet(absl::string_view yaml,
                                              absl::string_view filename);
 
-// The endpoint set as YAML that ParseEndpointSet reads back.
+// The endpoint set as YAML that ParseEndpointSet reads back (an instance:
+// ParseInstance).
 std::string EndpointSetToYaml(const EndpointSet& set);
+
+// Parses and validates a registered instance:
+//   apiVersion: mesh/v1
+//   kind: Instance
+//   service: app1            # or namespace/app1
+//   identity: spiffe://example.org/ns/default/sa/app1
+//   started: "2026-12-06T12:00:00Z"
+//   endpoints: [ONE endpoint, as in a service]
+absl::StatusOr<EndpointSet> ParseInstance(absl::string_view yaml,
+                                          absl::string_view filename);
 
 // Reads `path` (at most kMaxConfigBytes) and calls ParseConfig. Errors reading
 // the file are NotFound / PermissionDenied / FailedPrecondition with the path.

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 
 namespace mesh {
@@ -24,6 +25,8 @@ absl::string_view KindName(PartKind k) {
       return "endpoints";
     case PartKind::kDns:
       return "dns";
+    case PartKind::kInstance:
+      return "instance";
   }
   return "?";
 }
@@ -50,6 +53,20 @@ bool Composer::SetEndpointSet(const std::string& key, std::string text) {
   }
   Part p{PartKind::kEndpointSet, std::move(text)};
   p.set = config::ParseEndpointSet(p.text, key);
+  parts_.insert_or_assign(key, std::move(p));
+  return true;
+}
+
+bool Composer::SetInstance(const std::string& key, std::string text,
+                           std::string owner) {
+  auto it = parts_.find(key);
+  if (it != parts_.end() && it->second.kind == PartKind::kInstance &&
+      it->second.text == text && it->second.owner == owner) {
+    return false;
+  }
+  Part p{PartKind::kInstance, std::move(text)};
+  p.owner = std::move(owner);
+  p.set = config::ParseInstance(p.text, key);
   parts_.insert_or_assign(key, std::move(p));
   return true;
 }
@@ -154,8 +171,19 @@ absl::StatusOr<Composer::Result> Composer::Compose() const {
   // Where each address:port of a service came from, for services that get
   // endpoints from more than the document.
   std::map<size_t, std::map<std::string, std::string>> origin;
+  auto origin_of = [&](size_t svc) -> std::map<std::string, std::string>& {
+    auto [seen, fresh] = origin.try_emplace(svc);
+    if (fresh) {
+      for (const config::Endpoint& e : base.services[svc].endpoints) {
+        seen->second.emplace(absl::StrCat(e.address, ":", e.port), doc->first);
+      }
+    }
+    return seen->second;
+  };
   for (const auto& [key, part] : parts_) {
-    if (part.kind == PartKind::kDocument) continue;
+    if (part.kind == PartKind::kDocument || part.kind == PartKind::kInstance) {
+      continue;
+    }
     if (!part.set.ok()) {
       errors.push_back(std::string(part.set.status().message()));
       continue;
@@ -168,15 +196,10 @@ absl::StatusOr<Composer::Result> Composer::Compose() const {
       continue;
     }
     config::Service& s = cfg->services[svc->second];
-    auto [seen, fresh] = origin.try_emplace(svc->second);
-    if (fresh) {
-      for (const config::Endpoint& e : base.services[svc->second].endpoints) {
-        seen->second.emplace(absl::StrCat(e.address, ":", e.port), doc->first);
-      }
-    }
+    std::map<std::string, std::string>& seen = origin_of(svc->second);
     for (const config::Endpoint& e : part.set->endpoints) {
       const std::string addr = absl::StrCat(e.address, ":", e.port);
-      auto [at, inserted] = seen->second.emplace(addr, key);
+      auto [at, inserted] = seen.emplace(addr, key);
       if (!inserted) {
         errors.push_back(absl::StrCat(key, ": endpoint ", addr, " of ",
                                       part.set->service, " is also given by ",
@@ -190,6 +213,60 @@ absl::StatusOr<Composer::Result> Composer::Compose() const {
     return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
   }
   Result out;
+  // Registered instances last, so that what the other parts give wins.
+  for (const auto& [key, part] : parts_) {
+    if (part.kind != PartKind::kInstance) continue;
+    if (!part.set.ok()) {
+      out.ignored.push_back(absl::StrCat(
+          key, ": ignored: ", absl::StrReplaceAll(part.set.status().message(),
+                                                  {{"\n", "; "}})));
+      continue;
+    }
+    const config::EndpointSet& inst = *part.set;
+    if (inst.service != part.owner) {
+      out.ignored.push_back(absl::StrCat(key, ": ignored: an instance of ",
+                                         inst.service, " under the key of ",
+                                         part.owner));
+      continue;
+    }
+    auto svc = by_name.find(inst.service);
+    if (svc == by_name.end()) {
+      out.ignored.push_back(absl::StrCat(key, ": ignored: service ",
+                                         inst.service,
+                                         " is not in the config (",
+                                         doc->first, ")"));
+      continue;
+    }
+    config::Service& s = cfg->services[svc->second];
+    const std::string want = s.Identity(base.trust_domain);
+    if (inst.identity != want) {
+      out.ignored.push_back(absl::StrCat(
+          key, ": ignored: it serves as ", inst.identity, " but ",
+          inst.service, "'s servers must be ", want));
+      continue;
+    }
+    const config::Endpoint& e = inst.endpoints[0];
+    const std::string addr = absl::StrCat(e.address, ":", e.port);
+    auto [at, inserted] = origin_of(svc->second).emplace(addr, key);
+    if (!inserted) {
+      const config::Endpoint* other = nullptr;
+      for (const config::Endpoint& x : s.endpoints) {
+        if (x.address == e.address && x.port == e.port) other = &x;
+      }
+      const bool same = other != nullptr &&
+                        other->locality == e.locality &&
+                        other->labels == e.labels &&
+                        other->weight == e.weight;
+      if (!same) {
+        out.ignored.push_back(absl::StrCat(
+            key, ": ignored: endpoint ", addr, " of ", inst.service,
+            " is also given by ", at->second, ", differently"));
+      }
+      continue;
+    }
+    s.endpoints.push_back(e);
+    ++out.registered[inst.service];
+  }
   if (alone) {
     out.text = doc->second.text;
   } else {
@@ -241,6 +318,11 @@ absl::StatusOr<Composer> Composer::Restore(absl::string_view text,
       c.SetDocument(key, std::move(body));
     } else if (kind == "endpoints") {
       c.SetEndpointSet(key, std::move(body));
+    } else if (kind == "instance") {
+      // Saved only once it was accepted: its owner is the service it names.
+      absl::StatusOr<config::EndpointSet> inst = config::ParseInstance(body, key);
+      const std::string owner = inst.ok() ? inst->service : "";
+      c.SetInstance(key, std::move(body), owner);
     } else if (kind == "dns") {
       absl::StatusOr<config::EndpointSet> set =
           config::ParseEndpointSet(body, key);

@@ -8,6 +8,12 @@
 //   - A service's endpoints are its `endpoints` in the document, plus every
 //     endpoint set (etcd keys under PREFIX/endpoints/) that names it, plus
 //     the DNS answers for its `dns` entries.
+//   - Registered instances (etcd keys under PREFIX/instances/, kind:
+//     Instance) add one endpoint each, but never make a composition fail:
+//     an instance that does not parse, names a service the document does
+//     not have, or carries another identity than the service's is left out
+//     and reported (Result::ignored); one whose address:port another part
+//     already gives is left out, silently if the two agree.
 //   - Conflicts are errors: no document or two of them, an endpoint set that
 //     names a service the document does not have, the same address:port
 //     twice in one service (whichever parts it comes from), a part that
@@ -36,7 +42,7 @@
 namespace mesh {
 namespace source {
 
-enum class PartKind { kDocument, kEndpointSet, kDns };
+enum class PartKind { kDocument, kEndpointSet, kDns, kInstance };
 
 class Composer {
  public:
@@ -46,6 +52,10 @@ class Composer {
   bool SetDocument(const std::string& key, std::string text);
   bool SetEndpointSet(const std::string& key, std::string text);
   bool SetDnsAnswer(const std::string& key, config::EndpointSet set);
+  // `owner` ("namespace/name"): the only service the instance may name
+  // (its key says so; etcd's permissions are per key range).
+  bool SetInstance(const std::string& key, std::string text,
+                   std::string owner);
   bool Remove(const std::string& key);
   // Removes every part whose key starts with `prefix`; returns how many.
   int RemovePrefix(absl::string_view prefix);
@@ -66,6 +76,10 @@ class Composer {
     // With only a document, exactly the document's text, so the version of
     // a lone config file is the SHA-256 of its bytes.
     std::string text;
+    // Instances left out, one line each ("KEY: why"), in key order.
+    std::vector<std::string> ignored;
+    // Registered instances in the config, by service ("namespace/name").
+    std::map<std::string, int> registered;
   };
   // The config the parts make, or InvalidArgument naming every problem.
   absl::StatusOr<Result> Compose() const;
@@ -82,6 +96,7 @@ class Composer {
     absl::StatusOr<std::shared_ptr<const config::MeshConfig>> document =
         absl::UnknownError("");
     absl::StatusOr<config::EndpointSet> set = absl::UnknownError("");
+    std::string owner;  // kInstance.
   };
   std::map<std::string, Part> parts_;
 };

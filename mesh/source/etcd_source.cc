@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 
 namespace mesh {
@@ -109,10 +110,20 @@ std::vector<std::string> EtcdSource::Apply(const std::string& prefix,
   if (change.full) *changed |= composer->RemovePrefix("etcd:") > 0;
   const std::string config_key = prefix + "config";
   const std::string endpoints = prefix + "endpoints/";
+  const std::string instances = prefix + "instances/";
   for (const EtcdEvent& e : change.events) {
     const std::string& key = e.kv.key;
     const bool is_config = key == config_key;
-    if (!is_config && !absl::StartsWith(key, endpoints)) {
+    // instances/NAMESPACE/NAME/INSTANCE: the service its value may name.
+    std::string owner;
+    if (absl::StartsWith(key, instances)) {
+      std::vector<std::string> f =
+          absl::StrSplit(key.substr(instances.size()), '/');
+      if (f.size() == 3 && !f[0].empty() && !f[1].empty() && !f[2].empty()) {
+        owner = absl::StrCat(f[0], "/", f[1]);
+      }
+    }
+    if (!is_config && !absl::StartsWith(key, endpoints) && owner.empty()) {
       ignored.push_back(key);
       continue;
     }
@@ -120,6 +131,8 @@ std::vector<std::string> EtcdSource::Apply(const std::string& prefix,
       *changed |= composer->Remove(PartKey(key));
     } else if (is_config) {
       *changed |= composer->SetDocument(PartKey(key), e.kv.value);
+    } else if (!owner.empty()) {
+      *changed |= composer->SetInstance(PartKey(key), e.kv.value, owner);
     } else {
       *changed |= composer->SetEndpointSet(PartKey(key), e.kv.value);
     }

@@ -10,6 +10,9 @@
 //   PREFIX endpoints/NAMESPACE/NAME/SET      an endpoint set (kind:
 //                                            EndpointSet); SET names its
 //                                            publisher, e.g. the cluster
+//   PREFIX instances/NAMESPACE/NAME/INSTANCE a registered server (kind:
+//                                            Instance) of that service, on
+//                                            a lease
 // Other keys under the prefix are ignored and reported.
 //
 // Callbacks run on the source's threads, one at a time.

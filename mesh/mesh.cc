@@ -46,6 +46,7 @@
 #include "mesh/admin.h"
 #include "mesh/agent/agent.h"
 #include "mesh/agent/events.h"
+#include "mesh/agent/registrar.h"
 #include "mesh/common/json.h"
 #include "mesh/common/log.h"
 #include "mesh/config/config.h"
@@ -254,6 +255,14 @@ absl::StatusOr<AgentProcess> SpawnAgent(const MeshOptions& o,
     args.push_back("--identity-dir=" + IdentityDir(socket));
   }
   if (!o.state_dir.empty()) args.push_back("--state-dir=" + o.state_dir);
+  if (o.registration.enabled) {
+    args.push_back("--register");
+    args.push_back(absl::StrCat("--register-ttl=",
+                                absl::ToInt64Seconds(o.registration.ttl)));
+    if (!o.registration.advertise_address.empty()) {
+      args.push_back("--advertise=" + o.registration.advertise_address);
+    }
+  }
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -737,6 +746,13 @@ class Mesh::Impl {
     return st;
   }
 
+  // Sends a registration command (agent.h) to the agent; false if there is
+  // no agent to send it to.
+  bool Command(char c) {
+    internal::MutexLock lock(&mu_);
+    return lifeline_fd_ >= 0 && write(lifeline_fd_, &c, 1) == 1;
+  }
+
   // Credentials made by ServerCredentials(), so that the server builder can
   // tell their processors which port they guard.
   void AddServerCredentials(const std::shared_ptr<grpc::ServerCredentials>& c,
@@ -1067,6 +1083,22 @@ class Mesh::Impl {
         RefreshServersLocked();
         break;
       }
+      case agent::EventKind::kRegistration: {
+        absl::StatusOr<std::vector<agent::Registrar::State>> states =
+            agent::DecodeRegistrations(e.text);
+        if (!states.ok()) {
+          SetError(std::string(states.status().message()));
+          break;
+        }
+        std::vector<RegistrationStatus> out;
+        for (const agent::Registrar::State& st : *states) {
+          out.push_back({st.listen, st.key, st.lease, st.ttl_left,
+                         st.last_keepalive, st.registrations, st.state,
+                         st.error});
+        }
+        status_.registrations = std::move(out);
+        break;
+      }
       case agent::EventKind::kNack:
         ++status_.nacks;
         SetError(absl::StrCat("gRPC rejected xDS version ", e.version, ": ",
@@ -1268,6 +1300,34 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::Create(MeshOptions options) {
           "MeshOptions.identity needs certificate_path, private_key_path and "
           "trust_bundle_paths (mTLS); for local development without "
           "security set MeshOptions.plaintext = true");
+    }
+  }
+  if (options.registration.enabled) {
+    const absl::Duration ttl = options.registration.ttl;
+    if (options.etcd.endpoints.empty()) {
+      return absl::InvalidArgumentError(
+          "MeshOptions.registration needs etcd (MeshOptions.etcd.endpoints): "
+          "instances are registered there");
+    }
+    if (ttl < absl::Seconds(2) || ttl > absl::Minutes(5) ||
+        ttl != absl::Seconds(absl::ToInt64Seconds(ttl))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "MeshOptions.registration.ttl must be whole seconds from 2 s to 5 "
+          "min, got ",
+          absl::FormatDuration(ttl)));
+    }
+    std::string ip;
+    uint32_t port;
+    const std::string& adv = options.registration.advertise_address;
+    if (!adv.empty() &&
+        !policy::SplitAddress(
+            adv.find(':') == std::string::npos ? adv + ":1"
+                                               : "[" + adv + "]:1",
+            &ip, &port)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "MeshOptions.registration.advertise_address must be an IP "
+          "address, got \"",
+          adv, "\""));
     }
   }
   // The agent may run in another working directory later: make paths
@@ -1479,6 +1539,40 @@ std::unique_ptr<grpc::XdsServerBuilder> Mesh::NewServerBuilder() const {
 }
 
 MeshStatus Mesh::GetStatus() const { return impl_->GetStatus(); }
+
+void Mesh::SetServing(bool serving) const {
+  if (!impl_->options().registration.enabled) return;
+  impl_->Command(serving ? agent::kServing : agent::kNotServing);
+}
+
+void Mesh::Drain(grpc::Server* server, const DrainOptions& options) const {
+  const bool registered = impl_->options().registration.enabled;
+  auto all_in = [](const MeshStatus& s, absl::string_view state) {
+    for (const RegistrationStatus& r : s.registrations) {
+      if (r.state != state && r.state != "refused") return false;
+    }
+    return true;
+  };
+  if (registered && impl_->Command(agent::kDraining)) {
+    // The keys say DRAINING (bounded: etcd may be away), then clients get
+    // the delay to stop picking this instance.
+    WaitForStatus([&](const MeshStatus& s) { return all_in(s, "draining"); },
+                  absl::Seconds(2));
+    Log(internal::kInfo,
+        absl::StrCat("mesh: draining; stopping the server in ",
+                     absl::FormatDuration(options.delay)));
+    absl::SleepFor(options.delay);  // The delay itself, by design.
+  }
+  if (server != nullptr) {
+    server->Shutdown(absl::ToChronoTime(absl::Now() +
+                                        options.shutdown_deadline));
+  }
+  if (registered && impl_->Command(agent::kDeregister)) {
+    WaitForStatus(
+        [&](const MeshStatus& s) { return all_in(s, "deregistered"); },
+        absl::Seconds(2));
+  }
+}
 
 absl::StatusOr<std::string> Mesh::Explain(absl::string_view hostname) const {
   return impl_->Explain(hostname);

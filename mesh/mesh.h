@@ -83,6 +83,25 @@ struct EtcdSource {
   std::string password_file;
 };
 
+// Registration (docs/config.md, "Registration"): the mesh servers of this
+// process write themselves to etcd as instances of their service, so that
+// clients find them with no config edit, and leave before they stop
+// (Mesh::Drain).
+struct Registration {
+  // Register each listening address of this process's mesh servers as an
+  // instance of MeshOptions::service_name once it serves. Needs etcd,
+  // service_name (a service of the config, whose identity is this
+  // process's SVID) and locality. Default: false.
+  bool enabled = false;
+  // The etcd lease: an instance of a process that dies goes after this
+  // long. Whole seconds, 2 s to 5 min; renewed every ttl/3. Default 10 s.
+  absl::Duration ttl = absl::Seconds(10);
+  // The IP clients should use for a server listening on a wildcard address
+  // (0.0.0.0, ::); an address of this host. Default: "" (a wildcard
+  // listener is then not registered, and status says why).
+  std::string advertise_address;
+};
+
 struct MeshOptions {
   // Path of the mesh config file (YAML, schema mesh/v1, docs/config.md). It
   // is watched: edits take effect without a restart; an edit that fails
@@ -160,6 +179,36 @@ struct MeshOptions {
   // destination and locality (a client interceptor; /metrics), at about 4 %
   // more instructions per call (docs/benchmarks.md). Default: false.
   bool call_metrics = false;
+
+  // Registration in etcd (see Registration). Default: off.
+  Registration registration;
+};
+
+// How Mesh::Drain stops a server.
+struct DrainOptions {
+  // After this process's instances are marked DRAINING, how long clients
+  // get to stop picking them before the server stops taking calls.
+  // Default: 1 s (docs/config.md, "Registration", says how it was chosen).
+  absl::Duration delay = absl::Seconds(1);
+  // How long calls already running get to finish (grpc::Server::Shutdown's
+  // deadline). Default: 10 s.
+  absl::Duration shutdown_deadline = absl::Seconds(10);
+};
+
+// One registered listening address (MeshOptions::registration).
+struct RegistrationStatus {
+  std::string listen;  // As gRPC listens: "0.0.0.0:50051".
+  std::string key;     // The etcd key; "" until registered.
+  int64_t lease = 0;   // The etcd lease (0: none at the moment).
+  int64_t ttl_left = 0;  // Seconds, as of the last keep-alive.
+  absl::Time last_keepalive = absl::InfinitePast();
+  // Registrations on a new lease: 1 unless the lease was lost (etcd lost
+  // it, or the process was paused past the TTL) and granted again.
+  uint64_t registrations = 0;
+  // "registering", "registered", "draining", "deregistered", "lost"
+  // (re-registering), "refused" (see error).
+  std::string state;
+  std::string error;
 };
 
 // One config source's state ("file", "etcd", "dns").
@@ -245,6 +294,9 @@ struct MeshStatus {
   uint64_t calls_authorized = 0;
   uint64_t calls_denied = 0;
   std::string last_denial;
+
+  // Registration, per listening address (MeshOptions::registration).
+  std::vector<RegistrationStatus> registrations;
 };
 
 class Mesh final {
@@ -315,6 +367,18 @@ class Mesh final {
   std::shared_ptr<grpc::ServerCredentials> ServerCredentials() const;
 
   MeshStatus GetStatus() const;
+
+  // Registration (MeshOptions::registration): this process's instances are
+  // SERVING (true) or NOT_SERVING (false; clients stop picking them); the
+  // etcd keys follow at once. No-op without registration.
+  void SetServing(bool serving) const;
+
+  // Stops `server` without losing calls: marks this process's instances
+  // DRAINING (clients stop picking them), waits `options.delay` for
+  // clients to apply that, shuts the server down (calls in flight get
+  // `options.shutdown_deadline`), then removes the registration. Without
+  // registration, only the shutdown. Blocks until done.
+  void Drain(grpc::Server* server, const DrainOptions& options = {}) const;
 
   // How calls on a channel to `hostname` are routed right now: the
   // priorities, localities and weights in force for this workload, with the

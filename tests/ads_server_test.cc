@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <deque>
 #include <thread>
 
@@ -56,15 +57,16 @@ struct Timeline {
   internal::Mutex mu;
   std::vector<std::string> events ABSL_GUARDED_BY(mu);
 };
-Timeline* g_timeline = nullptr;
+std::atomic<Timeline*> g_timeline{nullptr};
 
 struct Recorder : AdsServer::Observer {
   void OnRequest(const Caller&, absl::string_view type,
                  const std::vector<std::string>& names) override {
-    if (g_timeline == nullptr || type != kListenerType) return;
+    Timeline* t = g_timeline.load();
+    if (t == nullptr || type != kListenerType) return;
     // Slow on purpose: a response sent before this returns would show.
     absl::SleepFor(absl::Milliseconds(50));
-    g_timeline->Add("OnRequest " + (names.empty() ? "" : names[0]));
+    t->Add("OnRequest " + (names.empty() ? "" : names[0]));
   }
   void OnAck(const Caller& c, absl::string_view type,
              absl::string_view version,
@@ -92,7 +94,7 @@ class RawClient {
     reader_ = std::thread([this] {
       DiscoveryResponse r;
       while (stream_->Read(&r)) {
-        if (g_timeline != nullptr) g_timeline->Add("response " + r.type_url());
+        if (Timeline* t = g_timeline.load()) t->Add("response " + r.type_url());
         internal::MutexLock l(&mu_);
         queue_.push_back(r);
       }

@@ -9,6 +9,10 @@
 // (or --plaintext instead of the identity files, for local development).
 // --etcd=HOST:PORT[,...] reads endpoint sets from etcd too (docs/config.md,
 // "etcd"): the server must see its own endpoint to know what it serves.
+// --register (with --etcd) registers it there as an instance of --service
+// (docs/config.md, "Registration"; --register_ttl=SECONDS, default 10,
+// --advertise=IP for a wildcard --listen); on SIGTERM it then drains
+// (Mesh::Drain: DRAINING, --drain_ms (default 1000), shutdown, gone).
 // --service is the service this process is (MeshOptions::service_name);
 // by default, the one whose endpoint --listen is in the config. The server
 // enforces the policy of the service that owns --listen either way, and
@@ -22,6 +26,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "greeter_service.h"
@@ -40,6 +45,7 @@ bool Flag(absl::string_view arg, absl::string_view name, std::string* out) {
 
 int main(int argc, char** argv) {
   std::string config, listen, locality, name = "greeter", service, etcd;
+  std::string register_ttl, drain_ms, advertise;
   mesh::MeshOptions options;
   for (int i = 1; i < argc; ++i) {
     if (!mesh::examples::SecurityFlag(argv[i], &options) &&
@@ -48,11 +54,16 @@ int main(int argc, char** argv) {
         !Flag(argv[i], "--locality=", &locality) &&
         !Flag(argv[i], "--name=", &name) &&
         !Flag(argv[i], "--service=", &service) &&
-        !Flag(argv[i], "--etcd=", &etcd)) {
+        !Flag(argv[i], "--etcd=", &etcd) &&
+        !Flag(argv[i], "--register_ttl=", &register_ttl) &&
+        !Flag(argv[i], "--drain_ms=", &drain_ms) &&
+        !Flag(argv[i], "--advertise=", &advertise) &&
+        std::string(argv[i]) != "--register") {
       std::cerr << "unknown flag " << argv[i] << "\nusage: greeter_server "
                 << "--config=FILE --listen=IP:PORT "
                    "--locality=REGION/ZONE/CLUSTER [--name=NAME] [--service=NAME] "
-                   "[--etcd=HOST:PORT[,...]] "
+                   "[--etcd=HOST:PORT[,...]] [--register [--register_ttl=S] "
+                   "[--advertise=IP] [--drain_ms=MS]] "
                 << mesh::examples::kSecurityUsage << "\n";
       return 2;
     }
@@ -83,6 +94,17 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
+  for (int i = 1; i < argc; ++i) {
+    options.registration.enabled |= std::string(argv[i]) == "--register";
+  }
+  int64_t ttl_s = 10, drain = 1000;
+  if ((!register_ttl.empty() && !absl::SimpleAtoi(register_ttl, &ttl_s)) ||
+      (!drain_ms.empty() && !absl::SimpleAtoi(drain_ms, &drain))) {
+    std::cerr << "greeter_server: --register_ttl and --drain_ms take numbers\n";
+    return 2;
+  }
+  options.registration.ttl = absl::Seconds(ttl_s);
+  options.registration.advertise_address = advertise;
   options.config_path = config;
   options.etcd.endpoints = absl::StrSplit(etcd, ',', absl::SkipEmpty());
   options.service_name = service;
@@ -107,7 +129,15 @@ int main(int argc, char** argv) {
             << locality << ") listening on " << listen << std::endl;
   int sig = 0;
   sigwait(&set, &sig);
-  server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(500));
+  if (options.registration.enabled) {
+    std::cout << "greeter_server " << name << " draining" << std::endl;
+    mesh::DrainOptions d;
+    d.delay = absl::Milliseconds(drain);
+    (*m)->Drain(server.get(), d);
+  } else {
+    server->Shutdown(std::chrono::system_clock::now() +
+                     std::chrono::milliseconds(500));
+  }
+  std::cout << "greeter_server " << name << " stopped" << std::endl;
   return 0;
 }

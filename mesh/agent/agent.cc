@@ -25,6 +25,7 @@
 #include "absl/strings/str_format.h"
 #include "mesh/common/sync.h"
 #include "mesh/agent/events.h"
+#include "mesh/agent/registrar.h"
 #include "mesh/common/log.h"
 #include "mesh/config/snapshot.h"
 #include "mesh/health/health_checker.h"
@@ -56,6 +57,9 @@ struct Flags {
   std::string etcd_prefix = "/mesh/";
   std::string etcd_password_file;
   source::DnsOptions dns;
+  bool register_instances = false;
+  int64_t register_ttl_s = 10;
+  std::string advertise;
 };
 
 bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
@@ -94,6 +98,18 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
       }
       continue;
     }
+    if (a == "--register") {
+      f->register_instances = true;
+      continue;
+    }
+    if (value("--advertise=", &f->advertise)) continue;
+    if (value("--register-ttl=", &v)) {
+      if (!absl::SimpleAtoi(v, &f->register_ttl_s)) {
+        *err = absl::StrCat("bad value in ", argv[i]);
+        return false;
+      }
+      continue;
+    }
     if (value("--bundle=", &v)) {
       f->identity.trust_bundles.push_back(v);
       continue;
@@ -113,6 +129,10 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
   if ((f->config.empty() && f->etcd.endpoints.empty()) || f->socket.empty()) {
     *err = "--socket=PATH and a config source (--config=PATH, --etcd=HOST:PORT"
            "[,...], or both) are required";
+    return false;
+  }
+  if (f->register_instances && f->etcd.endpoints.empty()) {
+    *err = "--register needs --etcd (instances are registered in etcd)";
     return false;
   }
   if (!f->etcd_password_file.empty()) {
@@ -150,6 +170,8 @@ bool ParseFlags(int argc, char** argv, Flags* f, std::string* err) {
 // each client is explained, so a burst of changes is explained once.
 class EventSink final : public xds::AdsServer::Observer {
  public:
+  using ListenersFn = std::function<void(const xds::Caller&,
+                                         const std::vector<std::string>&)>;
   explicit EventSink(int fd) : fd_(fd) {}
   ~EventSink() { StopExplaining(); }
 
@@ -177,9 +199,17 @@ class EventSink final : public xds::AdsServer::Observer {
     }
   }
 
+  // Called with the server listener addresses of each LDS ACK: those
+  // mesh servers have their listener, so they serve.
+  void set_on_server_listeners_acked(ListenersFn fn) {
+    on_acked_ = std::move(fn);
+  }
   void OnAck(const xds::Caller& caller, absl::string_view type_url,
              absl::string_view version,
              const std::vector<std::string>& names) override {
+    if (type_url == xds::kListenerType && on_acked_ != nullptr) {
+      on_acked_(caller, ServerAddresses(names));
+    }
     if (type_url != xds::kEndpointType || !explain_) return;
     internal::MutexLock lock(&explain_mu_);
     pending_[caller.id] = {caller, std::string(version), names};
@@ -195,8 +225,6 @@ class EventSink final : public xds::AdsServer::Observer {
   }
   // Called (on the ADS stream's thread, before the server answers) with the
   // server listener names of each LDS request.
-  using ListenersFn = std::function<void(const xds::Caller&,
-                                         const std::vector<std::string>&)>;
   // Before the ADS server starts.
   void set_on_server_listeners(ListenersFn fn) {
     on_server_listeners_ = std::move(fn);
@@ -206,14 +234,7 @@ class EventSink final : public xds::AdsServer::Observer {
     if (type_url != xds::kListenerType || on_server_listeners_ == nullptr) {
       return;
     }
-    std::vector<std::string> addresses;
-    for (const std::string& n : names) {
-      absl::string_view a = n;
-      if (absl::ConsumePrefix(&a, xds::kServerListenerPrefix)) {
-        addresses.emplace_back(a);
-      }
-    }
-    on_server_listeners_(caller, addresses);
+    on_server_listeners_(caller, ServerAddresses(names));
   }
   void OnSynced(const xds::Caller&, absl::string_view version) override {
     Emit(EventKind::kSynced, version, "");
@@ -257,9 +278,22 @@ class EventSink final : public xds::AdsServer::Observer {
     }
   }
 
+  static std::vector<std::string> ServerAddresses(
+      const std::vector<std::string>& names) {
+    std::vector<std::string> addresses;
+    for (const std::string& n : names) {
+      absl::string_view a = n;
+      if (absl::ConsumePrefix(&a, xds::kServerListenerPrefix)) {
+        addresses.emplace_back(a);
+      }
+    }
+    return addresses;
+  }
+
   static constexpr absl::Duration kExplainDelay = absl::Milliseconds(50);
   const int fd_;
   ListenersFn on_server_listeners_;  // Set before the server starts.
+  ListenersFn on_acked_;             // Set before the server starts.
   internal::Mutex mu_;
   ExplainFn explain_;  // Set before the server starts.
   internal::Mutex explain_mu_;
@@ -321,7 +355,8 @@ class IdleTrim final {
 // Returns whether the application asked, before closing the lifeline, to
 // keep the identity files (kKeepIdentity: it lives on, and gRPC in it still
 // reads them).
-bool WaitForEnd(int lifeline_fd) {
+// Other bytes on the lifeline are commands, given to `command`.
+bool WaitForEnd(int lifeline_fd, const std::function<void(char)>& command) {
   bool keep = false;
   if (lifeline_fd >= 0) {
     while (true) {
@@ -330,7 +365,11 @@ bool WaitForEnd(int lifeline_fd) {
       if (r < 0 && errno == EINTR) continue;
       char c;
       if (r < 0 || read(lifeline_fd, &c, 1) <= 0) return keep;
-      keep = keep || c == kKeepIdentity;
+      if (c == kKeepIdentity) {
+        keep = true;
+      } else {
+        command(c);
+      }
     }
   }
   sigset_t set;
@@ -409,6 +448,16 @@ class ServerPolicies final {
     identity_ = id;
     ReportLocked();
   }
+  // `address` is registered as an instance of `service` (before the put).
+  void SetRegistered(const std::string& address, const std::string& service) {
+    internal::MutexLock lock(&mu_);
+    registered_[address] = service;
+    ReportLocked();
+  }
+  std::string identity() {
+    internal::MutexLock lock(&mu_);
+    return identity_;
+  }
   void SetListeners(const xds::Caller& caller,
                     const std::vector<std::string>& addresses) {
     internal::MutexLock lock(&mu_);
@@ -426,8 +475,8 @@ class ServerPolicies final {
     for (const auto& [id, addresses] : by_caller_) {
       all.insert(addresses.begin(), addresses.end());
     }
-    const policy::ServerSelf self{service_, identity_,
-                                   policy::IsLocalAddress};
+    const policy::ServerSelf self{service_, identity_, policy::IsLocalAddress,
+                                  registered_};
     for (const std::string& a : all) {
       const policy::ServerPolicy p =
           policy::PolicyForServer(*snap_->config, a, self);
@@ -452,6 +501,7 @@ class ServerPolicies final {
   std::string identity_ ABSL_GUARDED_BY(mu_);  // "" under plaintext.
   std::map<std::string, std::set<std::string>> by_caller_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> sent_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> registered_ ABSL_GUARDED_BY(mu_);
 };
 
 std::string EncodeSourceStatus(const source::SourceStatus& st) {
@@ -637,11 +687,7 @@ int RunAgent(int argc, char** argv) {
   }
   server_policies.SetConfig(*snap);
   announce(**snap, initial.text);
-  sink.set_on_server_listeners(
-      [&server_policies](const xds::Caller& caller,
-                         const std::vector<std::string>& addresses) {
-        server_policies.SetListeners(caller, addresses);
-      });
+
 
   // After each EDS ACK: the explanation of what that client now does, for
   // every service it uses (Mesh::Explain).
@@ -718,6 +764,125 @@ int RunAgent(int argc, char** argv) {
     }
     if (any) sink.Emit(EventKind::kLoad, "", text);
   });
+  // Registration (--register): each address the application's mesh
+  // servers serve on (their listener ACKed), as an instance of its service.
+  internal::Mutex registered_mu;
+  std::unique_ptr<Registrar> registrar;  // Reset under registered_mu.
+  if (flags.register_instances) {
+    Registrar::Options ro;
+    ro.etcd = flags.etcd;
+    ro.prefix = flags.etcd_prefix;
+    ro.ttl = absl::Seconds(flags.register_ttl_s);
+    ro.identity = server_policies.identity();
+    absl::StatusOr<std::unique_ptr<Registrar>> r = Registrar::Start(
+        ro, [&sink](const std::vector<Registrar::State>& states) {
+          sink.Emit(EventKind::kRegistration, "", EncodeRegistrations(states));
+        });
+    if (!r.ok()) {
+      sink.Emit(EventKind::kRejected, "", r.status().message());
+      Log(internal::kError, absl::StrCat("mesh agent: ", r.status().message()));
+      return 2;
+    }
+    registrar = std::move(*r);
+  }
+  // What registering each listening address means: the instance, or why
+  // it cannot be registered. Decided when the server first asks for its
+  // listener, so that its policy counts the registration from the start.
+  struct Decision {
+    Registrar::Instance instance;
+    std::string why;  // Not registered, because.
+    bool done = false;  // Given to the registrar.
+  };
+  std::map<std::string, Decision> decisions ABSL_GUARDED_BY(registered_mu);
+  auto decide = [&](const xds::Caller& caller, const std::string& a) {
+    const std::shared_ptr<const config::Snapshot> snap = publisher.Current();
+    Decision d;
+    const config::Service* s =
+        caller.service.empty() ? nullptr
+                               : snap->config->FindByName(caller.service);
+    std::string ip;
+    uint32_t port = 0;
+    const std::string id = server_policies.identity();
+    if (caller.service.empty()) {
+      d.why = "MeshOptions::service_name is empty: it names the service "
+              "this server registers as";
+    } else if (s == nullptr) {
+      d.why = absl::StrCat("service ", caller.service,
+                           " (MeshOptions::service_name) is not in the "
+                           "config; registration adds instances, never "
+                           "services");
+    } else if (!id.empty() && s->Identity(snap->config->trust_domain) != id) {
+      d.why = absl::StrCat("this server's SVID is ", id, " but ",
+                           caller.service, "'s servers must be ",
+                           s->Identity(snap->config->trust_domain));
+    } else if (!policy::SplitAddress(a, &ip, &port)) {
+      d.why = absl::StrCat(a, " is not IP:PORT");
+    } else if (caller.locality.region.empty()) {
+      d.why = "registration needs this workload's locality "
+              "(MeshOptions::locality, at least the region)";
+    }
+    if (d.why.empty() && (ip == "0.0.0.0" || ip == "::")) {
+      if (flags.advertise.empty()) {
+        d.why = absl::StrCat(
+            a, " is a wildcard address: give the address clients should "
+               "use (MeshOptions::registration.advertise_address)");
+      } else if (!policy::IsLocalAddress(flags.advertise)) {
+        d.why = absl::StrCat("the advertise address ", flags.advertise,
+                             " is not an address of this host");
+      } else {
+        ip = flags.advertise;
+      }
+    }
+    if (d.why.empty()) {
+      d.instance.listen = a;
+      d.instance.service = absl::StrCat(s->namespace_name, "/", s->name);
+      d.instance.endpoint.address = ip;
+      d.instance.endpoint.port = port;
+      d.instance.endpoint.locality = caller.locality;
+      d.instance.endpoint.labels = caller.labels;
+    }
+    return d;
+  };
+  sink.set_on_server_listeners([&](const xds::Caller& caller,
+                                   const std::vector<std::string>& addresses) {
+    {
+      internal::MutexLock lock(&registered_mu);
+      for (const std::string& a : addresses) {
+        if (registrar == nullptr || decisions.count(a) > 0) continue;
+        Decision d = decide(caller, a);
+        if (d.why.empty()) {
+          server_policies.SetRegistered(a, d.instance.service);
+        }
+        decisions.emplace(a, std::move(d));
+      }
+    }
+    server_policies.SetListeners(caller, addresses);
+  });
+  // Registered once the server has its listener (it serves).
+  sink.set_on_server_listeners_acked([&](const xds::Caller&,
+                                         const std::vector<std::string>&
+                                             addresses) {
+    internal::MutexLock lock(&registered_mu);
+    if (registrar == nullptr) return;
+    for (const std::string& a : addresses) {
+      auto it = decisions.find(a);
+      if (it == decisions.end() || it->second.done) continue;
+      it->second.done = true;
+      const Decision& d = it->second;
+      if (!d.why.empty()) {
+        Log(internal::kError, absl::StrCat("mesh agent: not registering ", a,
+                                           ": ", d.why));
+        registrar->Refuse(a, d.why);
+        continue;
+      }
+      registrar->Add(d.instance);
+      Log(internal::kInfo,
+          absl::StrCat("mesh agent: registering ", a, " as ",
+                       d.instance.service, " (", d.instance.endpoint.address,
+                       ":", d.instance.endpoint.port, ")"));
+    }
+  });
+
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + flags.socket,
                            grpc::InsecureServerCredentials());
@@ -735,7 +900,27 @@ int RunAgent(int argc, char** argv) {
   (*sources)->Begin();
   sink.Emit(EventKind::kReady, (*snap)->version, flags.socket);
 
-  const bool keep_identity = WaitForEnd(flags.lifeline_fd);
+  const bool keep_identity = WaitForEnd(flags.lifeline_fd, [&](char c) {
+    if (registrar == nullptr) return;
+    switch (c) {
+      case kServing:
+        registrar->SetHealth(config::Health::kHealthy);
+        break;
+      case kNotServing:
+        registrar->SetHealth(config::Health::kUnhealthy);
+        break;
+      case kDraining:
+        registrar->SetHealth(config::Health::kDraining);
+        break;
+      case kDeregister:
+        registrar->Deregister();
+        break;
+    }
+  });
+  {
+    internal::MutexLock lock(&registered_mu);
+    registrar.reset();  // Revokes the lease: the instances go now.
+  }
 
   sources->reset();
   keeper.reset();

@@ -26,6 +26,12 @@
 //                        without it the agent runs until SIGTERM/SIGINT)
 //   --service=NAME       the application's own service: its authorization
 //                        policy is reported on the status fd (optional)
+//   --register [--register-ttl=SECONDS] [--advertise=IP]
+//                        register each address the application's mesh
+//                        servers listen on as an instance of its service in
+//                        etcd (registrar.h; needs --etcd); TTL default 10;
+//                        --advertise is the address clients use for a
+//                        server listening on a wildcard address
 //   --cert=PATH --key=PATH --bundle=PATH (repeatable) --identity-dir=DIR
 //                        the workload's SVID and trust bundles: checked,
 //                        then kept in DIR for gRPC (identity/keeper.h);
@@ -51,6 +57,14 @@ inline constexpr char kAgentEnv[] = "MESH_INTERNAL_RUN_AGENT";
 // destroys its Mesh but lives on: gRPC keeps reading the identity files, so
 // the agent leaves them for the application to remove at exit.
 inline constexpr char kKeepIdentity = 'K';
+
+// Registration commands, one byte each on the lifeline (registrar.h): the
+// application's servers are SERVING, NOT_SERVING, DRAINING; or deregister
+// (revoke the lease: every instance goes now).
+inline constexpr char kServing = 'S';
+inline constexpr char kNotServing = 'N';
+inline constexpr char kDraining = 'D';
+inline constexpr char kDeregister = 'R';
 
 }  // namespace agent
 }  // namespace mesh

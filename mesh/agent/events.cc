@@ -21,6 +21,7 @@ constexpr std::pair<EventKind, absl::string_view> kNames[] = {
     {EventKind::kPlan, "plan"},       {EventKind::kLoad, "load"},
     {EventKind::kStale, "stale"},     {EventKind::kFresh, "fresh"},
     {EventKind::kSource, "source"},
+    {EventKind::kRegistration, "registration"},
 };
 }  // namespace
 

@@ -41,6 +41,7 @@ enum class EventKind {
               // first line) is served; TEXT's other lines say why.
   kFresh,     // The source answered again: the running config is current.
   kSource,    // A config source's state (EncodeSourceStatus).
+  kRegistration,  // Registration state (registrar.h EncodeRegistrations).
 };
 
 struct Event {

@@ -205,6 +205,13 @@ ServerPolicy PolicyForServer(const config::MeshConfig& config,
                                   " is a wildcard)")
                    : std::string(address);
   if (owners.empty()) {
+    auto reg = self.registered.find(std::string(address));
+    if (reg != self.registered.end()) {
+      const config::Service* s = config.FindByName(reg->second);
+      if (s != nullptr) owners.push_back(s);
+    }
+  }
+  if (owners.empty()) {
     p.problem = absl::StrCat("no service in the config has an endpoint at ",
                              where, ", so this server cannot tell whose "
                              "policy to enforce");

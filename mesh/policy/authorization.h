@@ -13,6 +13,7 @@
 #define MESH_POLICY_AUTHORIZATION_H_
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,11 @@ struct ServerSelf {
   // Whether the IP literal is an address of this host (for a server
   // listening on a wildcard address). Null: none is.
   std::function<bool(const std::string& ip)> is_local;
+  // Listening addresses this server registered as instances of a service
+  // ("namespace/name"; mesh/agent/registrar.h): an address no endpoint in
+  // the config has yet belongs to that service (its registration is on its
+  // way to the config).
+  std::map<std::string, std::string> registered;
 };
 
 // The policy a mesh server listening on one address enforces.

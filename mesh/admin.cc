@@ -162,6 +162,16 @@ std::string StatusJson(const AdminView& v) {
         ",\"problem\":", JsonString(srv.problem),
         ",\"policy\":", JsonString(srv.policy), "}"));
   }
+  std::vector<std::string> registrations;
+  for (const RegistrationStatus& r : s.registrations) {
+    registrations.push_back(absl::StrCat(
+        "{\"listen\":", JsonString(r.listen), ",\"key\":", JsonString(r.key),
+        ",\"lease\":", r.lease, ",\"ttl_left\":", r.ttl_left,
+        ",\"last_keepalive\":", Time(r.last_keepalive),
+        ",\"registrations\":", r.registrations,
+        ",\"state\":", JsonString(r.state),
+        ",\"error\":", JsonString(r.error), "}"));
+  }
   std::vector<std::string> sources;
   for (const SourceStatus& src : s.sources) {
     sources.push_back(absl::StrCat(
@@ -184,6 +194,7 @@ std::string StatusJson(const AdminView& v) {
       ",\"last_denial\":", JsonString(s.last_denial),
       ",\"servers\":[", absl::StrJoin(servers, ","),
       "],\"servers_failing_closed\":", s.servers_failing_closed,
+      ",\"registrations\":[", absl::StrJoin(registrations, ","), "]",
       ",\"config_version\":", JsonString(s.config_version),
       ",\"applied_version\":", JsonString(s.applied_version),
       ",\"stale\":", s.config_stale ? "true" : "false",
@@ -372,6 +383,19 @@ std::string StatusPrometheus(const AdminView& v) {
     w.Sample("mesh_server_enforcing",
              {{"address", srv.address}, {"service", srv.service}},
              srv.enforcing ? 1 : 0);
+  }
+  w.Family("mesh_registration_registered", "gauge",
+           "Per registered listening address: 1 while its instance is in "
+           "etcd (registered or draining), 0 otherwise.");
+  w.Family("mesh_registration_registrations_total", "counter",
+           "Per listening address: puts on a new lease (more than 1: the "
+           "lease was lost and granted again).");
+  for (const RegistrationStatus& r : s.registrations) {
+    w.Sample("mesh_registration_registered",
+             {{"listen", r.listen}, {"state", r.state}},
+             r.state == "registered" || r.state == "draining" ? 1 : 0);
+    w.Sample("mesh_registration_registrations_total", {{"listen", r.listen}},
+             static_cast<double>(r.registrations));
   }
   if (s.mtls) {
     one("mesh_identity_expiry_timestamp_seconds", "gauge",

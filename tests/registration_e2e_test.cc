@@ -30,6 +30,7 @@
 #include "mesh/identity/dev_ca.h"
 #include "mesh/mesh.h"
 #include "mesh/source/etcd_client.h"
+#include "mesh/telemetry/http_get.h"
 #include "tests/child.h"
 #include "tests/etcd_process.h"
 #include "tests/free_port.h"
@@ -113,17 +114,18 @@ class RegistrationE2eTest : public ::testing::Test {
   }
 
   // A registering greeter_server named `name` on `port` (0: a free one).
-  static std::unique_ptr<Child> Server(const std::string& name, int port = 0) {
+  static std::unique_ptr<Child> Server(const std::string& name, int port = 0,
+                                       const std::string& admin = "") {
     if (port == 0) port = testing::FreePort();
-    return std::make_unique<Child>(
-        std::vector<std::string>{
-            Binary("greeter_server"), "--config=" + dir_ + "/mesh.yaml",
-            "--etcd=" + etcd_->endpoint(), "--register", "--register_ttl=2",
-            "--drain_ms=500", "--service=greeter",
-            absl::StrCat("--listen=127.0.0.1:", port), "--name=" + name,
-            "--locality=r/z/c1", "--cert=" + dir_ + "/greeter.pem",
-            "--key=" + dir_ + "/greeter.key", "--bundle=" + dir_ + "/ca.pem"},
-        /*capture=*/true);
+    std::vector<std::string> args = {
+        Binary("greeter_server"), "--config=" + dir_ + "/mesh.yaml",
+        "--etcd=" + etcd_->endpoint(), "--register", "--register_ttl=2",
+        "--drain_ms=500", "--service=greeter",
+        absl::StrCat("--listen=127.0.0.1:", port), "--name=" + name,
+        "--locality=r/z/c1", "--cert=" + dir_ + "/greeter.pem",
+        "--key=" + dir_ + "/greeter.key", "--bundle=" + dir_ + "/ca.pem"};
+    if (!admin.empty()) args.push_back("--admin=" + admin);
+    return std::make_unique<Child>(args, /*capture=*/true);
   }
 
   // The registered instances: key -> value.
@@ -194,7 +196,8 @@ Greeter::Stub* RegistrationE2eTest::stub_ = nullptr;
 
 TEST_F(RegistrationE2eTest, ARegisteredServerIsRoutedToWithNoConfigEdit) {
   const int port = testing::FreePort();
-  auto a = Server("reg-a", port);
+  const std::string admin = absl::StrCat("127.0.0.1:", testing::FreePort());
+  auto a = Server("reg-a", port, admin);
   ASSERT_TRUE(AwaitInstances(
       [&](const auto& m) { return m.count(Key(port)) > 0; },
       absl::Seconds(20)))
@@ -207,6 +210,24 @@ TEST_F(RegistrationE2eTest, ARegisteredServerIsRoutedToWithNoConfigEdit) {
   EXPECT_NE(value.find("cluster: \"c1\""), std::string::npos) << value;
   grpc::Status st;
   EXPECT_EQ(Call(&st, /*wait_for_ready=*/true), "reg-a") << st.error_message();
+  // The server's own status says so.
+  auto json = telemetry::HttpGet(admin, "/status");
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_NE(json->find(absl::StrCat("\"registrations\":[{\"listen\":"
+                                    "\"127.0.0.1:", port, "\",\"key\":\"",
+                                    Key(port), "\"")),
+            std::string::npos)
+      << *json;
+  EXPECT_NE(json->find("\"registrations\":1,\"state\":\"registered\""),
+            std::string::npos)
+      << *json;
+  auto metrics = telemetry::HttpGet(admin, "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->find(absl::StrCat(
+                "mesh_registration_registered{listen=\"127.0.0.1:", port,
+                "\",state=\"registered\"} 1")),
+            std::string::npos)
+      << *metrics;
   // SIGTERM: it drains and its instance goes (the lease is revoked).
   int code = -1;
   a->Finish(&code, SIGTERM);

@@ -13,6 +13,7 @@
 // (docs/config.md, "Registration"; --register_ttl=SECONDS, default 10,
 // --advertise=IP for a wildcard --listen); on SIGTERM it then drains
 // (Mesh::Drain: DRAINING, --drain_ms (default 1000), shutdown, gone).
+// --admin=127.0.0.1:PORT serves the mesh admin endpoint.
 // --service is the service this process is (MeshOptions::service_name);
 // by default, the one whose endpoint --listen is in the config. The server
 // enforces the policy of the service that owns --listen either way, and
@@ -58,6 +59,7 @@ int main(int argc, char** argv) {
         !Flag(argv[i], "--register_ttl=", &register_ttl) &&
         !Flag(argv[i], "--drain_ms=", &drain_ms) &&
         !Flag(argv[i], "--advertise=", &advertise) &&
+        !Flag(argv[i], "--admin=", &options.admin_address) &&
         std::string(argv[i]) != "--register") {
       std::cerr << "unknown flag " << argv[i] << "\nusage: greeter_server "
                 << "--config=FILE --listen=IP:PORT "

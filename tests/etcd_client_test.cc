@@ -135,6 +135,88 @@ TEST_F(EtcdClientTest, KeysOnALeaseGoWithIt) {
             absl::StatusCode::kNotFound);
 }
 
+// Who may register what (issue 17): etcd permissions on key ranges give a
+// workload of service A write access to its own instances' prefix only
+// (plus read access to the rest of the mesh's keys). A registers, on a
+// lease; its put of an instance of B is refused. (Clients' agents also
+// ignore an instance whose value names another service than its key:
+// ComposeTest.BadInstancesAreLeftOutAndReported.)
+TEST_F(EtcdClientTest, PermissionsLetAWorkloadRegisterOnlyItsOwnService) {
+  auto auth = etcdserverpb::Auth::NewStub(grpc::CreateChannel(
+      "ipv4:" + etcd_->endpoint(), grpc::InsecureChannelCredentials()));
+  auto call = [](auto fn) {
+    grpc::ClientContext ctx;
+    return fn(&ctx);
+  };
+  auto user = [&](const std::string& name, const std::string& pw) {
+    etcdserverpb::AuthUserAddRequest req;
+    req.set_name(name);
+    req.set_password(pw);
+    etcdserverpb::AuthUserAddResponse resp;
+    return call([&](grpc::ClientContext* c) {
+      return auth->UserAdd(c, req, &resp);
+    });
+  };
+  auto grant_role = [&](const std::string& u, const std::string& role) {
+    etcdserverpb::AuthUserGrantRoleRequest req;
+    req.set_user(u);
+    req.set_role(role);
+    etcdserverpb::AuthUserGrantRoleResponse resp;
+    return call([&](grpc::ClientContext* c) {
+      return auth->UserGrantRole(c, req, &resp);
+    });
+  };
+  auto permit = [&](const std::string& role, const std::string& prefix,
+                    authpb::Permission::Type type) {
+    etcdserverpb::AuthRoleGrantPermissionRequest req;
+    req.set_name(role);
+    req.mutable_perm()->set_permtype(type);
+    req.mutable_perm()->set_key(prefix);
+    req.mutable_perm()->set_range_end(PrefixEnd(prefix));
+    etcdserverpb::AuthRoleGrantPermissionResponse resp;
+    return call([&](grpc::ClientContext* c) {
+      return auth->RoleGrantPermission(c, req, &resp);
+    });
+  };
+  ASSERT_TRUE(user("root", "rootpw").ok());
+  ASSERT_TRUE(grant_role("root", "root").ok());
+  ASSERT_TRUE(user("app-a", "pw-a").ok());
+  {
+    etcdserverpb::AuthRoleAddRequest req;
+    req.set_name("register-app-a");
+    etcdserverpb::AuthRoleAddResponse resp;
+    ASSERT_TRUE(call([&](grpc::ClientContext* c) {
+                  return auth->RoleAdd(c, req, &resp);
+                }).ok());
+  }
+  ASSERT_TRUE(permit("register-app-a", "/mesh/", authpb::Permission::READ).ok());
+  ASSERT_TRUE(permit("register-app-a", "/mesh/instances/default/app-a/",
+                     authpb::Permission::READWRITE)
+                  .ok());
+  ASSERT_TRUE(grant_role("app-a", "register-app-a").ok());
+  {
+    etcdserverpb::AuthEnableRequest req;
+    etcdserverpb::AuthEnableResponse resp;
+    ASSERT_TRUE(call([&](grpc::ClientContext* c) {
+                  return auth->AuthEnable(c, req, &resp);
+                }).ok());
+  }
+  EtcdOptions o{{etcd_->endpoint()}};
+  o.username = "app-a";
+  o.password = "pw-a";
+  auto a = EtcdClient::Create(o);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto lease = (*a)->Grant(10);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_TRUE(
+      (*a)->Put("/mesh/instances/default/app-a/10.0.0.1:80", "A", *lease).ok());
+  auto other = (*a)->Put("/mesh/instances/default/app-b/10.0.0.2:80", "B",
+                         *lease);
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kPermissionDenied)
+      << other.status();
+  EXPECT_TRUE((*a)->List("/mesh/").ok());  // It still reads the mesh.
+}
+
 // Endpoints are IP literals, or one DNS name; a mix is a clear error. (A
 // name that resolves is not tried here: under ASan, c-ares 1.18 leaks 10
 // bytes when gRPC resolves "localhost".)

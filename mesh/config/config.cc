@@ -1376,6 +1376,39 @@ void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
   ReadEndpointList(r, eps, Reader::Join(path, "endpoints"), &svc->endpoints);
 }
 
+// The 1-based line where a second YAML document starts, or 0 if there is
+// none. Found in the text, without parsing (yaml-cpp's LoadAll builds every
+// document first: a file of a million "---" lines is a million nodes).
+// Sound because document markers are only markers at column 0, where the
+// YAML spec forbids them inside any scalar: "---" (or "...") followed by a
+// blank or the end of the line. A first "---" before any content opens the
+// first document; "..." ends a document, and content after it is another.
+size_t SecondDocumentLine(absl::string_view yaml) {
+  bool content = false;  // The first document has begun.
+  bool ended = false;    // A "..." ended it.
+  size_t line = 0;
+  for (absl::string_view l : absl::StrSplit(yaml, '\n')) {
+    ++line;
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    auto marker = [&](absl::string_view m) {
+      return absl::StartsWith(l, m) &&
+             (l.size() == 3 || l[3] == ' ' || l[3] == '\t');
+    };
+    const absl::string_view trimmed = absl::StripLeadingAsciiWhitespace(l);
+    const bool blank = trimmed.empty() || trimmed[0] == '#';
+    if (marker("---")) {
+      if (content || ended) return line;
+      content = true;
+    } else if (marker("...")) {
+      ended = true;
+    } else if (!blank && (l[0] != '%' || content)) {
+      if (ended) return line;
+      content = true;
+    }
+  }
+  return 0;
+}
+
 // YAML text to a node, with the checks and messages every document gets.
 absl::StatusOr<YAML::Node> LoadYaml(absl::string_view yaml,
                                     absl::string_view filename) {
@@ -1396,21 +1429,14 @@ absl::StatusOr<YAML::Node> LoadYaml(absl::string_view yaml,
                      ": contains a NUL byte: a config must be text"));
   }
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
-    if (docs.empty()) return YAML::Node();
-    if (docs.size() > 1) {
+    if (const size_t line = SecondDocumentLine(yaml); line > 0) {
       // Only the first would be used: refuse rather than ignore the rest.
-      const YAML::Mark m = docs[1].Mark();
-      const std::string where =
-          m.is_null() ? std::string(filename)
-                      : absl::StrCat(filename, ":", m.line + 1, ":",
-                                     m.column + 1);
       return absl::InvalidArgumentError(absl::StrCat(
-          where, ": a second YAML document (after '---'): a file holds "
-          "exactly one document (put each endpoint set in its own file or "
-          "etcd key)"));
+          filename, ":", line, ":1: a second YAML document (after '---'): a "
+          "file holds exactly one document (put each endpoint set in its "
+          "own file or etcd key)"));
     }
-    return docs[0];
+    return YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     // e.mark is 0-based; e.msg is yaml-cpp's own text.
     return absl::InvalidArgumentError(Printable(

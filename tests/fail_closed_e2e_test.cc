@@ -382,6 +382,12 @@ TEST_F(FailClosedE2eTest, AnAddressOfNoServiceDeniesEveryCallAndSaysSo) {
                           "\",\"service\":\"\",\"enforcing\":false,"
                           "\"problem\":\"", why, "\"")))
       << *json;
+  auto text = telemetry::HttpGet(mesh_->admin_address(), "/status?format=text");
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_TRUE(absl::StrContains(
+      *text, absl::StrCat("server         ", Address(kNone),
+                          " DENIES EVERY CALL: ", why)))
+      << *text;
   auto metrics = telemetry::HttpGet(mesh_->admin_address(), "/metrics");
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_TRUE(absl::StrContains(*metrics, "\nmesh_servers_failing_closed 2\n"))

@@ -172,6 +172,18 @@ std::string StatusJson(const AdminView& v) {
         ",\"state\":", JsonString(r.state),
         ",\"error\":", JsonString(r.error), "}"));
   }
+  std::vector<std::string> instances;
+  for (const ServiceInstances& i : s.instances) {
+    instances.push_back(absl::StrCat(
+        "{\"service\":", JsonString(i.service), ",\"declared\":", i.declared,
+        ",\"endpoint_set\":", i.endpoint_set, ",\"dns\":", i.dns,
+        ",\"registered\":", i.registered, ",\"held\":", i.held, "}"));
+  }
+  auto strings = [](const std::vector<std::string>& v) {
+    std::vector<std::string> out;
+    for (const std::string& x : v) out.push_back(JsonString(x));
+    return absl::StrCat("[", absl::StrJoin(out, ","), "]");
+  };
   std::vector<std::string> sources;
   for (const SourceStatus& src : s.sources) {
     sources.push_back(absl::StrCat(
@@ -195,6 +207,9 @@ std::string StatusJson(const AdminView& v) {
       ",\"servers\":[", absl::StrJoin(servers, ","),
       "],\"servers_failing_closed\":", s.servers_failing_closed,
       ",\"registrations\":[", absl::StrJoin(registrations, ","), "]",
+      ",\"instances\":[", absl::StrJoin(instances, ","), "]",
+      ",\"ignored_instances\":", strings(s.ignored_instances),
+      ",\"held_instances\":", strings(s.held_instances),
       ",\"config_version\":", JsonString(s.config_version),
       ",\"applied_version\":", JsonString(s.applied_version),
       ",\"stale\":", s.config_stale ? "true" : "false",
@@ -253,6 +268,27 @@ std::string StatusText(const AdminView& v) {
             : absl::StrCat("; last error ", TimeText(src.last_error_time),
                            ": ", src.last_error.substr(0, src.last_error.find('\n'))),
         "\n");
+  }
+  for (const RegistrationStatus& r : s.registrations) {
+    absl::StrAppend(&out, "registration   ", r.listen, " ", r.state,
+                    r.key.empty() ? "" : " as " + r.key,
+                    r.lease == 0 ? ""
+                                 : absl::StrCat(" (lease ", r.lease, ", TTL ",
+                                                r.ttl_left, " s left)"),
+                    r.error.empty() ? "" : ": " + r.error, "\n");
+  }
+  for (const ServiceInstances& i : s.instances) {
+    absl::StrAppend(&out, "instances      ", i.service, ": ", i.declared,
+                    " declared, ", i.endpoint_set, " from endpoint sets, ",
+                    i.dns, " from DNS, ", i.registered, " registered",
+                    i.held == 0 ? "" : absl::StrCat(", ", i.held, " HELD"),
+                    "\n");
+  }
+  for (const std::string& l : s.held_instances) {
+    absl::StrAppend(&out, "held           ", l, "\n");
+  }
+  for (const std::string& l : s.ignored_instances) {
+    absl::StrAppend(&out, "ignored        ", l, "\n");
   }
   absl::StrAppend(
       &out, "xDS            applied ",
@@ -397,6 +433,29 @@ std::string StatusPrometheus(const AdminView& v) {
     w.Sample("mesh_registration_registrations_total", {{"listen", r.listen}},
              static_cast<double>(r.registrations));
   }
+  w.Family("mesh_instances", "gauge",
+           "Endpoints of each service in the config in force, by origin: "
+           "declared, endpoint_set, dns, registered, held (registered "
+           "instances the mass-removal guard keeps after their keys went).");
+  for (const ServiceInstances& i : s.instances) {
+    for (const auto& [origin, n] :
+         {std::pair<const char*, int>{"declared", i.declared},
+          {"endpoint_set", i.endpoint_set},
+          {"dns", i.dns},
+          {"registered", i.registered},
+          {"held", i.held}}) {
+      w.Sample("mesh_instances", {{"service", i.service}, {"origin", origin}},
+               n);
+    }
+  }
+  one("mesh_instances_held", "gauge",
+      "Registered instances the mass-removal guard keeps although their "
+      "keys went (see /status held_instances).",
+      static_cast<double>(s.held_instances.size()));
+  one("mesh_instances_ignored", "gauge",
+      "Registered instances left out of the config (see /status "
+      "ignored_instances).",
+      static_cast<double>(s.ignored_instances.size()));
   if (s.mtls) {
     one("mesh_identity_expiry_timestamp_seconds", "gauge",
         "When this workload's certificate expires (Unix time).",

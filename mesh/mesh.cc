@@ -1099,6 +1099,38 @@ class Mesh::Impl {
         status_.registrations = std::move(out);
         break;
       }
+      case agent::EventKind::kInstances: {
+        absl::StatusOr<agent::InstancesState> st =
+            agent::DecodeInstances(e.text);
+        if (!st.ok()) {
+          SetError(std::string(st.status().message()));
+          break;
+        }
+        std::vector<ServiceInstances> by_service;
+        for (const agent::InstancesState::Service& v : st->services) {
+          by_service.push_back({v.name, v.declared, v.endpoint_set, v.dns,
+                                v.registered, v.held});
+        }
+        // A new problem is the last error (the agent logs each).
+        for (const std::string& l : st->ignored) {
+          if (std::find(status_.ignored_instances.begin(),
+                        status_.ignored_instances.end(),
+                        l) == status_.ignored_instances.end()) {
+            SetError(absl::StrCat("registered instance ", l));
+          }
+        }
+        for (const std::string& l : st->held) {
+          if (std::find(status_.held_instances.begin(),
+                        status_.held_instances.end(),
+                        l) == status_.held_instances.end()) {
+            SetError(absl::StrCat("mass-removal guard: holding ", l));
+          }
+        }
+        status_.instances = std::move(by_service);
+        status_.ignored_instances = std::move(st->ignored);
+        status_.held_instances = std::move(st->held);
+        break;
+      }
       case agent::EventKind::kNack:
         ++status_.nacks;
         SetError(absl::StrCat("gRPC rejected xDS version ", e.version, ": ",

@@ -211,6 +211,18 @@ struct RegistrationStatus {
   std::string error;
 };
 
+// Where one service's endpoints come from, in the config in force.
+struct ServiceInstances {
+  std::string service;   // "namespace/name"
+  int declared = 0;      // The config document's `endpoints`.
+  int endpoint_set = 0;  // etcd endpoint sets (`meshctl put`).
+  int dns = 0;           // DNS answers.
+  int registered = 0;    // Instances registered by mesh servers.
+  // Registered instances whose keys went but that the mass-removal guard
+  // keeps (docs/config.md, "Registration").
+  int held = 0;
+};
+
 // One config source's state ("file", "etcd", "dns").
 struct SourceStatus {
   std::string name;
@@ -297,6 +309,13 @@ struct MeshStatus {
 
   // Registration, per listening address (MeshOptions::registration).
   std::vector<RegistrationStatus> registrations;
+  // Discovery, as this process's agent sees it: each service's endpoints
+  // by origin (services that have any); registered instances left out
+  // ("KEY: ignored: WHY", e.g. another SPIFFE ID than the service's); and
+  // instances the mass-removal guard holds ("KEY: WHY").
+  std::vector<ServiceInstances> instances;
+  std::vector<std::string> ignored_instances;
+  std::vector<std::string> held_instances;
 };
 
 class Mesh final {

@@ -246,7 +246,8 @@ services:
 std::string Instance(const std::string& service, const std::string& identity,
                      const std::string& addr, int port,
                      const std::string& cluster = "c3",
-                     const std::string& zone = "z3") {
+                     const std::string& zone = "z3",
+                     config::Health health = config::Health::kHealthy) {
   config::EndpointSet set;
   set.instance = true;
   set.service = service;
@@ -256,6 +257,7 @@ std::string Instance(const std::string& service, const std::string& identity,
   e.address = addr;
   e.port = port;
   e.locality = {"r1", zone, cluster};
+  e.health = health;
   set.endpoints.push_back(e);
   return config::EndpointSetToYaml(set);
 }
@@ -276,7 +278,13 @@ TEST(ComposeTest, RegisteredInstancesJoinTheirServiceAndRoundTrip) {
             (std::vector<std::string>{"10.0.0.1:8080@c1", "10.0.0.2:8080@c2",
                                       "10.0.0.3:8080@c3"}));
   EXPECT_TRUE(r->ignored.empty());
-  EXPECT_EQ(r->registered.at("default/app1"), 1);
+  const Composer::Result::Origins& o = r->origins.at("default/app1");
+  EXPECT_EQ(o.declared, 1);
+  EXPECT_EQ(o.endpoint_set, 1);
+  EXPECT_EQ(o.registered, 1);
+  EXPECT_EQ(o.held, 0);
+  EXPECT_EQ(o.from.at("10.0.0.3:8080"), "etcd:/mesh/instances/default/app1/i3");
+  EXPECT_EQ(o.from.at("10.0.0.1:8080"), "/etc/mesh.yaml");
   // The saved form reads back to the same config.
   auto back = Composer::Restore(r->text, "last-good");
   ASSERT_TRUE(back.ok()) << back.status();
@@ -342,6 +350,181 @@ TEST(ComposeTest, BadInstancesAreLeftOutAndReported) {
     EXPECT_TRUE(absl::StrContains(all, want)) << want << "\n" << all;
   }
   EXPECT_FALSE(absl::StrContains(all, "/same:")) << all;
+}
+
+// The mass-removal guard (config registration.removalGuard).
+class RemovalGuardTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    c_.SetClock([this] { return now_; });
+    c_.SetDocument("/etc/mesh.yaml", kDoc);
+  }
+  static std::string Key(int i) {
+    return absl::StrCat("etcd:/mesh/instances/default/app1/10.0.1.", i,
+                        ":8080");
+  }
+  // Instance i in cluster c3 (or `cluster`), healthy.
+  void Register(int i, const std::string& cluster = "c3") {
+    c_.SetInstance(Key(i),
+                   Instance("default/app1", kApp1Id,
+                            absl::StrCat("10.0.1.", i), 8080, cluster),
+                   "default/app1");
+  }
+  // How many endpoints app1 has, and the held lines.
+  int Endpoints(std::vector<std::string>* held = nullptr) {
+    auto r = c_.Compose();
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return -1;
+    if (held != nullptr) *held = r->held;
+    return static_cast<int>(r->snapshot->config->services[0].endpoints.size());
+  }
+  Composer c_;
+  absl::Time now_ = absl::FromUnixSeconds(1800000000);
+};
+
+TEST_F(RemovalGuardTest, OneInstanceGoingIsDroppedAtOnce) {
+  for (int i = 1; i <= 10; ++i) Register(i);
+  ASSERT_EQ(Endpoints(), 11);  // The declared one, and 10.
+  c_.Remove(Key(3));
+  std::vector<std::string> held;
+  EXPECT_EQ(Endpoints(&held), 10);
+  EXPECT_TRUE(held.empty()) << absl::StrJoin(held, "\n");
+  EXPECT_EQ(c_.NextExpiry(), absl::InfiniteFuture());
+}
+
+TEST_F(RemovalGuardTest, MostOfALocalityVanishingKeepsTheRestUntilTheyReturn) {
+  for (int i = 1; i <= 10; ++i) Register(i);
+  // Two in another locality are not its business.
+  Register(11, "c4");
+  Register(12, "c4");
+  ASSERT_EQ(Endpoints(), 13);
+  // One update removes all ten of c3 (the etcd source's RemovePrefix of a
+  // relist, or a watch batch).
+  int n = c_.RemoveIf([](const std::string& k) {
+    return absl::StrContains(k, "/10.0.1.") &&
+           !absl::StrContains(k, "10.0.1.11:") &&
+           !absl::StrContains(k, "10.0.1.12:");
+  });
+  ASSERT_EQ(n, 10);
+  std::vector<std::string> held;
+  // At most half may go: 5 dropped, 5 held (the later ones in key order).
+  EXPECT_EQ(Endpoints(&held), 1 + 2 + 5);
+  ASSERT_EQ(held.size(), 5u) << absl::StrJoin(held, "\n");
+  EXPECT_TRUE(absl::StrContains(
+      held[0], "10 instances of default/app1 r1/z3/c3 vanished within 30s "
+               "(more than 50%); held until it registers again or "
+               "2027-01-15T08:05:00Z"))
+      << held[0];
+  auto r = c_.Compose();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->origins.at("default/app1").held, 5);
+  EXPECT_EQ(r->origins.at("default/app1").registered, 2);
+  // The held ones are in the saved form (and so in the version).
+  EXPECT_TRUE(absl::StrContains(r->text, "--- # mesh-part held " + Key(9)));
+  // One that registers again is an instance like any other.
+  Register(5);
+  EXPECT_EQ(Endpoints(&held), 1 + 2 + 5);
+  EXPECT_EQ(held.size(), 4u);
+  // The holds pass after maxHold (5 min by default); not before.
+  now_ += absl::Minutes(4);
+  EXPECT_EQ(c_.ExpireHeld(now_), 0);
+  EXPECT_EQ(c_.NextExpiry(), absl::FromUnixSeconds(1800000000) +
+                                 absl::Minutes(5));
+  now_ += absl::Minutes(2);
+  EXPECT_EQ(c_.ExpireHeld(now_), 4);
+  EXPECT_EQ(Endpoints(&held), 1 + 2 + 1);
+  EXPECT_TRUE(held.empty());
+}
+
+TEST_F(RemovalGuardTest, VanishingsAddUpOverTheWindowNotBeyondIt) {
+  for (int i = 1; i <= 4; ++i) Register(i);
+  c_.Remove(Key(1));
+  now_ += absl::Seconds(10);
+  c_.Remove(Key(2));  // 2 of 4 within 30 s: still allowed.
+  now_ += absl::Seconds(10);
+  c_.Remove(Key(3));  // 3 of 4: held.
+  std::vector<std::string> held;
+  EXPECT_EQ(Endpoints(&held), 1 + 2);
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_TRUE(absl::StartsWith(held[0], Key(3) + ": 3 of 4 instances"))
+      << held[0];
+  // Spread wider than the window, each is a lone departure.
+  Register(1);
+  Register(2);
+  Register(3);
+  now_ += absl::Minutes(1);
+  for (int i = 1; i <= 4; ++i) {
+    c_.Remove(Key(i));
+    now_ += absl::Seconds(31);
+  }
+  EXPECT_EQ(Endpoints(&held), 1);
+  EXPECT_TRUE(held.empty()) << absl::StrJoin(held, "\n");
+}
+
+TEST_F(RemovalGuardTest, AGoodbyeIsNotAVanishing) {
+  for (int i = 1; i <= 4; ++i) Register(i);
+  // A drain: DRAINING first, then the key goes. All four at once.
+  for (int i = 1; i <= 4; ++i) {
+    c_.SetInstance(Key(i),
+                   Instance("default/app1", kApp1Id,
+                            absl::StrCat("10.0.1.", i), 8080, "c3", "z3",
+                            config::Health::kDraining),
+                   "default/app1");
+  }
+  for (int i = 1; i <= 4; ++i) c_.Remove(Key(i));
+  std::vector<std::string> held;
+  EXPECT_EQ(Endpoints(&held), 1);
+  EXPECT_TRUE(held.empty()) << absl::StrJoin(held, "\n");
+}
+
+TEST_F(RemovalGuardTest, SmallLocalitiesAndTheKnobs) {
+  // Two instances: below minInstances (3), both may go.
+  Register(1);
+  Register(2);
+  c_.RemoveIf([](const std::string& k) { return absl::StrContains(k, "instances"); });
+  EXPECT_EQ(Endpoints(), 1);
+  // maxVanishPercent 100 turns it off; minInstances 2 guards pairs.
+  c_.SetDocument("/etc/mesh.yaml", absl::StrCat(kDoc, R"(registration:
+  removalGuard: {maxVanishPercent: 100}
+)"));
+  for (int i = 1; i <= 4; ++i) Register(i);
+  c_.RemoveIf([](const std::string& k) { return absl::StrContains(k, "instances"); });
+  EXPECT_EQ(Endpoints(), 1);
+  c_.SetDocument("/etc/mesh.yaml", absl::StrCat(kDoc, R"(registration:
+  removalGuard: {minInstances: 2, maxVanishPercent: 10, maxHold: 1m}
+)"));
+  Register(1);
+  Register(2);
+  c_.RemoveIf([](const std::string& k) { return absl::StrContains(k, "instances"); });
+  std::vector<std::string> held;
+  EXPECT_EQ(Endpoints(&held), 1 + 2);
+  EXPECT_EQ(c_.NextExpiry(), now_ + absl::Minutes(1));
+}
+
+TEST(RemovalGuardConfigTest, BadValuesAreReportedWhere) {
+  auto r = config::ParseConfig(absl::StrCat(kDoc, R"(registration:
+  removalGuard:
+    maxVanishPercent: 0
+    window: 5
+    minInstances: 0
+    maxHold: 2d
+    extra: 1
+)"),
+                               "mesh.yaml");
+  ASSERT_FALSE(r.ok());
+  const std::string m(r.status().message());
+  for (const char* want :
+       {"mesh.yaml:15:23: registration.removalGuard.maxVanishPercent: must be "
+        "between 1 and 100, got 0",
+        "mesh.yaml:16:13: registration.removalGuard.window: must be a "
+        "duration",
+        "mesh.yaml:17:19: registration.removalGuard.minInstances: must be "
+        "between 1 and 100000, got 0",
+        "mesh.yaml:18:14: registration.removalGuard.maxHold: must be a "
+        "duration",
+        "mesh.yaml:19:5: registration.removalGuard.extra: unknown field"}) {
+    EXPECT_TRUE(absl::StrContains(m, want)) << want << "\n" << m;
+  }
 }
 
 }  // namespace

@@ -114,7 +114,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"UnknownTopLevel",
                 "apiVersion: mesh/v1\ntrustDomain: a\nroutes: []\n",
                 "f.yaml:3:1: routes: unknown field (expected one of: "
-                "apiVersion, trustDomain, services)"},
+                "apiVersion, trustDomain, services, registration)"},
         BadCase{"DuplicateKey",
                 "apiVersion: mesh/v1\ntrustDomain: a\ntrustDomain: b\n",
                 "f.yaml:3:1: trustDomain: duplicate key"},

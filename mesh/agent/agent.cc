@@ -580,6 +580,42 @@ int RunAgent(int argc, char** argv) {
                            : flags.config;
 
   IdleTrim idle_trim;
+  // Where the endpoints come from, and the instances left out or held:
+  // each change to the application, and the new problems to the log.
+  InstancesState instances;
+  auto report_instances = [&](const source::Composer::Result& r) {
+    InstancesState next;
+    for (const auto& [name, o] : r.origins) {
+      next.services.push_back(
+          {name, o.declared, o.endpoint_set, o.dns, o.registered, o.held});
+    }
+    next.ignored = r.ignored;
+    next.held = r.held;
+    if (next == instances) return;
+    auto news = [](const std::vector<std::string>& now,
+                   const std::vector<std::string>& before) {
+      std::vector<std::string> out;
+      for (const std::string& l : now) {
+        if (std::find(before.begin(), before.end(), l) == before.end()) {
+          out.push_back(l);
+        }
+      }
+      return out;
+    };
+    for (const std::string& l : news(next.ignored, instances.ignored)) {
+      Log(internal::kWarning, absl::StrCat("mesh agent: instance ", l));
+    }
+    for (const std::string& l : news(next.held, instances.held)) {
+      Log(internal::kWarning,
+          absl::StrCat("mesh agent: mass-removal guard: HOLDING ", l));
+    }
+    if (next.held.empty() && !instances.held.empty()) {
+      Log(internal::kInfo, "mesh agent: mass-removal guard: nothing held");
+    }
+    instances = std::move(next);
+    sink.Emit(EventKind::kInstances, r.snapshot->version,
+              EncodeInstances(instances));
+  };
   // The sources' callbacks run one at a time (under the sources' lock),
   // from Begin() on.
   std::string current_version;
@@ -589,6 +625,7 @@ int RunAgent(int argc, char** argv) {
     const config::Snapshot& next = *r.snapshot;
     const bool changed = next.version != current_version;
     current_version = next.version;
+    if (changed) report_instances(r);
     if (changed) {
       // Serve it first (after the servers' policies, which are small):
       // telling the application the whole text through the status pipe
@@ -659,6 +696,7 @@ int RunAgent(int argc, char** argv) {
     save_last_good(initial.text, first->version);
   }
   const std::shared_ptr<const config::Snapshot>* snap = &first;
+  report_instances(initial);
 
   // The application's identity: checked and in place before it is ready.
   std::unique_ptr<identity::Keeper> keeper;

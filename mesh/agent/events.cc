@@ -22,6 +22,7 @@ constexpr std::pair<EventKind, absl::string_view> kNames[] = {
     {EventKind::kStale, "stale"},     {EventKind::kFresh, "fresh"},
     {EventKind::kSource, "source"},
     {EventKind::kRegistration, "registration"},
+    {EventKind::kInstances, "instances"},
 };
 }  // namespace
 
@@ -52,6 +53,53 @@ absl::StatusOr<SourceState> DecodeSourceState(absl::string_view text) {
   s.where = f[2];
   s.version = f[3];
   s.last_error = f[6];
+  return s;
+}
+
+bool InstancesState::operator==(const InstancesState& o) const {
+  return EncodeInstances(*this) == EncodeInstances(o);
+}
+
+std::string EncodeInstances(const InstancesState& s) {
+  std::string out;
+  for (const InstancesState::Service& v : s.services) {
+    absl::StrAppend(&out, "service ", v.name, " ", v.declared, " ",
+                    v.endpoint_set, " ", v.dns, " ", v.registered, " ", v.held,
+                    "\n");
+  }
+  // (Each line is one line: the composer writes them so.)
+  for (const std::string& l : s.ignored) absl::StrAppend(&out, "ignored ", l, "\n");
+  for (const std::string& l : s.held) absl::StrAppend(&out, "held ", l, "\n");
+  return out;
+}
+
+absl::StatusOr<InstancesState> DecodeInstances(absl::string_view text) {
+  InstancesState s;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::MaxSplits(' ', 1));
+    if (f.size() == 2 && f[0] == "ignored") {
+      s.ignored.emplace_back(f[1]);
+    } else if (f.size() == 2 && f[0] == "held") {
+      s.held.emplace_back(f[1]);
+    } else if (f.size() == 2 && f[0] == "service") {
+      std::vector<absl::string_view> n = absl::StrSplit(f[1], ' ');
+      InstancesState::Service v;
+      if (n.size() != 6 || !absl::SimpleAtoi(n[1], &v.declared) ||
+          !absl::SimpleAtoi(n[2], &v.endpoint_set) ||
+          !absl::SimpleAtoi(n[3], &v.dns) ||
+          !absl::SimpleAtoi(n[4], &v.registered) ||
+          !absl::SimpleAtoi(n[5], &v.held)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("malformed instances event line: ", line));
+      }
+      v.name = std::string(n[0]);
+      s.services.push_back(std::move(v));
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("malformed instances event line: ", line));
+    }
+  }
   return s;
 }
 

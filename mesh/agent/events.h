@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -42,6 +43,8 @@ enum class EventKind {
   kFresh,     // The source answered again: the running config is current.
   kSource,    // A config source's state (EncodeSourceStatus).
   kRegistration,  // Registration state (registrar.h EncodeRegistrations).
+  kInstances,     // Where each service's endpoints come from, and the
+                  // instances left out or held (EncodeInstances).
 };
 
 struct Event {
@@ -62,6 +65,21 @@ struct SourceState {
 };
 std::string EncodeSourceState(const SourceState& s);
 absl::StatusOr<SourceState> DecodeSourceState(absl::string_view text);
+
+// Each service's endpoints by origin, and the registered instances the
+// composer left out or the mass-removal guard holds, as kInstances' TEXT.
+struct InstancesState {
+  struct Service {
+    std::string name;  // "namespace/name"
+    int declared = 0, endpoint_set = 0, dns = 0, registered = 0, held = 0;
+  };
+  std::vector<Service> services;
+  std::vector<std::string> ignored;  // "KEY: ignored: why", one per line.
+  std::vector<std::string> held;     // "KEY: why".
+  bool operator==(const InstancesState& o) const;
+};
+std::string EncodeInstances(const InstancesState& s);
+absl::StatusOr<InstancesState> DecodeInstances(absl::string_view text);
 
 std::string EncodeEvent(const Event& e);  // Ends with '\n'.
 absl::StatusOr<Event> DecodeEvent(absl::string_view line);  // Without '\n'.

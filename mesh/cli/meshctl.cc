@@ -37,11 +37,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -67,7 +69,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: meshctl validate FILE...   (configs and endpoint sets)\n"
-    "       meshctl explain --config FILE --from REGION/ZONE/CLUSTER\n"
+    "       meshctl explain [--config FILE] [--etcd ENDPOINTS [--prefix P]\n"
+    "               [ETCD FLAGS]] --from REGION/ZONE/CLUSTER\n"
     "               [--service NAME] [--label KEY=VALUE]...\n"
     "               [--method /pkg.Service/Method] [--header KEY=VALUE]...\n"
     "               HOSTNAME\n"
@@ -77,7 +80,10 @@ constexpr char kUsage[] =
     "  explain   show the priorities, localities and weights a caller in\n"
     "            the given locality (running as service NAME, with the\n"
     "            given labels) gets for HOSTNAME, and why; with --method\n"
-    "            (and --header), which route such a call takes first\n"
+    "            (and --header), which route such a call takes first; and\n"
+    "            where each endpoint came from (the file, an endpoint set,\n"
+    "            a registered instance, DNS); with --etcd, what etcd holds\n"
+    "            is composed with the file as an agent would\n"
     "       meshctl dev-certs --dir DIR --trust-domain TD [--namespace NS]\n"
     "               [--valid-hours N] [--server-name DNS]... SERVICE...\n"
     "  dev-certs make a throwaway CA (DIR/ca.pem) and an SVID per service\n"
@@ -96,7 +102,8 @@ constexpr char kUsage[] =
     "            validated first, and composed with what etcd already holds:\n"
     "            nothing is written if that fails\n"
     "       meshctl get --etcd ENDPOINTS [--prefix /mesh/] [ETCD FLAGS]\n"
-    "  get       print every key under the prefix with its value, and the\n"
+    "  get       print every key under the prefix with its value, the\n"
+    "            registered instances with their leases' TTL left, and the\n"
     "            version they compose to\n"
     "  ETCD FLAGS: --etcd-ca FILE --etcd-cert FILE --etcd-key FILE\n"
     "            --etcd-server-name NAME --etcd-user NAME\n"
@@ -111,9 +118,114 @@ std::string UserPath(std::string path) {
   return path;
 }
 
+struct EtcdFlags {
+  mesh::source::EtcdOptions etcd;
+  std::string prefix = "/mesh/";
+  std::string set;
+  std::vector<std::string> rest;  // Positional arguments.
+};
+
+bool ParseEtcdFlags(const char* cmd, int argc, char** argv, EtcdFlags* f) {
+  std::string password_file;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    std::string v;
+    const size_t eq = a.find('=');
+    if (absl::StartsWith(a, "--") && eq != std::string::npos) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    } else if (absl::StartsWith(a, "--") && i + 1 < argc) {
+      v = argv[++i];
+    } else if (absl::StartsWith(a, "--")) {
+      std::cerr << "meshctl " << cmd << ": " << a << " needs a value\n";
+      return false;
+    } else {
+      f->rest.push_back(UserPath(a));
+      continue;
+    }
+    if (a == "--etcd") {
+      f->etcd.endpoints = absl::StrSplit(v, ',', absl::SkipEmpty());
+    } else if (a == "--prefix") {
+      f->prefix = v;
+    } else if (a == "--set") {
+      f->set = v;
+    } else if (a == "--etcd-ca") {
+      f->etcd.ca_file = UserPath(v);
+    } else if (a == "--etcd-cert") {
+      f->etcd.cert_file = UserPath(v);
+    } else if (a == "--etcd-key") {
+      f->etcd.key_file = UserPath(v);
+    } else if (a == "--etcd-server-name") {
+      f->etcd.server_name = v;
+    } else if (a == "--etcd-user") {
+      f->etcd.username = v;
+    } else if (a == "--etcd-password-file") {
+      password_file = UserPath(v);
+    } else {
+      std::cerr << "meshctl " << cmd << ": unknown flag " << a << "\n"
+                << kUsage;
+      return false;
+    }
+  }
+  if (f->etcd.endpoints.empty()) {
+    std::cerr << "meshctl " << cmd << ": --etcd HOST:PORT[,...] is required\n";
+    return false;
+  }
+  if (!password_file.empty()) {
+    absl::StatusOr<std::string> pw =
+        mesh::config::ReadFileToString(password_file, 4096);
+    if (!pw.ok()) {
+      std::cerr << "meshctl " << cmd << ": " << pw.status().message() << "\n";
+      return false;
+    }
+    f->etcd.password = std::string(absl::StripTrailingAsciiWhitespace(*pw));
+  }
+  return true;
+}
+
+// Lists the prefix into a composer (as the etcd source would).
+absl::StatusOr<int64_t> LoadEtcd(mesh::source::EtcdClient& client,
+                                 const std::string& prefix,
+                                 mesh::source::Composer* comp,
+                                 std::vector<mesh::source::EtcdKv>* kvs) {
+  absl::StatusOr<mesh::source::EtcdClient::Listing> l = client.List(prefix);
+  if (!l.ok()) return l.status();
+  mesh::source::EtcdSource::Change ch;
+  ch.full = true;
+  for (const auto& kv : l->kvs) ch.events.push_back({false, kv});
+  bool changed = false;
+  for (const std::string& k :
+       mesh::source::EtcdSource::Apply(prefix, ch, comp, &changed)) {
+    std::cerr << "note: " << k << " is outside the key layout (ignored)\n";
+  }
+  if (kvs != nullptr) *kvs = l->kvs;
+  return l->revision;
+}
+
+// In words, where the part `key` (Composer::Result::Origins::from) is.
+std::string OriginText(const std::string& key, const std::string& prefix) {
+  absl::string_view k = key;
+  const bool held = absl::ConsumeSuffix(&k, " (held)");
+  if (absl::ConsumePrefix(&k, "etcd:")) {
+    if (absl::StartsWith(k, prefix + "instances/")) {
+      return absl::StrCat(held ? "HELD by the mass-removal guard (its key "
+                                 "went): registered instance "
+                               : "registered instance ",
+                          k);
+    }
+    if (absl::StartsWith(k, prefix + "endpoints/")) {
+      return absl::StrCat("endpoint set ", k);
+    }
+    return absl::StrCat("etcd ", k);
+  }
+  if (absl::ConsumePrefix(&k, "dns:")) return absl::StrCat("DNS answer ", k);
+  return absl::StrCat("declared in ", k);
+}
+
 int Explain(int argc, char** argv) {
   std::string config_path, from, service, hostname, method;
   std::map<std::string, std::string> labels, headers;
+  std::vector<std::string> etcd_args;
   for (int i = 2; i < argc; ++i) {
     absl::string_view a = argv[i];
     if (absl::ConsumePrefix(&a, "--config=")) {
@@ -151,6 +263,12 @@ int Explain(int argc, char** argv) {
         if (a == "--label") labels[kv.first] = kv.second;
         if (a == "--header") headers[absl::AsciiStrToLower(kv.first)] = kv.second;
       }
+    } else if (absl::StartsWith(a, "--etcd") || absl::StartsWith(a, "--prefix")) {
+      // etcd's flags (ParseEtcdFlags), "--flag=value" or "--flag value".
+      etcd_args.push_back(argv[i]);
+      if (!absl::StrContains(a, "=") && i + 1 < argc) {
+        etcd_args.push_back(argv[++i]);
+      }
     } else if (!a.empty() && a[0] != '-' && hostname.empty()) {
       hostname = std::string(a);
     } else {
@@ -159,22 +277,79 @@ int Explain(int argc, char** argv) {
       return 2;
     }
   }
-  if (config_path.empty() || hostname.empty()) {
-    std::cerr << "meshctl explain: --config and HOSTNAME are required\n"
+  if ((config_path.empty() && etcd_args.empty()) || hostname.empty()) {
+    std::cerr << "meshctl explain: HOSTNAME and --config or --etcd are "
+                 "required\n"
               << kUsage;
     return 2;
   }
-  auto cfg = mesh::config::LoadConfigFile(UserPath(config_path));
-  if (!cfg.ok()) {
-    std::cerr << cfg.status().message() << "\n";
+  // The config as an agent with these sources composes it: the file and
+  // what etcd holds (endpoint sets, registered instances).
+  mesh::source::Composer comp;
+  if (!config_path.empty()) {
+    absl::StatusOr<std::string> text = mesh::config::ReadFileToString(
+        UserPath(config_path), mesh::config::kMaxConfigBytes);
+    if (!text.ok()) {
+      std::cerr << text.status().message() << "\n";
+      return 1;
+    }
+    comp.SetDocument(config_path, *text);
+  }
+  std::string prefix;
+  if (!etcd_args.empty()) {
+    std::vector<char*> eargv = {argv[0], argv[1]};
+    for (std::string& x : etcd_args) eargv.push_back(x.data());
+    EtcdFlags f;
+    if (!ParseEtcdFlags("explain", static_cast<int>(eargv.size()),
+                        eargv.data(), &f)) {
+      return 2;
+    }
+    prefix = f.prefix;
+    absl::StatusOr<std::unique_ptr<mesh::source::EtcdClient>> client =
+        mesh::source::EtcdClient::Create(f.etcd);
+    absl::StatusOr<int64_t> rev =
+        client.ok() ? LoadEtcd(**client, f.prefix, &comp, nullptr)
+                    : absl::StatusOr<int64_t>(client.status());
+    if (!rev.ok()) {
+      std::cerr << "meshctl explain: " << rev.status().message() << "\n";
+      return 1;
+    }
+  }
+  absl::StatusOr<mesh::source::Composer::Result> composed = comp.Compose();
+  if (!composed.ok()) {
+    std::cerr << composed.status().message() << "\n";
     return 1;
   }
+  for (const std::string& l : composed->ignored) {
+    std::cout << "note: " << l << "\n";
+  }
+  const std::shared_ptr<const mesh::config::MeshConfig>* cfg =
+      &composed->snapshot->config;
   const mesh::config::Service* s = (*cfg)->FindByAuthority(hostname);
   if (s == nullptr) {
-    std::cerr << "meshctl explain: " << hostname
-              << " is not a hostname in " << config_path << "\n";
+    std::cerr << "meshctl explain: " << hostname << " is not a hostname in "
+              << (config_path.empty() ? "etcd's config" : config_path) << "\n";
     return 1;
   }
+  // Where each endpoint of the services shown came from.
+  std::vector<const mesh::config::Service*> shown = {s};
+  auto origins = [&] {
+    std::cout << "\nwhere the endpoints come from:\n";
+    for (const mesh::config::Service* t : shown) {
+      const std::string name = absl::StrCat(t->namespace_name, "/", t->name);
+      auto o = composed->origins.find(name);
+      for (const mesh::config::Endpoint& e : t->endpoints) {
+        const std::string addr = absl::StrCat(e.address, ":", e.port);
+        std::string key = config_path;
+        if (o != composed->origins.end() && o->second.from.count(addr)) {
+          key = o->second.from.at(addr);
+        }
+        std::cout << "  " << name << " " << addr << " "
+                  << e.locality.ToString() << ": " << OriginText(key, prefix)
+                  << "\n";
+      }
+    }
+  };
   std::vector<std::string> parts = absl::StrSplit(from, '/');
   parts.resize(3);
   mesh::xds::Caller caller;
@@ -186,6 +361,7 @@ int Explain(int argc, char** argv) {
             << (service.empty() ? "" : " as " + service) << "\n";
   if (method.empty()) {
     std::cout << mesh::xds::PlanFor(**cfg, *s, caller).Explain();
+    origins();
     return 0;
   }
   // Which route, then each destination's locality plan.
@@ -209,6 +385,9 @@ int Explain(int argc, char** argv) {
     const mesh::config::Service* target =
         d.service.empty() ? s : (*cfg)->FindByName(d.service);
     if (target == nullptr) continue;
+    if (std::find(shown.begin(), shown.end(), target) == shown.end()) {
+      shown.push_back(target);
+    }
     std::cout << "\n-> " << mesh::xds::ClusterName(*target, d.subset)
               << (dests.size() > 1 ? absl::StrCat(" (", d.weight, "%)") : "")
               << "\n"
@@ -217,6 +396,7 @@ int Explain(int argc, char** argv) {
                                     caller)
                      .Explain();
   }
+  origins();
   return 0;
 }
 
@@ -405,90 +585,6 @@ int Status(int argc, char** argv) {
 }
 
 // The flags of `put` and `get`: the etcd connection and the prefix.
-struct EtcdFlags {
-  mesh::source::EtcdOptions etcd;
-  std::string prefix = "/mesh/";
-  std::string set;
-  std::vector<std::string> rest;  // Positional arguments.
-};
-
-bool ParseEtcdFlags(const char* cmd, int argc, char** argv, EtcdFlags* f) {
-  std::string password_file;
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    std::string v;
-    const size_t eq = a.find('=');
-    if (absl::StartsWith(a, "--") && eq != std::string::npos) {
-      v = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    } else if (absl::StartsWith(a, "--") && i + 1 < argc) {
-      v = argv[++i];
-    } else if (absl::StartsWith(a, "--")) {
-      std::cerr << "meshctl " << cmd << ": " << a << " needs a value\n";
-      return false;
-    } else {
-      f->rest.push_back(UserPath(a));
-      continue;
-    }
-    if (a == "--etcd") {
-      f->etcd.endpoints = absl::StrSplit(v, ',', absl::SkipEmpty());
-    } else if (a == "--prefix") {
-      f->prefix = v;
-    } else if (a == "--set") {
-      f->set = v;
-    } else if (a == "--etcd-ca") {
-      f->etcd.ca_file = UserPath(v);
-    } else if (a == "--etcd-cert") {
-      f->etcd.cert_file = UserPath(v);
-    } else if (a == "--etcd-key") {
-      f->etcd.key_file = UserPath(v);
-    } else if (a == "--etcd-server-name") {
-      f->etcd.server_name = v;
-    } else if (a == "--etcd-user") {
-      f->etcd.username = v;
-    } else if (a == "--etcd-password-file") {
-      password_file = UserPath(v);
-    } else {
-      std::cerr << "meshctl " << cmd << ": unknown flag " << a << "\n"
-                << kUsage;
-      return false;
-    }
-  }
-  if (f->etcd.endpoints.empty()) {
-    std::cerr << "meshctl " << cmd << ": --etcd HOST:PORT[,...] is required\n";
-    return false;
-  }
-  if (!password_file.empty()) {
-    absl::StatusOr<std::string> pw =
-        mesh::config::ReadFileToString(password_file, 4096);
-    if (!pw.ok()) {
-      std::cerr << "meshctl " << cmd << ": " << pw.status().message() << "\n";
-      return false;
-    }
-    f->etcd.password = std::string(absl::StripTrailingAsciiWhitespace(*pw));
-  }
-  return true;
-}
-
-// Lists the prefix into a composer (as the etcd source would).
-absl::StatusOr<int64_t> LoadEtcd(mesh::source::EtcdClient& client,
-                                 const std::string& prefix,
-                                 mesh::source::Composer* comp,
-                                 std::vector<mesh::source::EtcdKv>* kvs) {
-  absl::StatusOr<mesh::source::EtcdClient::Listing> l = client.List(prefix);
-  if (!l.ok()) return l.status();
-  mesh::source::EtcdSource::Change ch;
-  ch.full = true;
-  for (const auto& kv : l->kvs) ch.events.push_back({false, kv});
-  bool changed = false;
-  for (const std::string& k :
-       mesh::source::EtcdSource::Apply(prefix, ch, comp, &changed)) {
-    std::cerr << "note: " << k << " is outside the key layout (ignored)\n";
-  }
-  if (kvs != nullptr) *kvs = l->kvs;
-  return l->revision;
-}
-
 int Put(int argc, char** argv) {
   EtcdFlags f;
   if (!ParseEtcdFlags("put", argc, argv, &f)) return 2;
@@ -603,6 +699,32 @@ int Get(int argc, char** argv) {
   }
   std::cout << "# " << kvs.size() << " keys under " << f.prefix
             << " at revision " << *rev << "\n";
+  // Registered instances, with what their leases have left.
+  const std::string instances = f.prefix + "instances/";
+  int registered = 0;
+  for (const auto& kv : kvs) {
+    if (!absl::StartsWith(kv.key, instances)) continue;
+    if (registered++ == 0) std::cout << "# registered instances:\n";
+    absl::StatusOr<mesh::config::EndpointSet> inst =
+        mesh::config::ParseInstance(kv.value, kv.key);
+    std::string what = "not an instance (clients ignore it)";
+    if (inst.ok()) {
+      const mesh::config::Endpoint& e = inst->endpoints[0];
+      what = absl::StrCat(e.address, ":", e.port, " ", e.locality.ToString(),
+                          " ", mesh::config::HealthName(e.health));
+    }
+    std::string lease = "no lease (stays until deleted)";
+    if (kv.lease != 0) {
+      absl::StatusOr<mesh::source::EtcdClient::LeaseTtl> ttl =
+          (*client)->TimeToLive(kv.lease);
+      lease = ttl.ok() ? absl::StrCat("lease ", kv.lease, ", TTL ", ttl->left,
+                                      " s left of ", ttl->granted)
+                       : absl::StrCat("lease ", kv.lease, ": ",
+                                      ttl.status().message());
+    }
+    std::cout << "#   " << kv.key.substr(instances.size()) << "  " << what
+              << "  (" << lease << ")\n";
+  }
   if (comp.Document() == nullptr) {
     std::cout << "# no config document here (the config file holds it?)\n";
     return 0;
@@ -614,6 +736,7 @@ int Get(int argc, char** argv) {
               << "\n";
     return 1;
   }
+  for (const std::string& l : r->ignored) std::cout << "# " << l << "\n";
   std::cout << "# they compose to version " << r->snapshot->version << "\n";
   return 0;
 }

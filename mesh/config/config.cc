@@ -832,6 +832,22 @@ void ReadHealthCheck(Reader& r, const YAML::Node& node,
   r.String(node, "serviceName", path, false, &hc->service_name);
 }
 
+void ReadRegistration(Reader& r, const YAML::Node& node,
+                      const std::string& path, RemovalGuard* g) {
+  if (!r.ExpectMap(node, path, {"removalGuard"})) return;
+  const YAML::Node n = node["removalGuard"];
+  if (!n.IsDefined() || n.IsNull()) return;
+  const std::string p = path + ".removalGuard";
+  if (!r.ExpectMap(n, p, {"maxVanishPercent", "window", "minInstances",
+                          "maxHold"})) {
+    return;
+  }
+  r.Uint(n, "maxVanishPercent", p, false, 1, 100, &g->max_vanish_percent);
+  Duration(r, n, "window", p, 1000, 3600000, &g->window_ms);
+  r.Uint(n, "minInstances", p, false, 1, 100000, &g->min_instances);
+  Duration(r, n, "maxHold", p, 1000, 86400000, &g->max_hold_ms);
+}
+
 // Checks made once every service is read: destinations name a service
 // (and subset) that exists.
 struct PendingDestination {
@@ -1479,7 +1495,8 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
           absl::StrCat(filename, ": the file is empty (a config needs at "
                                  "least apiVersion and trustDomain)"));
     }
-    if (r.ExpectMap(root, "", {"apiVersion", "trustDomain", "services"})) {
+    if (r.ExpectMap(root, "",
+                    {"apiVersion", "trustDomain", "services", "registration"})) {
       std::string api;
       if (r.String(root, "apiVersion", "", true, &api) && api != kApiVersion) {
         r.Error(root["apiVersion"].Mark(), "apiVersion",
@@ -1492,6 +1509,10 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
                 absl::StrCat("must be a SPIFFE trust domain (lowercase "
                              "letters, digits, '.', '-', '_'), got ",
                              Reader::Quote(cfg->trust_domain)));
+      }
+      const YAML::Node reg = root["registration"];
+      if (reg.IsDefined() && !reg.IsNull()) {
+        ReadRegistration(r, reg, "registration", &cfg->removal_guard);
       }
       const YAML::Node svcs = root["services"];
       if (svcs.IsDefined() && !svcs.IsNull()) {
@@ -1644,6 +1665,18 @@ absl::StatusOr<EndpointSet> ParseInstance(absl::string_view yaml,
   return ParseEndpointDocument(yaml, filename, /*instance=*/true);
 }
 
+const char* HealthName(Health h) {
+  switch (h) {
+    case Health::kHealthy:
+      return "HEALTHY";
+    case Health::kUnhealthy:
+      return "UNHEALTHY";
+    case Health::kDraining:
+      return "DRAINING";
+  }
+  return "HEALTHY";
+}
+
 std::string EndpointSetToYaml(const EndpointSet& set) {
   std::string out = absl::StrCat(
       "apiVersion: mesh/v1\nkind: ", set.instance ? "Instance" : "EndpointSet",
@@ -1660,9 +1693,7 @@ std::string EndpointSetToYaml(const EndpointSet& set) {
                     YamlQuote(e.locality.cluster), "}\n    weight: ", e.weight,
                     "\n");
     if (e.health != Health::kHealthy) {
-      absl::StrAppend(&out, "    health: ",
-                      e.health == Health::kUnhealthy ? "UNHEALTHY" : "DRAINING",
-                      "\n");
+      absl::StrAppend(&out, "    health: ", HealthName(e.health), "\n");
     }
     if (!e.labels.empty()) {
       absl::StrAppend(&out, "    labels:\n");

@@ -42,6 +42,8 @@ enum class Health {
   kUnhealthy,  // Known bad: sent to no caller.
   kDraining,   // Being taken out: no new traffic.
 };
+// "HEALTHY", "UNHEALTHY", "DRAINING", as the config spells them.
+const char* HealthName(Health h);
 
 struct Endpoint {
   std::string address;  // IPv4 or IPv6 literal.
@@ -244,10 +246,27 @@ struct Service {
 // "address:port". Overrides the config's health for the endpoints it names.
 using HealthOverrides = std::map<std::string, Health>;
 
+// The guard against the mass removal of registered instances (config
+// `registration.removalGuard`, docs/config.md "Registration"). When an
+// instance's key goes without it having said goodbye (DRAINING or
+// UNHEALTHY first), it is dropped if at most `max_vanish_percent` of its
+// locality's instances have vanished within `window`, itself included;
+// otherwise it is kept ("held") until it registers again or `max_hold`
+// has passed.
+struct RemovalGuard {
+  uint32_t max_vanish_percent = 50;  // 100 turns the guard off.
+  int64_t window_ms = 30000;
+  // Localities with fewer instances (live and vanished within the window)
+  // are not guarded.
+  uint32_t min_instances = 3;
+  int64_t max_hold_ms = 300000;
+};
+
 // A validated configuration. Immutable once built; shared by pointer.
 struct MeshConfig {
   std::string trust_domain;
   std::vector<Service> services;
+  RemovalGuard removal_guard;
 
   // Returns the service whose hostname (or "hostname:port") is `authority`,
   // or nullptr.

@@ -14,6 +14,12 @@
 //     not have, or carries another identity than the service's is left out
 //     and reported (Result::ignored); one whose address:port another part
 //     already gives is left out, silently if the two agree.
+//   - The mass-removal guard (config `registration.removalGuard`): an
+//     instance whose key goes while it was healthy (no DRAINING or
+//     UNHEALTHY goodbye) is kept ("held") when too many of its locality's
+//     instances vanished within the guard's window; held instances join
+//     like registered ones and are reported (Result::held) until they
+//     register again or their hold passes (ExpireHeld).
 //   - Conflicts are errors: no document or two of them, an endpoint set that
 //     names a service the document does not have, the same address:port
 //     twice in one service (whichever parts it comes from), a part that
@@ -36,6 +42,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "mesh/config/config.h"
 #include "mesh/config/snapshot.h"
 
@@ -65,6 +72,14 @@ class Composer {
   // parsing again).
   void CopyFrom(const Composer& other,
                 const std::function<bool(const std::string&)>& pred);
+  // Where the guard's "now" comes from (tests set their own).
+  void SetClock(std::function<absl::Time()> clock) { clock_ = std::move(clock); }
+  // Drops the held instances whose hold has passed by `now`; returns how
+  // many (compose again if any).
+  int ExpireHeld(absl::Time now);
+  // When the next hold passes; InfiniteFuture if nothing is held.
+  absl::Time NextExpiry() const;
+
   // The config document, if there is exactly one and it is valid.
   std::shared_ptr<const config::MeshConfig> Document() const;
   // The keys of the parts there are, in order.
@@ -78,8 +93,21 @@ class Composer {
     std::string text;
     // Instances left out, one line each ("KEY: why"), in key order.
     std::vector<std::string> ignored;
-    // Registered instances in the config, by service ("namespace/name").
-    std::map<std::string, int> registered;
+    // Instances held by the guard, one line each ("KEY: why"), key order.
+    std::vector<std::string> held;
+    // Where each service's endpoints came from, by service
+    // ("namespace/name"); only services that have any.
+    struct Origins {
+      int declared = 0;      // The document's `endpoints`.
+      int endpoint_set = 0;  // etcd endpoint sets.
+      int dns = 0;           // DNS answers.
+      int registered = 0;    // Registered instances.
+      int held = 0;          // Instances the guard keeps (gone from etcd).
+      // The part each endpoint ("ADDRESS:PORT") came from: the part's key
+      // (an instance held by the guard: its key + " (held)").
+      std::map<std::string, std::string> from;
+    };
+    std::map<std::string, Origins> origins;
   };
   // The config the parts make, or InvalidArgument naming every problem.
   absl::StatusOr<Result> Compose() const;
@@ -97,8 +125,31 @@ class Composer {
         absl::UnknownError("");
     absl::StatusOr<config::EndpointSet> set = absl::UnknownError("");
     std::string owner;  // kInstance.
+    std::string group;  // kInstance: GroupOf(*this), kept.
   };
+  // A registered instance whose key went (the guard's memory).
+  struct Vanished {
+    Part part;
+    std::string group;  // "SERVICE LOCALITY"
+    absl::Time at;      // When its key went.
+    bool held = false;
+    absl::Time until;   // Held: when the hold passes.
+    std::string why;    // Held: the counts that made it so.
+  };
+  // The instance `part` (a healthy one, of the service its key owns):
+  // the guard's group, or "" if the guard does not count it.
+  static std::string GroupOf(const Part& part);
+  // Erases the part at `it`, remembering a registered instance for the
+  // guard.
+  std::map<std::string, Part>::iterator Erase(
+      std::map<std::string, Part>::iterator it);
   std::map<std::string, Part> parts_;
+  std::map<std::string, Vanished> vanished_;
+  // Parts by guard group (Part::group), so that counting is cheap.
+  std::map<std::string, int> live_;
+  // Puts `p` at `key`, keeping live_.
+  void Put(const std::string& key, Part p);
+  std::function<absl::Time()> clock_ = [] { return absl::Now(); };
 };
 
 }  // namespace source

@@ -290,7 +290,7 @@ absl::StatusOr<EtcdClient::Listing> EtcdClient::List(
   Listing out;
   out.revision = resp.header().revision();
   for (const mvccpb::KeyValue& kv : resp.kvs()) {
-    out.kvs.push_back({kv.key(), kv.value(), kv.mod_revision()});
+    out.kvs.push_back({kv.key(), kv.value(), kv.mod_revision(), kv.lease()});
   }
   return out;
 }
@@ -347,6 +347,23 @@ absl::StatusOr<int64_t> EtcdClient::KeepAliveOnce(int64_t lease) {
         absl::StrCat("etcd lease ", lease, " has expired"));
   }
   return resp.ttl();
+}
+
+absl::StatusOr<EtcdClient::LeaseTtl> EtcdClient::TimeToLive(int64_t lease) {
+  etcdserverpb::LeaseTimeToLiveRequest req;
+  req.set_id(lease);
+  etcdserverpb::LeaseTimeToLiveResponse resp;
+  const grpc::Status st = WithAuthOn(
+      [&](grpc::ClientContext* ctx, const std::shared_ptr<grpc::Channel>& ch) {
+        return etcdserverpb::Lease::NewStub(ch)->LeaseTimeToLive(ctx, req,
+                                                                 &resp);
+      });
+  if (!st.ok()) return FromGrpc(st, absl::StrCat("lease time-to-live ", lease));
+  if (resp.ttl() < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("etcd lease ", lease, " has expired"));
+  }
+  return LeaseTtl{resp.ttl(), resp.grantedttl()};
 }
 
 absl::Status EtcdClient::Revoke(int64_t lease) {
@@ -457,7 +474,7 @@ void EtcdClient::Watcher::Run() {
           if (e.kv().mod_revision() < next_.load()) continue;
           events.push_back({e.type() == mvccpb::Event::DELETE,
                             {e.kv().key(), e.kv().value(),
-                             e.kv().mod_revision()}});
+                             e.kv().mod_revision(), e.kv().lease()}});
         }
         if (events.empty()) continue;
         next_ = events.back().kv.mod_revision + 1;

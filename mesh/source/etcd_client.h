@@ -58,6 +58,7 @@ struct EtcdKv {
   std::string key;
   std::string value;
   int64_t mod_revision = 0;
+  int64_t lease = 0;  // The lease it is attached to; 0 = none.
 };
 
 struct EtcdEvent {
@@ -88,6 +89,13 @@ class EtcdClient {
   // keep-alive --once`); returns the seconds it has left. NotFound if it
   // has expired or was revoked.
   absl::StatusOr<int64_t> KeepAliveOnce(int64_t lease);
+  // How long `lease` has left and what it was granted, in seconds
+  // (LeaseTimeToLive); NotFound if it has expired or was revoked.
+  struct LeaseTtl {
+    int64_t left = 0;
+    int64_t granted = 0;
+  };
+  absl::StatusOr<LeaseTtl> TimeToLive(int64_t lease);
   // Revokes `lease`: its keys are deleted at once.
   absl::Status Revoke(int64_t lease);
   // Deletes `key`; returns the new revision.

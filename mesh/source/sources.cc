@@ -25,6 +25,12 @@ Sources::Sources(SourcesOptions options, Callbacks cb)
 
 Sources::~Sources() {
   // Stop every thread before the state they call into goes.
+  {
+    internal::MutexLock lock(&mu_);
+    stopping_ = true;
+    expiry_cv_.Signal();
+  }
+  if (expirer_.joinable()) expirer_.join();
   file_.reset();
   etcd_.reset();
   dns_.reset();
@@ -80,10 +86,25 @@ void Sources::RecomposeLocked() {
     return;
   }
   const bool stale = !waiting_.empty();
+  expiry_cv_.Signal();  // A hold may have begun.
   if (r->snapshot->version == version_ && stale == reported_stale_) return;
   version_ = r->snapshot->version;
   reported_stale_ = stale;
   if (cb_.on_config) cb_.on_config(*r, stale);
+}
+
+void Sources::ExpireHeldLoop() {
+  internal::MutexLock lock(&mu_);
+  while (!stopping_) {
+    const absl::Time next = composer_.NextExpiry();
+    if (next == absl::InfiniteFuture()) {
+      expiry_cv_.Wait(&mu_);
+    } else {
+      expiry_cv_.WaitWithDeadline(&mu_, next);
+    }
+    if (stopping_) break;
+    if (composer_.ExpireHeld(absl::Now()) > 0) RecomposeLocked();
+  }
 }
 
 void Sources::UpdateDnsEntriesLocked() {
@@ -332,6 +353,7 @@ void Sources::Begin() {
   // Anything that arrived since Start.
   RecomposeLocked();
   if (relist_etcd_) etcd_->Relist();
+  expirer_ = std::thread([this] { ExpireHeldLoop(); });
 }
 
 }  // namespace source

@@ -26,6 +26,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -111,6 +112,9 @@ class Sources {
   // Resolves the DNS entries of the document's services (and forgets the
   // answers for entries it no longer has).
   void UpdateDnsEntriesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The thread that ends the mass-removal guard's holds when they pass
+  // (compose.h) and composes again.
+  void ExpireHeldLoop();
 
   const SourcesOptions options_;
   const Callbacks cb_;
@@ -127,6 +131,11 @@ class Sources {
   std::map<std::string, SourceStatus> status_ ABSL_GUARDED_BY(mu_);
   // When each source's status was last reported.
   std::map<std::string, absl::Time> reported_ ABSL_GUARDED_BY(mu_);
+  // Wakes the expiry thread: a composition (a hold may have begun) or the
+  // end.
+  internal::CondVar expiry_cv_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread expirer_;
   Composer::Result initial_;
   bool initial_stale_ = false;
   bool relist_etcd_ = false;  // Begin asks etcd for a full listing.

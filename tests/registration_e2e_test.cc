@@ -14,6 +14,7 @@
 #include <atomic>
 #include <fstream>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,6 +23,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -57,6 +59,18 @@ std::string Binary(const std::string& name) {
   return absl::StrCat(getenv("TEST_SRCDIR"), "/mesh/examples/greeter/", name);
 }
 
+std::string Meshctl() {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/mesh/mesh/cli/meshctl");
+}
+
+// The client's view of service default/greeter's endpoints by origin.
+ServiceInstances GreeterInstances(const MeshStatus& s) {
+  for (const ServiceInstances& i : s.instances) {
+    if (i.service == "default/greeter") return i;
+  }
+  return {};
+}
+
 // The mesh agent a greeter_server child spawned (its only child).
 pid_t AgentOf(pid_t pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/task/", pid, "/children"));
@@ -86,9 +100,12 @@ class RegistrationE2eTest : public ::testing::Test {
       WriteFile(dir_ + "/" + sa + ".pem", pem->cert);
       WriteFile(dir_ + "/" + sa + ".key", pem->key);
     }
+    // The guard's window and hold short enough for a test (defaults: 30 s
+    // and 5 min); its share and minimum are the defaults (50 %, 3).
     WriteFile(dir_ + "/mesh.yaml",
               "apiVersion: mesh/v1\ntrustDomain: example.org\nservices:\n"
-              "  - name: greeter\n    hostname: greeter.mesh.internal\n");
+              "  - name: greeter\n    hostname: greeter.mesh.internal\n"
+              "registration:\n  removalGuard: {window: 5s, maxHold: 3s}\n");
     auto c = source::EtcdClient::Create({{etcd_->endpoint()}});
     ASSERT_TRUE(c.ok());
     etcd_client_ = c->release();
@@ -168,12 +185,15 @@ class RegistrationE2eTest : public ::testing::Test {
     return absl::StrCat(kInstances, "127.0.0.1:", port);
   }
   // One call; the instance that served it ("" on failure, with *st set).
-  static std::string Call(grpc::Status* st, bool wait_for_ready = false) {
+  // `name` "sleep-ms:N" makes the server answer after N ms.
+  static std::string Call(grpc::Status* st, bool wait_for_ready = false,
+                          const std::string& name = "") {
     grpc::ClientContext ctx;
     ctx.set_wait_for_ready(wait_for_ready);
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::seconds(wait_for_ready ? 20 : 5));
     HelloRequest req;
+    req.set_name(name);
     HelloReply reply;
     *st = stub_->SayHello(&ctx, req, &reply);
     return st->ok() ? reply.instance() : "";
@@ -355,6 +375,310 @@ TEST_F(RegistrationE2eTest, ALeaseLostWhileTheAgentWasPausedIsGrantedAgain) {
   }
   EXPECT_TRUE(reached);
   int code;
+  a->Finish(&code, SIGTERM);
+}
+
+// Drain: once the client has applied the DRAINING key, no new call reaches
+// the instance; the calls it was already serving finish (OK).
+TEST_F(RegistrationE2eTest, ADrainedServerGetsNoNewCallsAndFinishesItsOwn) {
+  const int port_a = testing::FreePort(), port_b = testing::FreePort();
+  auto a = Server("drain-a", port_a);
+  auto b = Server("drain-b", port_b);
+  ASSERT_TRUE(AwaitInstances(
+      [&](const auto& m) { return m.count(Key(port_a)) && m.count(Key(port_b)); },
+      absl::Seconds(20)));
+  // Both take calls, and the client is settled (everything applied).
+  std::set<std::string> seen;
+  grpc::Status st;
+  for (int i = 0; i < 100 && seen.size() < 2; ++i) seen.insert(Call(&st, true));
+  ASSERT_EQ(seen, (std::set<std::string>{"drain-a", "drain-b"}));
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) {
+        return GreeterInstances(s).registered == 2 &&
+               s.applied_version == s.config_version;
+      },
+      absl::Seconds(10)));
+  const std::string before = mesh_->GetStatus().applied_version;
+  // Slow calls in flight on both (2.5 s each; the drain delay is 0.5 s).
+  std::vector<std::thread> slow;
+  std::vector<std::string> slow_by(6);
+  std::vector<grpc::Status> slow_st(6);
+  for (int i = 0; i < 6; ++i) {
+    slow.emplace_back([&, i] {
+      slow_by[i] = Call(&slow_st[i], false, "sleep-ms:2500");
+    });
+  }
+  // SIGTERM at once: a slow call that starts even after it still reaches a
+  // (the client has not applied DRAINING yet) and is in flight when the
+  // server shuts down, 0.5 s later.
+  kill(a->pid(), SIGTERM);
+  // The key says DRAINING; the client applies it (a new xDS version).
+  ASSERT_TRUE(AwaitInstances(
+      [&](const auto& m) {
+        auto it = m.find(Key(port_a));
+        return it != m.end() &&
+               it->second.find("DRAINING") != std::string::npos;
+      },
+      absl::Seconds(5)));
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [&](const MeshStatus& s) {
+        return s.applied_version != before &&
+               s.applied_version == s.config_version;
+      },
+      absl::Seconds(5)));
+  // From now on every new call goes to b.
+  int to_a = 0;
+  for (int i = 0; i < 50; ++i) {
+    const std::string by = Call(&st);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    if (by == "drain-a") ++to_a;
+  }
+  EXPECT_EQ(to_a, 0);
+  for (std::thread& t : slow) t.join();
+  int on_a = 0;
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_TRUE(slow_st[i].ok()) << slow_st[i].error_message();
+    if (slow_by[i] == "drain-a") ++on_a;
+  }
+  EXPECT_GT(on_a, 0) << "no slow call was in flight on the drained server";
+  int code = -1;
+  a->Finish(&code);
+  EXPECT_EQ(code, 0) << a->output();
+  EXPECT_TRUE(AwaitInstances(
+      [&](const auto& m) { return m.count(Key(port_a)) == 0; },
+      absl::Seconds(10)));
+  b->Finish(&code, SIGTERM);
+}
+
+// etcd stops (SIGKILL) and comes back on the same data: every instance is
+// there again, and no client lost its endpoints meanwhile (the etcd source
+// keeps its last parts while etcd is away).
+TEST_F(RegistrationE2eTest, AnEtcdRestartLosesNoInstanceAndNoCall) {
+  std::vector<std::unique_ptr<Child>> servers;
+  std::vector<int> ports;
+  for (int i = 0; i < 3; ++i) {
+    ports.push_back(testing::FreePort());
+    servers.push_back(Server(absl::StrCat("etcd-restart-", i), ports.back()));
+  }
+  auto all_there = [&](const auto& m) {
+    for (int p : ports) {
+      if (!m.count(Key(p))) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(AwaitInstances(all_there, absl::Seconds(20)));
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) { return GreeterInstances(s).registered == 3; },
+      absl::Seconds(10)));
+  grpc::Status st;
+  ASSERT_FALSE(Call(&st, true).empty()) << st.error_message();
+  std::atomic<bool> stop{false};
+  std::atomic<int> calls{0}, failed{0};
+  std::thread load([&] {
+    const absl::Time end = absl::Now() + absl::Seconds(60);  // Bounded.
+    while (!stop && absl::Now() < end) {
+      grpc::Status s;
+      Call(&s);
+      ++calls;
+      if (!s.ok()) ++failed;
+      absl::SleepFor(absl::Milliseconds(5));  // Pacing.
+    }
+  });
+  etcd_->Kill();
+  // Away longer than the instances' TTL (2 s): their agents' keep-alives
+  // fail meanwhile.
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) {
+        for (const SourceStatus& src : s.sources) {
+          if (src.name == "etcd" && !src.ok) return true;
+        }
+        return false;
+      },
+      absl::Seconds(20)));
+  absl::SleepFor(absl::Seconds(3));  // The outage itself, by design.
+  EXPECT_EQ(GreeterInstances(mesh_->GetStatus()).registered, 3);
+  etcd_->Start();
+  ASSERT_TRUE(etcd_->AwaitHealthy(absl::Seconds(30)));
+  EXPECT_TRUE(AwaitInstances(all_there, absl::Seconds(15)));
+  EXPECT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) {
+        for (const SourceStatus& src : s.sources) {
+          if (src.name == "etcd" && !src.ok) return false;
+        }
+        return GreeterInstances(s).registered == 3 && s.held_instances.empty();
+      },
+      absl::Seconds(15)));
+  stop = true;
+  load.join();
+  EXPECT_GT(calls.load(), 100);
+  EXPECT_EQ(failed.load(), 0);
+  std::cout << "etcd restart: " << calls.load() << " calls, " << failed.load()
+            << " failed\n";
+  for (auto& s : servers) {
+    int code;
+    s->Finish(&code, SIGTERM);
+  }
+}
+
+// The mass-removal guard: three instances whose keys all go at once while
+// the servers live (their agents paused past the TTL, as in a partition
+// between them and etcd) are not all removed: the 2nd and 3rd are held,
+// shown in status, and still called; the hold ends after maxHold (3 s
+// here); the agents back, the instances register again.
+TEST_F(RegistrationE2eTest, TheMassRemovalGuardHoldsInstancesThatVanishTogether) {
+  std::vector<std::unique_ptr<Child>> servers;
+  std::vector<int> ports;
+  for (int i = 0; i < 3; ++i) {
+    ports.push_back(testing::FreePort());
+    servers.push_back(Server(absl::StrCat("guarded-", i), ports.back()));
+  }
+  ASSERT_TRUE(AwaitInstances(
+      [&](const auto& m) {
+        for (int p : ports) {
+          if (!m.count(Key(p))) return false;
+        }
+        return true;
+      },
+      absl::Seconds(20)));
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) { return GreeterInstances(s).registered == 3; },
+      absl::Seconds(10)));
+  std::vector<pid_t> agents;
+  for (auto& s : servers) {
+    agents.push_back(AgentOf(s->pid()));
+    ASSERT_GT(agents.back(), 0);
+  }
+  for (pid_t a : agents) kill(a, SIGSTOP);
+  // The leases expire (TTL 2 s): one instance goes, two are held.
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) {
+        return GreeterInstances(s).held == 2 &&
+               GreeterInstances(s).registered == 0;
+      },
+      absl::Seconds(10)))
+      << GreeterInstances(mesh_->GetStatus()).registered;
+  MeshStatus held = mesh_->GetStatus();
+  ASSERT_EQ(held.held_instances.size(), 2u);
+  EXPECT_NE(held.held_instances[0].find(
+                "instances of default/greeter r/z/c1 vanished within 5s"),
+            std::string::npos)
+      << held.held_instances[0];
+  EXPECT_NE(held.last_error.find("mass-removal guard: holding"),
+            std::string::npos)
+      << held.last_error;
+  // The servers still serve: calls reach the held instances.
+  grpc::Status st;
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(absl::StartsWith(Call(&st), "guarded-")) << st.error_message();
+  }
+  // The hold ends (maxHold 3 s) by the clock alone: no source changed.
+  EXPECT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) {
+        return s.held_instances.empty() && GreeterInstances(s).held == 0;
+      },
+      absl::Seconds(8)));
+  for (pid_t a : agents) kill(a, SIGCONT);
+  EXPECT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) { return GreeterInstances(s).registered == 3; },
+      absl::Seconds(15)));
+  for (auto& s : servers) {
+    int code;
+    s->Finish(&code, SIGTERM);
+  }
+}
+
+// Bad instance values are left out and reported; the good instance and the
+// rest of the config stay; meshctl get lists the instances with their
+// leases and explain says where each endpoint came from.
+TEST_F(RegistrationE2eTest, BadInstancesAreLeftOutAndReportedAndNothingIsLost) {
+  const int port = testing::FreePort();
+  auto a = Server("good", port);
+  ASSERT_TRUE(AwaitInstances([&](const auto& m) { return m.count(Key(port)); },
+                             absl::Seconds(20)));
+  grpc::Status st;
+  ASSERT_EQ(Call(&st, true), "good") << st.error_message();
+  const std::string good = Instances()[Key(port)];
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string v = good;
+    const size_t at = v.find(from);
+    EXPECT_NE(at, std::string::npos) << from << " in " << v;
+    if (at != std::string::npos) v.replace(at, from.size(), to);
+    return v;
+  };
+  const std::string bad_port = absl::StrCat(testing::FreePort());
+  ASSERT_TRUE(etcd_client_->Put(absl::StrCat(kInstances, "garbage"),
+                                "kind: Instance\n{{{not yaml").ok());
+  ASSERT_TRUE(etcd_client_
+                  ->Put(absl::StrCat(kInstances, "127.0.0.2:", bad_port),
+                        with(absl::StrCat(kTd, "greeter"),
+                             absl::StrCat(kTd, "impostor")))
+                  .ok());
+  ASSERT_TRUE(etcd_client_
+                  ->Put(absl::StrCat(kInstances, "127.0.0.3:", bad_port),
+                        with("cluster: \"c1\"", "cluster: \"bad cluster!\""))
+                  .ok());
+  ASSERT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) { return s.ignored_instances.size() == 3; },
+      absl::Seconds(10)));
+  const MeshStatus s = mesh_->GetStatus();
+  std::string all;
+  for (const std::string& l : s.ignored_instances) all += l + "\n";
+  EXPECT_NE(all.find(absl::StrCat(kInstances, "garbage: ignored")),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find(absl::StrCat("it serves as ", kTd, "impostor but "
+                                  "default/greeter's servers must be ",
+                                  kTd, "greeter")),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find(absl::StrCat(kInstances, "127.0.0.3:", bad_port,
+                                  ": ignored")),
+            std::string::npos)
+      << all;
+  EXPECT_NE(s.last_error.find("registered instance etcd:/mesh/instances/"),
+            std::string::npos)
+      << s.last_error;
+  EXPECT_EQ(GreeterInstances(s).registered, 1);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(Call(&st), "good") << st.error_message();
+  }
+  // meshctl get: the instances, with their leases.
+  int code = -1;
+  Child get({Meshctl(), "get", "--etcd", etcd_->endpoint()}, true);
+  const std::string out = get.Finish(&code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find(absl::StrCat("#   default/greeter/127.0.0.1:", port,
+                                  "  127.0.0.1:", port, " r/z/c1 HEALTHY  "
+                                  "(lease ")),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find(" s left of 2)"), std::string::npos) << out;
+  EXPECT_NE(out.find("#   default/greeter/garbage  not an instance"),
+            std::string::npos)
+      << out;
+  // meshctl explain: where each endpoint came from.
+  Child explain({Meshctl(), "explain", "--config", dir_ + "/mesh.yaml",
+                 "--etcd", etcd_->endpoint(), "--from", "r/z/c1",
+                 "greeter.mesh.internal"},
+                true);
+  const std::string why = explain.Finish(&code);
+  EXPECT_EQ(code, 0) << why;
+  EXPECT_NE(why.find(absl::StrCat("default/greeter 127.0.0.1:", port,
+                                  " r/z/c1: registered instance ",
+                                  Key(port))),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("note: etcd:/mesh/instances/default/greeter/garbage: ignored"),
+            std::string::npos)
+      << why;
+  for (const char* k : {"garbage", "127.0.0.2:", "127.0.0.3:"}) {
+    std::string key = absl::StrCat(kInstances, k);
+    if (key.back() == ':') key += bad_port;
+    EXPECT_TRUE(etcd_client_->Delete(key).ok());
+  }
+  EXPECT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) { return s.ignored_instances.empty(); },
+      absl::Seconds(10)));
   a->Finish(&code, SIGTERM);
 }
 

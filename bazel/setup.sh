@@ -2,11 +2,12 @@
 # Installs what building and testing mesh needs on Debian bookworm, as root,
 # with only Debian's packages and the npm registry reachable. Idempotent: it
 # installs only what is missing and re-extracts the protos only when the pinned
-# version changes. Usage: bazel/setup.sh [--with-test-tools] [--with-bench-tools]
+# version changes. Usage: bazel/setup.sh [--with-test-tools] [--with-bench-tools] [--with-etcd]
 # (--with-test-tools also installs what only the tests need: chromium for the
 # status page test, iproute2 for the network-namespace test, etcd-server for
 # the etcd tests;
-# --with-bench-tools what the benchmarks compare against: nginx, haproxy.)
+# --with-bench-tools what the benchmarks compare against: nginx, haproxy;
+# --with-etcd etcd-server alone, for the demo's discovery part.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,13 +26,16 @@ PACKAGES=(
 
 # Only the tests need these (tests/run.sh asks for them).
 TEST_PACKAGES=(chromium iproute2 etcd-server dnsmasq-base)
+# The demo's discovery part needs etcd (--with-etcd).
+ETCD_PACKAGES=(etcd-server)
 # Only the benchmarks need these (a proxy to compare a hop with).
 BENCH_PACKAGES=(nginx haproxy)
 for flag in "$@"; do
   case $flag in
     --with-test-tools) PACKAGES+=("${TEST_PACKAGES[@]}");;
     --with-bench-tools) PACKAGES+=("${BENCH_PACKAGES[@]}");;
-    *) say "unknown flag $flag (usage: bazel/setup.sh [--with-test-tools] [--with-bench-tools])"; exit 2;;
+    --with-etcd) PACKAGES+=("${ETCD_PACKAGES[@]}");;
+    *) say "unknown flag $flag (usage: bazel/setup.sh [--with-test-tools] [--with-bench-tools] [--with-etcd])"; exit 2;;
   esac
 done
 

@@ -13,7 +13,7 @@
 # Usage: examples/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bazel/setup.sh
+bazel/setup.sh --with-etcd
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "building the example (bazel build //examples/greeter:all //:meshctl)"
@@ -29,7 +29,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  [ "${MESH_DEMO_KEEP:-0}" = 1 ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -107,11 +107,12 @@ CLIENT=$!
 PIDS+=($CLIENT)
 
 SHOWN=0
+CLIENT_LOG="$WORK/client.log"
 show_client() {  # print client lines not shown yet
   local n
-  n=$(wc -l < "$WORK/client.log")
+  n=$(wc -l < "$CLIENT_LOG")
   if [ "$n" -gt "$SHOWN" ]; then
-    sed -n "$((SHOWN + 1)),${n}p" "$WORK/client.log" | sed 's/^/   [client] /'
+    sed -n "$((SHOWN + 1)),${n}p" "$CLIENT_LOG" | sed 's/^/   [client] /'
     SHOWN=$n
   fi
 }
@@ -122,7 +123,7 @@ await() {
   t0=$(date +%s%N)
   for _ in $(seq 1 600); do
     show_client
-    if [ "$(tail -n +"$((start + 1))" "$WORK/client.log" | grep -cE "$pattern")" -ge "$want" ]; then
+    if [ "$(tail -n +"$((start + 1))" "$CLIENT_LOG" | grep -cE "$pattern")" -ge "$want" ]; then
       WAITED_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
       return 0
     fi
@@ -218,11 +219,128 @@ $MESH_BIN status "$ADMIN" | sed 's/^/   /' || true
 kill -TERM $CLIENT
 wait $CLIENT && client_rc=0 || client_rc=$?
 show_client
-say "result"
-grep '^total:' "$WORK/client.log" | sed 's/^/   /'
+say "result of steps 1-7"
+grep '^total:' "$CLIENT_LOG" | sed 's/^/   /'
 if [ "$client_rc" -eq 0 ]; then
   echo "   zero failed calls through two failovers and four config edits, all over mTLS"
 else
   echo "   some calls failed (see above)"
 fi
-exit "$client_rc"
+[ "${MESH_DEMO_DISCOVERY:-1}" = 1 ] || exit "$client_rc"
+
+free_port() {  # a free loopback TCP port
+  local p
+  while :; do
+    p=$(( 20000 + RANDOM % 30000 ))
+    ss -Hltn "sport = :$p" | grep -q . || { echo $p; return; }
+  done
+}
+say "step 8: discovery: a real etcd; servers register themselves (no endpoint in the config)"
+ETCD_PORT=$(free_port); ETCD_PEER=$(free_port)
+ETCD=127.0.0.1:$ETCD_PORT
+etcd --name demo --data-dir "$WORK/etcd" \
+  --listen-client-urls "http://$ETCD" --advertise-client-urls "http://$ETCD" \
+  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER" \
+  --initial-cluster "demo=http://127.0.0.1:$ETCD_PEER" > "$WORK/etcd.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do  # Until it answers (at most 10 s).
+  $MESH_BIN get --etcd "$ETCD" > /dev/null 2>&1 && break
+  sleep 0.1
+done
+$MESH_BIN get --etcd "$ETCD" > /dev/null || { echo "etcd did not start:"; cat "$WORK/etcd.log"; exit 1; }
+echo "   etcd $ETCD (pid ${PIDS[-1]}, data in $WORK/etcd)"
+cat > "$WORK/discovery.yaml" <<YAML
+apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: greeter
+    hostname: greeter.mesh.internal
+    authorization:
+      allow:
+        - callers: [spiffe://example.org/ns/default/sa/greeter-client]
+    # No endpoints: the servers register themselves in etcd.
+YAML
+echo "   config $WORK/discovery.yaml: service greeter, no endpoints"
+# start_registered NAME IP LOCALITY: a server that registers itself.
+start_registered() {
+  $BIN/greeter_server --config="$WORK/discovery.yaml" --etcd="$ETCD" \
+    --register --service=greeter --listen="$2:50052" --locality="$3" --name="$1" \
+    $(ID greeter) > "$WORK/$1.log" 2>&1 &
+  SERVER_PID[$1]=$!
+  PIDS+=($!)
+}
+# await_registered IP: until etcd holds its instance (at most 20 s).
+await_registered() {
+  for _ in $(seq 1 200); do
+    $MESH_BIN get --etcd "$ETCD" | grep -q "^#   default/greeter/$1:50052 " && return 0
+    sleep 0.1
+  done
+  echo "$1 did not register"; exit 1
+}
+# await_gone IP: until etcd no longer holds its instance (at most 20 s).
+await_gone() {
+  for _ in $(seq 1 200); do
+    $MESH_BIN get --etcd "$ETCD" | grep -q "^#   default/greeter/$1:50052 " || return 0
+    sleep 0.1
+  done
+  echo "$1 is still registered"; exit 1
+}
+start_registered d2 127.0.2.11 us-east/us-east-b/cluster-2
+await_registered 127.0.2.11
+echo "   d2 (cluster-2, 127.0.2.11:50052) registered itself:"
+$MESH_BIN get --etcd "$ETCD" | grep '^#   ' | sed 's/^/   /'
+MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/discovery.yaml" \
+  --etcd="$ETCD" $(ID greeter-client) --admin="$ADMIN" \
+  --locality=us-east/us-east-a/cluster-1 --batches=1500 --batch_size=20 \
+  --interval_ms=100 > "$WORK/client2.log" 2>&1 &
+CLIENT=$!
+PIDS+=($CLIENT)
+CLIENT_LOG="$WORK/client2.log"
+SHOWN=0
+echo "   a client in cluster-1 (no instance there yet) finds it with no config edit:"
+await 3 "$ONLY_C2"
+start_registered d1-a 127.0.1.11 us-east/us-east-a/cluster-1
+start_registered d1-b 127.0.1.12 us-east/us-east-a/cluster-1
+await_registered 127.0.1.11; await_registered 127.0.1.12
+echo "   d1-a and d1-b (cluster-1) registered: the client moves to its own cluster"
+await 3 "$ONLY_C1"
+
+say "step 9: rolling restart of every instance under load (SIGTERM: DRAINING, 1 s, shutdown, deregister)"
+for s in d1-a:127.0.1.11:us-east/us-east-a/cluster-1 \
+         d1-b:127.0.1.12:us-east/us-east-a/cluster-1 \
+         d2:127.0.2.11:us-east/us-east-b/cluster-2; do
+  IFS=: read -r name ip loc <<< "$s"
+  t0=$(date +%s%N)
+  kill -TERM "${SERVER_PID[$name]}"
+  wait "${SERVER_PID[$name]}" || true
+  echo "   $name drained and stopped in $(( ($(date +%s%N) - t0) / 1000000 )) ms; starting it again"
+  start_registered "$name" "$ip" "$loc"
+  await_registered "$ip"
+done
+await 3 "$ONLY_C1"
+echo "   every instance restarted; batches with a failed call so far: $(grep -c 'FAILED:' "$CLIENT_LOG" || true)"
+
+say "step 10: kill -9 d1-a: its agent revokes the lease, it leaves every client's routing"
+kill -9 "${SERVER_PID[d1-a]}"
+wait "${SERVER_PID[d1-a]}" 2>/dev/null || true
+t0=$(date +%s%N)
+await_gone 127.0.1.11
+echo "   gone from etcd $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill (had its agent died too: within the TTL, 10 s)"
+await 3 "$ONLY_C1"
+$MESH_BIN get --etcd "$ETCD" | grep '^#   ' | sed 's/^/   /'
+echo "   what the client's mesh says about its endpoints (meshctl status):"
+$MESH_BIN status "$ADMIN" | grep -E '^(instances|registration|held|ignored|source) ' | sed 's/^/     /' || true
+
+kill -TERM $CLIENT
+wait $CLIENT && client2_rc=0 || client2_rc=$?
+show_client
+say "result"
+grep '^total:' "$WORK/client.log" | sed 's/^/   steps 1-7:  /'
+grep '^total:' "$WORK/client2.log" | sed 's/^/   steps 8-10: /'
+if [ "$client_rc" -eq 0 ] && [ "$client2_rc" -eq 0 ]; then
+  echo "   zero failed calls through failovers, config edits, a rolling restart and a kill -9, all over mTLS"
+  exit 0
+fi
+echo "   some calls failed (see above)"
+exit 1

@@ -116,6 +116,7 @@ class RegistrationE2eTest : public ::testing::Test {
     o.locality = {"r", "z", "c1"};
     o.identity = {dir_ + "/frontend.pem", dir_ + "/frontend.key",
                   {dir_ + "/ca.pem"}};
+    o.admin_address = absl::StrCat("127.0.0.1:", testing::FreePort());
     auto m = Mesh::Create(o);
     ASSERT_TRUE(m.ok()) << m.status();
     mesh_ = m->release();
@@ -570,6 +571,28 @@ TEST_F(RegistrationE2eTest, TheMassRemovalGuardHoldsInstancesThatVanishTogether)
   EXPECT_NE(held.last_error.find("mass-removal guard: holding"),
             std::string::npos)
       << held.last_error;
+  // The client's /metrics and /status say so too.
+  auto metrics = telemetry::HttpGet(mesh_->admin_address(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_NE(metrics->find("mesh_instances{service=\"default/greeter\","
+                          "origin=\"held\"} 2"),
+            std::string::npos)
+      << *metrics;
+  EXPECT_NE(metrics->find("\nmesh_instances_held 2"), std::string::npos)
+      << *metrics;
+  auto json = telemetry::HttpGet(mesh_->admin_address(), "/status");
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_NE(json->find("\"registered\":0,\"held\":2}"), std::string::npos)
+      << *json;
+  EXPECT_NE(json->find("\"held_instances\":[\"etcd:/mesh/instances/"),
+            std::string::npos)
+      << *json;
+  auto text = telemetry::HttpGet(mesh_->admin_address(), "/status?format=text");
+  ASSERT_TRUE(text.ok());
+  EXPECT_NE(text->find("instances      default/greeter: 0 declared, 0 from "
+                       "endpoint sets, 0 from DNS, 0 registered, 2 HELD"),
+            std::string::npos)
+      << *text;
   // The servers still serve: calls reach the held instances.
   grpc::Status st;
   for (int i = 0; i < 20; ++i) {

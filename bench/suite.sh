@@ -2,7 +2,7 @@
 # The benchmark suite: mesh side by side with a direct channel, proxy hops,
 # a sidecar pair and a gateway chain, in one run (docs/benchmarks.md).
 #
-#   bench/suite.sh            # ~8 minutes on 2 cores; rewrites the suite's
+#   bench/suite.sh            # ~11 minutes on 2 cores; rewrites the suite's
 #                             # section of docs/benchmarks.md
 #   bench/suite.sh --short    # ~2 minutes: a smoke test of the harness (CI);
 #                             # prints the report, leaves the docs alone
@@ -24,8 +24,10 @@ for a in "$@"; do
   esac
 done
 COLD_RUNS=15 PHASE=3 RECOVER=8 MICRO_TIME=0.2 PROP_CHANGES=20
+DISC_CHANGES=20 DISC_SECONDS=30
 if [ $SHORT = 1 ]; then
   ROUNDS=1 CALLS=300 COLD_RUNS=3 PHASE=1 RECOVER=3 MICRO_TIME=0.01 PROP_CHANGES=3
+  DISC_CHANGES=2 DISC_SECONDS=2
 fi
 COMMAND="bench/suite.sh $*"
 log() { echo "[suite] $*" >&2; }
@@ -249,6 +251,11 @@ log "propagation (bench/propagation.sh)"
 bench/propagation.sh --changes=$PROP_CHANGES --raw > "$WORK/propagation" 2>"$WORK/propagation.log" ||
   { tail -5 "$WORK/propagation.log" >&2; }
 
+# ---- registration: discovery, drain, registry load (its own etcd)
+log "discovery (bench/discovery.sh)"
+bench/discovery.sh --changes=$DISC_CHANGES --seconds=$DISC_SECONDS > "$WORK/discovery.md" \
+  2>"$WORK/discovery.log" || { tail -5 "$WORK/discovery.log" >&2; }
+
 # ---- the harness checks itself: every run produced figures, no call failed
 # in the closed-loop runs (timings are never asserted).
 problems=()
@@ -263,6 +270,11 @@ grep -qE ' (failed|dropped)=[1-9]' "$RESULTS" &&
   problems+=("cold start: $(grep -cE 'us=[0-9]+$' "$WORK/cold") of $(( COLD_RUNS * 2 )) runs")
 [ "$(grep -c '^propagation ' "$WORK/propagation")" = 4 ] ||
   problems+=("propagation: $(grep -c '^propagation ' "$WORK/propagation") of 4 runs")
+[ "$(grep -cE '^\| (10|1000) \| [0-9]+ ms \|' "$WORK/discovery.md")" = 2 ] &&
+  [ "$(grep -cE '^\| 1000 \| [0-9]+ \| ' "$WORK/discovery.md")" = 1 ] ||
+  problems+=("discovery: not every run produced figures (see bench/discovery.sh)")
+grep -qE '\| [1-9][0-9]* of [0-9]+ \|$' "$WORK/discovery.md" &&
+  problems+=("discovery: calls failed during the add-and-drain rounds")
 [ "$(grep -c '^"BM_' "$WORK/micro.csv")" -ge 20 ] ||
   problems+=("micro-benchmarks: $(grep -c '^"BM_' "$WORK/micro.csv") results")
 
@@ -272,6 +284,16 @@ python3 bench/suite_report.py --closed "$RESULTS" --failover "$WORK/failover" \
   --cold "$WORK/cold" --micro "$WORK/micro.csv" --command "$COMMAND" \
   --propagation "$WORK/propagation" \
   --rounds "$ROUNDS" --calls "$CALLS" > "$REPORT"
+{
+  echo
+  echo "### H: registration: discovery, drain, registry load (bench/discovery.sh)"
+  echo
+  echo "Discovery: a registering server's start to the first call it answers;"
+  echo "drain: SIGTERM to the last new call it answers (docs/benchmarks.md,"
+  echo "\"Discovery, drain and the registry's load\", says how)."
+  echo
+  cat "$WORK/discovery.md"
+} >> "$REPORT"
 if [ -n "$OUT" ]; then
   cp "$REPORT" "$OUT"
 elif [ $SHORT = 1 ]; then

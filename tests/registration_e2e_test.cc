@@ -709,5 +709,62 @@ TEST_F(RegistrationE2eTest, BadInstancesAreLeftOutAndReportedAndNothingIsLost) {
   a->Finish(&code, SIGTERM);
 }
 
+// Health from the server: NOT_SERVING (SIGUSR1 in the example server:
+// Mesh::SetServing(false)) puts its instance UNHEALTHY within a keep-alive
+// period and clients stop calling it; SERVING (SIGUSR2) brings it back.
+TEST_F(RegistrationE2eTest, NotServingTakesTheInstanceOutAndServingBringsItBack) {
+  const int port_a = testing::FreePort(), port_b = testing::FreePort();
+  auto a = Server("health-a", port_a);
+  auto b = Server("health-b", port_b);
+  ASSERT_TRUE(AwaitInstances(
+      [&](const auto& m) { return m.count(Key(port_a)) && m.count(Key(port_b)); },
+      absl::Seconds(20)));
+  grpc::Status st;
+  std::set<std::string> seen;
+  for (int i = 0; i < 100 && seen.size() < 2; ++i) seen.insert(Call(&st, true));
+  ASSERT_EQ(seen, (std::set<std::string>{"health-a", "health-b"}));
+  auto health_of_a = [&](const char* h) {
+    return [&, h](const auto& m) {
+      auto it = m.find(Key(port_a));
+      return it != m.end() && (std::string(h) == "HEALTHY"
+                                   ? it->second.find("health:") ==
+                                         std::string::npos
+                                   : it->second.find(h) != std::string::npos);
+    };
+  };
+  kill(a->pid(), SIGUSR1);
+  ASSERT_TRUE(a->ReadUntil("NOT_SERVING", absl::Seconds(5)));
+  const absl::Time marked = absl::Now();
+  // Within one keep-alive period (TTL 2 s / 3).
+  ASSERT_TRUE(AwaitInstances(health_of_a("UNHEALTHY"), absl::Seconds(2)));
+  std::cout << "UNHEALTHY in etcd " << absl::Now() - marked << " after\n";
+  // The client stops calling it once it has applied that.
+  EXPECT_TRUE(mesh_->WaitForStatus(
+      [](const MeshStatus& s) {
+        return s.applied_version == s.config_version &&
+               GreeterInstances(s).registered >= 2;
+      },
+      absl::Seconds(5)));
+  bool only_b = false;
+  for (int round = 0; round < 20 && !only_b; ++round) {
+    int to_a = 0;
+    for (int i = 0; i < 20; ++i) {
+      if (Call(&st) == "health-a") ++to_a;
+      EXPECT_TRUE(st.ok()) << st.error_message();
+    }
+    only_b = to_a == 0;
+  }
+  EXPECT_TRUE(only_b) << "calls still reach the NOT_SERVING instance";
+  kill(a->pid(), SIGUSR2);
+  ASSERT_TRUE(a->ReadUntil(" SERVING", absl::Seconds(5)));
+  ASSERT_TRUE(AwaitInstances(health_of_a("HEALTHY"), absl::Seconds(2)));
+  bool back = false;
+  for (int i = 0; i < 200 && !back; ++i) back = Call(&st) == "health-a";
+  EXPECT_TRUE(back);
+  int code;
+  a->Finish(&code, SIGTERM);
+  b->Finish(&code, SIGTERM);
+}
+
 }  // namespace
 }  // namespace mesh

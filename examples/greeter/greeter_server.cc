@@ -19,6 +19,10 @@
 // enforces the policy of the service that owns --listen either way, and
 // denies every call if the two disagree (docs/security.md).
 //
+// SIGUSR1 marks it NOT_SERVING (Mesh::SetServing(false): its registered
+// instances go UNHEALTHY, and grpc.health.v1 answers NOT_SERVING), SIGUSR2
+// SERVING again.
+//
 // Runs until SIGTERM or SIGINT.
 
 #include <signal.h>
@@ -94,6 +98,8 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   for (int i = 1; i < argc; ++i) {
@@ -130,7 +136,13 @@ int main(int argc, char** argv) {
   std::cout << "greeter_server " << name << " (" << service << ", "
             << locality << ") listening on " << listen << std::endl;
   int sig = 0;
-  sigwait(&set, &sig);
+  while (sigwait(&set, &sig) == 0 && (sig == SIGUSR1 || sig == SIGUSR2)) {
+    const bool serving = sig == SIGUSR2;
+    (*m)->SetServing(serving);
+    server->GetHealthCheckService()->SetServingStatus(serving);
+    std::cout << "greeter_server " << name
+              << (serving ? " SERVING" : " NOT_SERVING") << std::endl;
+  }
   if (options.registration.enabled) {
     std::cout << "greeter_server " << name << " draining" << std::endl;
     mesh::DrainOptions d;

@@ -4,6 +4,7 @@
 // config and version.
 
 #include "mesh/source/compose.h"
+#include "mesh/source/etcd_source.h"
 
 #include <gtest/gtest.h>
 
@@ -381,6 +382,40 @@ class RemovalGuardTest : public ::testing::Test {
   Composer c_;
   absl::Time now_ = absl::FromUnixSeconds(1800000000);
 };
+
+// etcd's full listings (after a compaction, EtcdSource::Apply) remove only
+// what the listing no longer has: an instance that left while the watch was
+// away is not held because everything was removed and set again.
+TEST_F(RemovalGuardTest, AFullListingRemovesOnlyWhatItNoLongerHas) {
+  EtcdSource::Change full;
+  full.full = true;
+  for (int i = 1; i <= 4; ++i) {
+    source::EtcdEvent e;
+    e.kv.key = absl::StrCat("/mesh/instances/default/app1/10.0.1.", i, ":8080");
+    e.kv.value = Instance("default/app1", kApp1Id, absl::StrCat("10.0.1.", i),
+                          8080);
+    full.events.push_back(e);
+  }
+  bool changed = false;
+  EtcdSource::Apply("/mesh/", full, &c_, &changed);
+  ASSERT_EQ(Endpoints(), 5);
+  full.events.pop_back();  // The last by key order left meanwhile.
+  changed = false;
+  EXPECT_TRUE(EtcdSource::Apply("/mesh/", full, &c_, &changed).empty());
+  EXPECT_TRUE(changed);
+  std::vector<std::string> held;
+  EXPECT_EQ(Endpoints(&held), 4);
+  EXPECT_TRUE(held.empty()) << absl::StrJoin(held, "\n");
+  // A listing that lost most of a locality still trips the guard: of 4,
+  // the 4th and the 2nd went (2 of 4, not more than 50 %), the 3rd is held.
+  full.events.resize(1);
+  EtcdSource::Apply("/mesh/", full, &c_, &changed);
+  EXPECT_EQ(Endpoints(&held), 3);
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_TRUE(absl::StartsWith(
+      held[0], "etcd:/mesh/instances/default/app1/10.0.1.3:8080: 3 of 4"))
+      << held[0];
+}
 
 TEST_F(RemovalGuardTest, OneInstanceGoingIsDroppedAtOnce) {
   for (int i = 1; i <= 10; ++i) Register(i);

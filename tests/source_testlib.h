@@ -42,6 +42,19 @@ inline std::string Set(int port, const std::string& locality = "r1/z1/c1") {
       p[2], "}}\n");
 }
 
+// A registered instance of greeter (kind: Instance, as a registrar writes
+// it) at 127.0.0.1:`port`.
+inline std::string Instance(int port, const std::string& locality = "r1/z1/c1") {
+  std::vector<std::string> p = absl::StrSplit(locality, '/');
+  return absl::StrCat(
+      "apiVersion: mesh/v1\nkind: Instance\nservice: default/greeter\n"
+      "identity: spiffe://example.org/ns/default/sa/greeter\n"
+      "started: \"2026-12-07T00:00:00Z\"\n"
+      "endpoints:\n  - {address: 127.0.0.1, port: ",
+      port, ", locality: {region: ", p[0], ", zone: ", p[1], ", cluster: ",
+      p[2], "}}\n");
+}
+
 inline void WriteFile(const std::string& path, const std::string& data) {
   std::ofstream(path + ".new") << data;
   ASSERT_EQ(rename((path + ".new").c_str(), path.c_str()), 0);

@@ -160,6 +160,11 @@ TEST(EtcdClusterSourceTest, KilledMemberAndCompactionWhileDisconnected) {
     MustPut(*writer, absl::StrCat("/mesh/endpoints/default/greeter/k", i),
             Set(20000 + i));
   }
+  // Registered instances too (the re-list must give them back as they are).
+  for (int i = 0; i < 4; ++i) {
+    MustPut(*writer, absl::StrCat("/mesh/instances/default/greeter/i", i),
+            testing::Instance(21000 + i));
+  }
   std::string want = ExpectedVersion(*writer);
   ASSERT_TRUE(rec.AwaitVersion(want, absl::Seconds(20)));
 
@@ -185,6 +190,12 @@ TEST(EtcdClusterSourceTest, KilledMemberAndCompactionWhileDisconnected) {
             Set(20000 + i));
   }
   ASSERT_TRUE(writer01->Delete("/mesh/endpoints/default/greeter/k1").ok());
+  // An instance leaves and another comes while src3 is away: after its
+  // re-list it has exactly what etcd has (the one that left is not held by
+  // the mass-removal guard: the re-list removes only what is gone).
+  ASSERT_TRUE(writer01->Delete("/mesh/instances/default/greeter/i3").ok());
+  MustPut(*writer01, "/mesh/instances/default/greeter/i4",
+          testing::Instance(21004));
   auto last = writer01->Put("/mesh/endpoints/default/greeter/k0", Set(20100));
   ASSERT_TRUE(last.ok());
   rev = *last;

@@ -1,6 +1,7 @@
 #include "mesh/source/etcd_source.h"
 
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
@@ -107,7 +108,16 @@ std::vector<std::string> EtcdSource::Apply(const std::string& prefix,
                                            const Change& change,
                                            Composer* composer, bool* changed) {
   std::vector<std::string> ignored;
-  if (change.full) *changed |= composer->RemovePrefix("etcd:") > 0;
+  if (change.full) {
+    // Only what the listing no longer has goes (the rest is set again
+    // below): removing everything first would look to the mass-removal
+    // guard like every instance vanishing at once.
+    std::set<std::string> listed;
+    for (const EtcdEvent& e : change.events) listed.insert(PartKey(e.kv.key));
+    *changed |= composer->RemoveIf([&](const std::string& key) {
+      return absl::StartsWith(key, "etcd:") && !listed.count(key);
+    }) > 0;
+  }
   const std::string config_key = prefix + "config";
   const std::string endpoints = prefix + "endpoints/";
   const std::string instances = prefix + "instances/";

@@ -832,6 +832,73 @@ void ReadHealthCheck(Reader& r, const YAML::Node& node,
   r.String(node, "serviceName", path, false, &hc->service_name);
 }
 
+void ReadOutlierDetection(Reader& r, const YAML::Node& node,
+                          const std::string& path, OutlierDetection* od) {
+  if (!r.ExpectMap(node, path, {"interval", "baseEjectionTime",
+                                "maxEjectionTime", "maxEjectionPercent",
+                                "failurePercentage", "successRate"})) {
+    return;
+  }
+  Duration(r, node, "interval", path, 100, 3600000, &od->interval_ms);
+  Duration(r, node, "baseEjectionTime", path, 100, 3600000,
+           &od->base_ejection_ms);
+  Duration(r, node, "maxEjectionTime", path, 100, 86400000,
+           &od->max_ejection_ms);
+  if (od->max_ejection_ms < od->base_ejection_ms) {
+    r.Error(node.Mark(), path + ".maxEjectionTime",
+            absl::StrCat("must not be less than baseEjectionTime (",
+                         od->base_ejection_ms, "ms), got ",
+                         od->max_ejection_ms, "ms"));
+  }
+  r.Uint(node, "maxEjectionPercent", path, false, 0, 100,
+         &od->max_ejection_percent);
+  const YAML::Node fp = node["failurePercentage"];
+  const std::string fpp = path + ".failurePercentage";
+  if (fp.IsDefined() && !fp.IsNull() &&
+      r.ExpectMap(fp, fpp, {"threshold", "minimumHosts", "requestVolume",
+                            "enforcementPercent"})) {
+    r.Uint(fp, "threshold", fpp, false, 0, 100, &od->failure_threshold);
+    r.Uint(fp, "minimumHosts", fpp, false, 1, 100000,
+           &od->failure_minimum_hosts);
+    r.Uint(fp, "requestVolume", fpp, false, 1, 1000000,
+           &od->failure_request_volume);
+    r.Uint(fp, "enforcementPercent", fpp, false, 0, 100,
+           &od->failure_enforcement_percent);
+  }
+  const YAML::Node sr = node["successRate"];
+  const std::string srp = path + ".successRate";
+  if (sr.IsDefined() && !sr.IsNull() &&
+      r.ExpectMap(sr, srp, {"stdevFactor", "minimumHosts", "requestVolume",
+                            "enforcementPercent"})) {
+    od->success_enforcement_percent = 100;
+    const YAML::Node f = sr["stdevFactor"];
+    if (f.IsDefined() && !f.IsNull()) {
+      double v = 0;
+      if (!f.IsScalar() || !absl::SimpleAtod(f.Scalar(), &v) || v < 0.1 ||
+          v > 100.0) {
+        r.Error(f.Mark(), srp + ".stdevFactor",
+                absl::StrCat("must be a number between 0.1 and 100, got ",
+                             f.IsScalar() ? Reader::Quote(f.Scalar())
+                                          : Reader::Kind(f)));
+      } else {
+        od->success_stdev_factor_milli = static_cast<uint32_t>(v * 1000 + 0.5);
+      }
+    }
+    r.Uint(sr, "minimumHosts", srp, false, 1, 100000,
+           &od->success_minimum_hosts);
+    r.Uint(sr, "requestVolume", srp, false, 1, 1000000,
+           &od->success_request_volume);
+    r.Uint(sr, "enforcementPercent", srp, false, 0, 100,
+           &od->success_enforcement_percent);
+  }
+}
+
+void ReadCircuitBreaker(Reader& r, const YAML::Node& node,
+                        const std::string& path, CircuitBreaker* cb) {
+  if (!r.ExpectMap(node, path, {"maxRequests"})) return;
+  r.Uint(node, "maxRequests", path, true, 1, 1000000, &cb->max_requests);
+}
+
 void ReadRegistration(Reader& r, const YAML::Node& node,
                       const std::string& path, RemovalGuard* g) {
   if (!r.ExpectMap(node, path, {"removalGuard"})) return;
@@ -1331,6 +1398,7 @@ void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
                  Service* svc, std::vector<PendingDestination>* pending) {
   if (!r.ExpectMap(node, path, {"name", "namespace", "hostname", "port",
                                 "endpoints", "dns", "localityPolicy", "healthCheck",
+                                "outlierDetection", "circuitBreaker",
                                 "subsets", "routes", "identity",
                                 "authorization"})) {
     return;
@@ -1357,6 +1425,15 @@ void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
   if (node["healthCheck"].IsDefined() && !node["healthCheck"].IsNull()) {
     ReadHealthCheck(r, node["healthCheck"], path + ".healthCheck",
                     &svc->health_check);
+  }
+  if (node["outlierDetection"].IsDefined() &&
+      !node["outlierDetection"].IsNull()) {
+    ReadOutlierDetection(r, node["outlierDetection"],
+                         path + ".outlierDetection", &svc->outlier_detection);
+  }
+  if (node["circuitBreaker"].IsDefined() && !node["circuitBreaker"].IsNull()) {
+    ReadCircuitBreaker(r, node["circuitBreaker"], path + ".circuitBreaker",
+                       &svc->circuit_breaker);
   }
   if (r.String(node, "name", path, true, &svc->name) &&
       !IsDnsLabel(svc->name)) {

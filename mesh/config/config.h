@@ -119,6 +119,37 @@ struct HealthCheck {
   std::string service_name;  // The HealthCheckRequest.service field.
 };
 
+// How a destination's failing backends are ejected (config
+// `outlierDetection`; CDS outlier_detection, which gRPC runs, gRFC A50).
+// Every field has the built-in default when not given.
+struct OutlierDetection {
+  int64_t interval_ms = 1000;
+  int64_t base_ejection_ms = 5000;
+  int64_t max_ejection_ms = 300000;
+  uint32_t max_ejection_percent = 100;
+  // Failure percentage: eject a backend that fails at least `threshold` %
+  // of at least `request_volume` calls in an interval, when at least
+  // `minimum_hosts` have that volume; `enforcement_percent` 0 = off.
+  uint32_t failure_threshold = 50;
+  uint32_t failure_minimum_hosts = 1;
+  uint32_t failure_request_volume = 5;
+  uint32_t failure_enforcement_percent = 100;
+  // Success rate: eject a backend whose success rate is below the mean
+  // minus `stdev_factor_milli`/1000 standard deviations; off (enforcement
+  // 0) unless the config has `successRate`.
+  uint32_t success_stdev_factor_milli = 1900;
+  uint32_t success_minimum_hosts = 5;
+  uint32_t success_request_volume = 100;
+  uint32_t success_enforcement_percent = 0;
+};
+
+// Fast failure beyond a number of calls in flight (config
+// `circuitBreaker`; CDS circuit_breakers, gRFC A32). 0 = gRPC's default
+// (1024).
+struct CircuitBreaker {
+  uint32_t max_requests = 0;
+};
+
 // Endpoints found in DNS (config `dns`, resolved by mesh/source/dns.h):
 // the A and AAAA records of `name` with `port`, or (`srv`) the SRV records
 // of `name`, each target's addresses with the record's port and weight. The
@@ -227,6 +258,8 @@ struct Service {
   std::vector<DnsEndpoints> dns;
   LocalityPolicy locality_policy;
   HealthCheck health_check;
+  OutlierDetection outlier_detection;
+  CircuitBreaker circuit_breaker;
   std::vector<Subset> subsets;
   // Evaluated in order, first match wins. A route to the whole service that
   // matches everything always follows them (unless the last one already

@@ -25,10 +25,6 @@ namespace {
 constexpr int kRetries = 2;                     // 3 attempts in all.
 constexpr int kRetryBaseMs = 25;
 constexpr int kRetryMaxMs = 250;
-constexpr int kOutlierIntervalMs = 1000;
-constexpr int kOutlierBaseEjectionMs = 5000;
-constexpr int kOutlierFailurePercent = 50;
-constexpr int kOutlierMinRequests = 5;
 
 void SetDuration(google::protobuf::Duration* d, int ms) {
   d->set_seconds(ms / 1000);
@@ -362,23 +358,41 @@ Cluster ClusterFor(const config::Service& service, absl::string_view subset,
   eds->mutable_eds_config()->set_resource_api_version(
       envoy::config::core::v3::V3);
   c.set_lb_policy(Cluster::ROUND_ROBIN);
-  // Outlier detection: a backend that fails at least half of >= 5 calls in a
-  // 1 s interval is ejected for 5 s (times the number of ejections). This is
-  // what moves traffic away from a hung backend, which never refuses a
-  // connection. Success-rate ejection is off: it needs >= 5 hosts with 100
+  // Outlier detection (config `outlierDetection`; the built-in defaults: a
+  // backend that fails at least half of >= 5 calls in a 1 s interval is
+  // ejected for 5 s, times the number of ejections). This is what moves
+  // traffic away from a hung backend, which never refuses a connection.
+  // Success-rate ejection is off by default: it needs >= 5 hosts with 100
   // calls each and would rarely act. 100 % may be ejected so that a whole
   // failed locality fails over (gRPC applies this per priority).
+  const config::OutlierDetection& o = service.outlier_detection;
   auto* od = c.mutable_outlier_detection();
-  SetDuration(od->mutable_interval(), kOutlierIntervalMs);
-  SetDuration(od->mutable_base_ejection_time(), kOutlierBaseEjectionMs);
-  od->mutable_max_ejection_percent()->set_value(100);
-  od->mutable_enforcing_success_rate()->set_value(0);
-  od->mutable_failure_percentage_threshold()->set_value(
-      kOutlierFailurePercent);
-  od->mutable_enforcing_failure_percentage()->set_value(100);
-  od->mutable_failure_percentage_minimum_hosts()->set_value(1);
+  SetDuration(od->mutable_interval(), o.interval_ms);
+  SetDuration(od->mutable_base_ejection_time(), o.base_ejection_ms);
+  SetDuration(od->mutable_max_ejection_time(), o.max_ejection_ms);
+  od->mutable_max_ejection_percent()->set_value(o.max_ejection_percent);
+  od->mutable_enforcing_success_rate()->set_value(
+      o.success_enforcement_percent);
+  od->mutable_success_rate_stdev_factor()->set_value(
+      o.success_stdev_factor_milli);
+  od->mutable_success_rate_minimum_hosts()->set_value(
+      o.success_minimum_hosts);
+  od->mutable_success_rate_request_volume()->set_value(
+      o.success_request_volume);
+  od->mutable_failure_percentage_threshold()->set_value(o.failure_threshold);
+  od->mutable_enforcing_failure_percentage()->set_value(
+      o.failure_enforcement_percent);
+  od->mutable_failure_percentage_minimum_hosts()->set_value(
+      o.failure_minimum_hosts);
   od->mutable_failure_percentage_request_volume()->set_value(
-      kOutlierMinRequests);
+      o.failure_request_volume);
+  // Circuit breaking (config `circuitBreaker`, gRFC A32): calls beyond
+  // max_requests in flight fail at once with UNAVAILABLE.
+  if (service.circuit_breaker.max_requests > 0) {
+    auto* t = c.mutable_circuit_breakers()->add_thresholds();
+    t->set_priority(envoy::config::core::v3::DEFAULT);
+    t->mutable_max_requests()->set_value(service.circuit_breaker.max_requests);
+  }
   // Per-locality call counts for the application's metrics: gRPC reports
   // them to this control plane (mesh/xds/lrs_server.h).
   c.mutable_lrs_server()->mutable_self();

@@ -47,6 +47,7 @@ class Backend {
     server_.reset();
   }
   int port() const { return port_; }
+  examples::GreeterService& service() { return service_; }
   // Its grpc.health.v1 status (the port stays open either way).
   void SetServing(bool serving) {
     if (server_) server_->GetHealthCheckService()->SetServingStatus(serving);

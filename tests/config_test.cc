@@ -137,7 +137,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "got 0\n"
                 "f.yaml:7:5: services[0].replicas: unknown field (expected "
                 "one of: name, namespace, hostname, port, endpoints, dns, "
-                "localityPolicy, healthCheck, subsets, routes, identity, authorization)"},
+                "localityPolicy, healthCheck, outlierDetection, circuitBreaker, subsets, routes, identity, authorization)"},
         BadCase{"DuplicateServiceAndHostname",
                 "apiVersion: mesh/v1\ntrustDomain: a\nservices:\n"
                 "  - {name: a, hostname: a.m}\n  - {name: a, hostname: a.m}\n",
@@ -407,6 +407,90 @@ TEST(ConfigTest, ReportsMissingFilesByPath) {
   EXPECT_EQ(cfg.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(cfg.status().message(),
             "/nonexistent/mesh.yaml: No such file or directory");
+}
+
+TEST(ConfigTest, ReadsOutlierDetectionAndCircuitBreaker) {
+  auto cfg = ParseConfig(R"(apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: a
+    hostname: a.mesh.internal
+    outlierDetection:
+      interval: 500ms
+      baseEjectionTime: 3s
+      maxEjectionTime: 60s
+      maxEjectionPercent: 50
+      failurePercentage: {threshold: 80, minimumHosts: 2, requestVolume: 10, enforcementPercent: 90}
+      successRate: {stdevFactor: 1.5, minimumHosts: 3, requestVolume: 20}
+    circuitBreaker: {maxRequests: 4}
+  - name: b
+    hostname: b.mesh.internal
+)",
+                         "o.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  const OutlierDetection& o = (*cfg)->services[0].outlier_detection;
+  EXPECT_EQ(o.interval_ms, 500);
+  EXPECT_EQ(o.base_ejection_ms, 3000);
+  EXPECT_EQ(o.max_ejection_ms, 60000);
+  EXPECT_EQ(o.max_ejection_percent, 50u);
+  EXPECT_EQ(o.failure_threshold, 80u);
+  EXPECT_EQ(o.failure_minimum_hosts, 2u);
+  EXPECT_EQ(o.failure_request_volume, 10u);
+  EXPECT_EQ(o.failure_enforcement_percent, 90u);
+  EXPECT_EQ(o.success_stdev_factor_milli, 1500u);
+  EXPECT_EQ(o.success_minimum_hosts, 3u);
+  EXPECT_EQ(o.success_request_volume, 20u);
+  EXPECT_EQ(o.success_enforcement_percent, 100u);  // On once given.
+  EXPECT_EQ((*cfg)->services[0].circuit_breaker.max_requests, 4u);
+  // Absent: the built-in defaults, success rate off, no breaker.
+  const OutlierDetection& d = (*cfg)->services[1].outlier_detection;
+  EXPECT_EQ(d.interval_ms, 1000);
+  EXPECT_EQ(d.base_ejection_ms, 5000);
+  EXPECT_EQ(d.failure_threshold, 50u);
+  EXPECT_EQ(d.failure_request_volume, 5u);
+  EXPECT_EQ(d.success_enforcement_percent, 0u);
+  EXPECT_EQ((*cfg)->services[1].circuit_breaker.max_requests, 0u);
+}
+
+TEST(ConfigTest, RejectsBadOutlierDetectionAndCircuitBreakers) {
+  auto cfg = ParseConfig(R"(apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: a
+    hostname: a.mesh.internal
+    outlierDetection:
+      interval: 10ms
+      baseEjectionTime: 10s
+      maxEjectionTime: 5s
+      maxEjectionPercent: 101
+      failurePercentage: {threshold: 50, requestVolume: 0, consecutive: 5}
+      successRate: {stdevFactor: fast}
+    circuitBreaker: {maxRequests: 0}
+  - name: b
+    hostname: b.mesh.internal
+    circuitBreaker: {}
+)",
+                         "o.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(
+      std::string(cfg.status().message()),
+      "o.yaml:7:17: services[0].outlierDetection.interval: must be between "
+      "100ms and 1h, got 10ms\n"
+      "o.yaml:9:24: services[0].outlierDetection.maxEjectionTime: must not "
+      "be less than baseEjectionTime (10000ms), got 5000ms\n"
+      "o.yaml:10:27: services[0].outlierDetection.maxEjectionPercent: must "
+      "be between 0 and 100, got 101\n"
+      "o.yaml:11:57: services[0].outlierDetection.failurePercentage."
+      "requestVolume: must be between 1 and 1000000, got 0\n"
+      "o.yaml:11:60: services[0].outlierDetection.failurePercentage."
+      "consecutive: unknown field (expected one of: threshold, minimumHosts, "
+      "requestVolume, enforcementPercent)\n"
+      "o.yaml:12:34: services[0].outlierDetection.successRate.stdevFactor: "
+      "must be a number between 0.1 and 100, got \"fast\"\n"
+      "o.yaml:13:35: services[0].circuitBreaker.maxRequests: must be between "
+      "1 and 1000000, got 0\n"
+      "o.yaml:16:21: services[1].circuitBreaker.maxRequests: required field "
+      "is missing");
 }
 
 }  // namespace

@@ -132,6 +132,34 @@ TEST_F(TranslateTest, ClusterIsEdsRoundRobinWithOutlierDetection) {
   EXPECT_EQ(od.failure_percentage_threshold().value(), 50u);
   EXPECT_EQ(od.enforcing_success_rate().value(), 0u);
   EXPECT_EQ(od.max_ejection_percent().value(), 100u);
+  EXPECT_FALSE(c.has_circuit_breakers());  // gRPC's own limit (1024).
+}
+
+TEST_F(TranslateTest, ClusterCarriesTheServicesOutlierDetectionAndBreaker) {
+  config::Service s = greeter();
+  s.outlier_detection.interval_ms = 500;
+  s.outlier_detection.base_ejection_ms = 3000;
+  s.outlier_detection.max_ejection_ms = 60000;
+  s.outlier_detection.failure_enforcement_percent = 0;
+  s.outlier_detection.success_enforcement_percent = 100;
+  s.outlier_detection.success_stdev_factor_milli = 1000;
+  s.outlier_detection.success_minimum_hosts = 3;
+  s.outlier_detection.success_request_volume = 20;
+  s.circuit_breaker.max_requests = 4;
+  Cluster c = ClusterFor(s);
+  const auto& od = c.outlier_detection();
+  EXPECT_EQ(od.interval().nanos(), 500000000);
+  EXPECT_EQ(od.base_ejection_time().seconds(), 3);
+  EXPECT_EQ(od.max_ejection_time().seconds(), 60);
+  EXPECT_EQ(od.enforcing_failure_percentage().value(), 0u);
+  EXPECT_EQ(od.enforcing_success_rate().value(), 100u);
+  EXPECT_EQ(od.success_rate_stdev_factor().value(), 1000u);
+  EXPECT_EQ(od.success_rate_minimum_hosts().value(), 3u);
+  EXPECT_EQ(od.success_rate_request_volume().value(), 20u);
+  ASSERT_EQ(c.circuit_breakers().thresholds_size(), 1);
+  EXPECT_EQ(c.circuit_breakers().thresholds(0).priority(),
+            envoy::config::core::v3::DEFAULT);
+  EXPECT_EQ(c.circuit_breakers().thresholds(0).max_requests().value(), 4u);
 }
 
 TEST_F(TranslateTest, LoadAssignmentOrdersPrioritiesForTheCaller) {

@@ -40,6 +40,14 @@ class GreeterService final : public Greeter::Service {
     if (request->name() == "fail") {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "asked to fail");
     }
+    // set_fail_percent: this instance fails that share of its calls
+    // (every call whose number mod 10 is below percent/10), with INTERNAL
+    // (not retried), for outlier-detection tests.
+    const int fail = fail_percent_.load(std::memory_order_relaxed);
+    if (fail > 0 &&
+        static_cast<int>(counted_.fetch_add(1) % 10) < fail / 10) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "failing on purpose");
+    }
     if (request->name().rfind("sleep-ms:", 0) == 0) {
       // Answers after that many milliseconds (for timeout tests), or when
       // the call is cancelled.
@@ -142,12 +150,16 @@ class GreeterService final : public Greeter::Service {
   // Calls that ended because the caller cancelled (or its deadline passed)
   // while the server was still working on them.
   uint64_t cancelled() const { return cancelled_.load(); }
+  // SayHello fails `percent` (0, 10, ..., 100) of its calls from now on.
+  void set_fail_percent(int percent) { fail_percent_ = percent; }
 
  private:
   const std::string instance_;
   const std::string locality_;
   std::atomic<uint64_t> calls_{0};
   std::atomic<uint64_t> cancelled_{0};
+  std::atomic<int> fail_percent_{0};
+  std::atomic<uint64_t> counted_{0};
 };
 
 }  // namespace examples

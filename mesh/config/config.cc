@@ -845,7 +845,9 @@ void ReadOutlierDetection(Reader& r, const YAML::Node& node,
   Duration(r, node, "maxEjectionTime", path, 100, 86400000,
            &od->max_ejection_ms);
   if (od->max_ejection_ms < od->base_ejection_ms) {
-    r.Error(node.Mark(), path + ".maxEjectionTime",
+    const bool max_given = node["maxEjectionTime"].IsDefined();
+    r.Error(node[max_given ? "maxEjectionTime" : "baseEjectionTime"].Mark(),
+            path + ".maxEjectionTime",
             absl::StrCat("must not be less than baseEjectionTime (",
                          od->base_ejection_ms, "ms), got ",
                          od->max_ejection_ms, "ms"));

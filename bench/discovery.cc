@@ -43,6 +43,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -256,7 +257,10 @@ std::unique_ptr<mesh::testing::Child> Server(const Setup& s,
       /*capture=*/true);
 }
 
-// One call: who answered ("" on failure).
+// Failed calls, by status, for the log.
+std::map<std::string, int> g_errors;
+
+// One call: who answered ("" on failure, counted in g_errors).
 std::string Call(Greeter::Stub* stub, bool wait = false) {
   grpc::ClientContext ctx;
   ctx.set_wait_for_ready(wait);
@@ -264,7 +268,10 @@ std::string Call(Greeter::Stub* stub, bool wait = false) {
                    std::chrono::seconds(wait ? 20 : 5));
   mesh::examples::HelloRequest req;
   mesh::examples::HelloReply reply;
-  return stub->SayHello(&ctx, req, &reply).ok() ? reply.instance() : "";
+  const grpc::Status st = stub->SayHello(&ctx, req, &reply);
+  if (st.ok()) return reply.instance();
+  ++g_errors[absl::StrCat(st.error_code(), " ", st.error_message())];
+  return "";
 }
 
 int Discovery(const std::string& etcd, const std::string& bin, int n,
@@ -338,6 +345,9 @@ int Discovery(const std::string& etcd, const std::string& bin, int n,
               << " ms after SIGTERM (the client's gRPC applied the next "
                  "version "
               << absl::ToDoubleMilliseconds(applied - term) << " ms after)\n";
+  }
+  for (const auto& [e, count] : g_errors) {
+    std::cerr << "failed calls: " << count << " x " << e << "\n";
   }
   std::printf("discovery %d %.1f %.1f %.1f\n", n, Percentile(found, 0.5),
               Percentile(found, 0.99), Percentile(found, 1.0));

@@ -8,20 +8,22 @@
 # following client agent's CPU, the registrants' own CPU. Starts its own
 # etcd on loopback (stopped by PID at exit) and prints Markdown tables.
 #
-#   bench/discovery.sh [--changes=N] [--seconds=S] [--raw]
-#   (defaults 20 rounds, 30 s windows; about 4 minutes)
+#   bench/discovery.sh [--changes=N] [--seconds=S] [--sizes=10,1000] [--raw]
+#   (defaults 20 rounds, 30 s windows, 10 and 1000 instances; about 3
+#   minutes)
 #
 # --raw prints bench/discovery's own lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/testlib.sh
-CHANGES=20 SECONDS_=30 RAW=0
+CHANGES=20 SECONDS_=30 RAW=0 SIZES=10,1000
 for a in "$@"; do
   case "$a" in
     --changes=*) CHANGES="${a#*=}" ;;
     --seconds=*) SECONDS_="${a#*=}" ;;
+    --sizes=*) SIZES="${a#*=}" ;;
     --raw) RAW=1 ;;
-    *) echo "usage: bench/discovery.sh [--changes=N] [--seconds=S] [--raw]" >&2; exit 2 ;;
+    *) echo "usage: bench/discovery.sh [--changes=N] [--seconds=S] [--sizes=N,N...] [--raw]" >&2; exit 2 ;;
   esac
 done
 [ -x /usr/bin/etcd ] || { echo "etcd-server is not installed (bazel/setup.sh --with-test-tools)" >&2; exit 2; }
@@ -52,9 +54,10 @@ B="$OUT/bench/discovery"
 run() {  # ARGS...
   "$B" --etcd="127.0.0.1:$CLIENT" "$@" 2>"$WORK/err.log" |
     grep -E "^(discovery|drain|registry) " || { echo "bench/discovery $* failed:" >&2; tail -5 "$WORK/err.log" >&2; exit 1; }
+  grep '^failed calls' "$WORK/err.log" >&2 || true
 }
 {
-  for n in 10 1000; do
+  for n in ${SIZES//,/ }; do
     echo "discovery and drain, $n registered instances, $CHANGES rounds..." >&2
     run --server="$OUT/examples/greeter/greeter_server" --instances=$n --changes="$CHANGES"
   done

@@ -94,6 +94,7 @@ std::string DestinationJson(const DestinationView& d) {
   return absl::StrCat(
       "{\"hostname\":", JsonString(d.hostname), ",\"xds_version\":",
       JsonString(d.xds_version), ",\"calls_started\":", d.calls.started,
+      ",\"calls_dropped\":", d.calls.dropped,
       ",\"recent_seconds\":", absl::StrFormat("%.1f", d.recent_seconds),
       ",\"localities\":[", absl::StrJoin(locs, ","), "],\"excluded\":[",
       absl::StrJoin(excluded, ","), "],\"plan\":",
@@ -307,7 +308,12 @@ std::string StatusText(const AdminView& v) {
     const std::vector<Row> rows = Rows(d, &recent_total);
     absl::StrAppend(&out, "\n", d.hostname, "  (xDS ",
                     d.xds_version.empty() ? "-" : d.xds_version, ", ",
-                    d.calls.started, " calls started)\n");
+                    d.calls.started, " calls started",
+                    d.calls.dropped == 0
+                        ? ""
+                        : absl::StrCat(", ", d.calls.dropped,
+                                       " DROPPED by the circuit breaker"),
+                    ")\n");
     absl::StrAppend(&out, absl::StrFormat("  %-4s %-32s %6s %9s %9s %7s  %s\n",
                                           "PRIO", "LOCALITY", "WEIGHT",
                                           "TRAFFIC", "OK", "FAILED",

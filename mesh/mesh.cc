@@ -1148,8 +1148,13 @@ class Mesh::Impl {
         absl::StrSplit(text, '\n', absl::SkipEmpty());
     if (lines.empty()) return;
     std::vector<telemetry::CallMetrics::Load> load;
+    uint64_t dropped = 0;
     for (size_t i = 1; i < lines.size(); ++i) {
       std::vector<std::string> f = absl::StrSplit(lines[i], ' ');
+      if (f.size() == 2 && f[0] == "dropped") {
+        (void)absl::SimpleAtoi(f[1], &dropped);
+        continue;
+      }
       telemetry::CallMetrics::Load l;
       if (f.size() == 4 && absl::SimpleAtoi(f[1], &l.succeeded) &&
           absl::SimpleAtoi(f[2], &l.failed) &&
@@ -1158,7 +1163,7 @@ class Mesh::Impl {
         load.push_back(std::move(l));
       }
     }
-    metrics_.AddLoad(lines[0], load);
+    metrics_.AddLoad(lines[0], load, dropped);
   }
 
   void AddEvent(std::string text) {

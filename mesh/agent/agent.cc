@@ -800,6 +800,12 @@ int RunAgent(int argc, char** argv) {
                       " ", l.total_error_requests(), " ",
                       l.total_issued_requests(), "\n");
     }
+    // Calls gRPC failed without sending them: the circuit breaker's
+    // (circuitBreaker.maxRequests; gRPC counts them as uncategorized drops).
+    if (cs.total_dropped_requests() > 0) {
+      any = true;
+      absl::StrAppend(&text, "dropped ", cs.total_dropped_requests(), "\n");
+    }
     if (any) sink.Emit(EventKind::kLoad, "", text);
   });
   // Registration (--register): each address the application's mesh

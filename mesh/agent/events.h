@@ -36,7 +36,8 @@ enum class EventKind {
               // and one "excluded ENDPOINT (REASON)" per endpoint left out.
   kLoad,      // A load report: TEXT = "HOSTNAME\n" then one line
               // "LOCALITY SUCCEEDED FAILED ISSUED" per locality, counts of
-              // call attempts since the previous report.
+              // call attempts since the previous report, and "dropped N"
+              // for calls failed without being sent (circuit breaker).
   kStale,     // The source could not give a valid config at start: VERSION
               // (the last-known-good copy, saved at the time in TEXT's
               // first line) is served; TEXT's other lines say why.

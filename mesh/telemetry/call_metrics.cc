@@ -41,6 +41,7 @@ struct CallMetrics::Destination {
   std::string name;
   std::atomic<uint64_t> started{0};
   std::atomic<uint64_t> priority_changes{0};
+  std::atomic<uint64_t> dropped{0};  // From load reports.
 
   internal::Mutex mu;
   std::shared_ptr<const EndpointPlan> plan ABSL_GUARDED_BY(mu);
@@ -169,8 +170,9 @@ CallMetrics::InterceptorFor(const std::string& destination) {
 }
 
 void CallMetrics::AddLoad(const std::string& destination,
-                          const std::vector<Load>& load) {
+                          const std::vector<Load>& load, uint64_t dropped) {
   Destination* d = Get(destination);
+  d->dropped.fetch_add(dropped, std::memory_order_relaxed);
   int old = -1, now = -1;
   std::string serving;
   {
@@ -261,6 +263,7 @@ std::map<std::string, CallMetrics::Totals> CallMetrics::Snapshot() const {
   internal::MutexLock lock(&mu_);
   for (const auto& [name, d] : destinations_) {
     Totals& t = out[name];
+    t.dropped = d->dropped.load(std::memory_order_relaxed);
     internal::ReaderMutexLock dl(&d->mu);
     for (const auto& [loc, a] : d->attempts) {
       t.started += a.issued;
@@ -286,6 +289,14 @@ std::string CallMetrics::Prometheus() const {
                {{"destination", name}, {"locality", loc}, {"result", "error"}},
                a.failed);
     }
+  }
+  w.Family("mesh_client_calls_dropped_total", "counter",
+           "Calls gRPC failed at once without sending them, by destination: "
+           "more than circuitBreaker.maxRequests were in flight (from load "
+           "reports).");
+  for (const auto& [name, d] : destinations_) {
+    w.Sample("mesh_client_calls_dropped_total", {{"destination", name}},
+             d->dropped.load(std::memory_order_relaxed));
   }
   w.Family("mesh_client_attempts_issued_total", "counter",
            "Call attempts started, by destination and locality, from gRPC's "

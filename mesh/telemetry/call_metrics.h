@@ -114,12 +114,16 @@ class CallMetrics {
     std::string locality;
     uint64_t succeeded = 0, failed = 0, issued = 0;
   };
-  void AddLoad(const std::string& destination, const std::vector<Load>& load);
+  // `dropped`: calls gRPC failed without sending them (its circuit
+  // breaker, config circuitBreaker.maxRequests) since the previous report.
+  void AddLoad(const std::string& destination, const std::vector<Load>& load,
+               uint64_t dropped = 0);
 
   // Attempt totals (from load reports) per destination: issued, and per
   // locality (completed, succeeded).
   struct Totals {
     uint64_t started = 0;
+    uint64_t dropped = 0;  // Failed at once by the circuit breaker.
     std::map<std::string, std::pair<uint64_t, uint64_t>> by_locality;
   };
   std::map<std::string, Totals> Snapshot() const;

@@ -10,6 +10,10 @@
 //
 //   failover --server=bazel-bin/bench/bench_server --kind=killed
 //       [--rate=1000] [--deadline_ms=1000] [--phase_s=4] [--recover_s=10]
+//       [--outlier='{interval: 500ms, baseEjectionTime: 2s}']
+//
+// --outlier is the service's `outlierDetection` (docs/config.md), as YAML
+// flow mapping; without it the built-in defaults apply.
 //
 // Prints: kind failover_ms failed failed_codes failback_ms failback_failed.
 // failover_ms: from the failure until the start of the first 50 ms window
@@ -118,14 +122,15 @@ bool Flag(absl::string_view arg, absl::string_view name, std::string* out) {
 
 int main(int argc, char** argv) {
   std::string server_bin, kind, rate_s = "1000", deadline_s = "1000",
-                                phase_s = "4", recover_s = "10";
+                                phase_s = "4", recover_s = "10", outlier;
   for (int i = 1; i < argc; ++i) {
     if (!Flag(argv[i], "--server=", &server_bin) &&
         !Flag(argv[i], "--kind=", &kind) &&
         !Flag(argv[i], "--rate=", &rate_s) &&
         !Flag(argv[i], "--deadline_ms=", &deadline_s) &&
         !Flag(argv[i], "--phase_s=", &phase_s) &&
-        !Flag(argv[i], "--recover_s=", &recover_s)) {
+        !Flag(argv[i], "--recover_s=", &recover_s) &&
+        !Flag(argv[i], "--outlier=", &outlier)) {
       std::cerr << "failover: unknown flag " << argv[i] << "\n";
       return 2;
     }
@@ -154,7 +159,10 @@ int main(int argc, char** argv) {
   const std::string config = dir + "/mesh.yaml";
   std::ofstream(config) << absl::StrCat(
       "apiVersion: mesh/v1\ntrustDomain: bench.local\nservices:\n"
-      "  - name: bench\n    hostname: bench.mesh.internal\n    endpoints:\n"
+      "  - name: bench\n    hostname: bench.mesh.internal\n",
+      outlier.empty() ? "" : absl::StrCat("    outlierDetection: ", outlier,
+                                          "\n"),
+      "    endpoints:\n"
       "      - {address: 127.0.0.1, port: ", local.port,
       ", locality: {region: r1, zone: z1, cluster: c1}}\n"
       "      - {address: 127.0.0.1, port: ", next.port,

@@ -126,7 +126,9 @@ struct MeshOptions {
   Locality locality;
 
   // This workload's labels (e.g. {"version": "v2"}), compared with endpoint
-  // labels by a service's `localityPolicy.failoverPriority`. Default: none.
+  // labels by a service's `localityPolicy.failoverPriority`, and matched by
+  // routes' `match.source.labels` (routes only for some callers). Default:
+  // none.
   std::map<std::string, std::string> labels;
 
   // A fresh private directory (mode 0700) for the control plane's unix

@@ -493,6 +493,100 @@ services:
       "is missing");
 }
 
+TEST(ConfigTest, ReadsRoutesForSomeCallersAndMatchesThem) {
+  auto cfg = ParseConfig(R"(apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: a
+    hostname: a.mesh.internal
+    subsets: [{name: v2, labels: {version: v2}}]
+    routes:
+      - name: canary
+        match: {source: {labels: {track: canary}, locality: us-east, identity: "spiffe://example.org/ns/web/*"}}
+        to: {subset: v2}
+      - name: batch
+        match: {source: {service: jobs/batch}}
+        to: {subset: v2}
+)",
+                         "s.yaml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  const SourceMatch& canary = (*cfg)->services[0].routes[0].match.source;
+  EXPECT_TRUE(canary.set);
+  EXPECT_FALSE((*cfg)->services[0].routes[0].match.MatchesEverything());
+  CallerInfo c;
+  c.service = "front";
+  c.namespace_name = "web";
+  c.labels = {{"track", "canary"}, {"team", "x"}};
+  c.locality = {"us-east", "us-east-a", "c1"};
+  c.identity = "spiffe://example.org/ns/web/sa/front";
+  EXPECT_TRUE(canary.Matches(c));
+  CallerInfo other = c;
+  other.labels.erase("track");
+  EXPECT_FALSE(canary.Matches(other));
+  other = c;
+  other.locality.region = "eu-west";
+  EXPECT_FALSE(canary.Matches(other));
+  other = c;
+  other.identity = "spiffe://example.org/ns/webx/sa/front";
+  EXPECT_FALSE(canary.Matches(other));
+  const SourceMatch& batch = (*cfg)->services[0].routes[1].match.source;
+  CallerInfo b;
+  b.service = "batch";
+  b.namespace_name = "jobs";
+  EXPECT_TRUE(batch.Matches(b));
+  b.namespace_name = "default";
+  EXPECT_FALSE(batch.Matches(b));
+  EXPECT_EQ((*cfg)->services[0].routes[0].match.ToString(),
+            "callers with label track=canary and in us-east/* and "
+            "identity spiffe://example.org/ns/web/*");
+}
+
+TEST(ConfigTest, RejectsBadSourceMatches) {
+  auto cfg = ParseConfig(R"(apiVersion: mesh/v1
+trustDomain: example.org
+services:
+  - name: a
+    hostname: a.mesh.internal
+    routes:
+      - name: r1
+        match: {source: {service: "a/b/c", namespace: "Web", locality: "*/z"}}
+        to: {service: a}
+      - name: r2
+        match: {source: {identity: "spiffe://example.org*", colour: red}}
+        to: {service: a}
+      - name: r3
+        match: {source: {}}
+        to: {service: a}
+      - name: r4
+        match: {source: {labels: [track]}}
+        to: {service: a}
+)",
+                         "s.yaml");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(
+      std::string(cfg.status().message()),
+      "s.yaml:8:35: services[0].routes[0].match.source.service: must be a "
+      "service name or \"namespace/name\" (DNS labels), got \"a/b/c\"\n"
+      "s.yaml:8:55: services[0].routes[0].match.source.namespace: must be a "
+      "DNS label, got \"Web\"\n"
+      "s.yaml:8:72: services[0].routes[0].match.source.locality: must be a "
+      "locality pattern \"region[/zone[/cluster]]\" where a part may be "
+      "\"*\" (then so must the parts after it), got \"*/z\"\n"
+      "s.yaml:11:36: services[0].routes[1].match.source.identity: a prefix "
+      "pattern must look like \"spiffe://TRUST_DOMAIN/*\" or "
+      "\"spiffe://TRUST_DOMAIN/PATH/*\" (ending in \"/*\", so that it "
+      "cannot match another trust domain), got \"spiffe://example.org*\"\n"
+      "s.yaml:11:61: services[0].routes[1].match.source.colour: unknown "
+      "field (expected one of: service, namespace, labels, locality, "
+      "identity)\n"
+      "s.yaml:14:25: services[0].routes[2].match.source: give at least one "
+      "of service, namespace, labels, locality and identity\n"
+      "s.yaml:16:9: services[0].routes[3]: unreachable: route r3 (line 13) "
+      "matches the same calls\n"
+      "s.yaml:17:34: services[0].routes[3].match.source.labels: must be a "
+      "map, got a list");
+}
+
 }  // namespace
 }  // namespace config
 }  // namespace mesh

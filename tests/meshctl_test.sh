@@ -71,6 +71,21 @@ check "explain of an unknown hostname says so" \
 "$MESHCTL" explain greeter.mesh.internal >/dev/null 2>&1
 check "explain without --config is a usage error" 2 $?
 
+# explain --label: routes only for some callers (match.source).
+out=$("$MESHCTL" explain --config "$DATA/source-routes.yaml" --from r/z/c1 \
+      --label track=canary --method /mesh.examples.Greeter/SayHello greeter.mesh.internal)
+check "a labelled caller takes the route for its label" \
+  "route: canary-callers (line 10), matching callers with label track=canary" \
+  "$(echo "$out" | grep '^route:')"
+out=$("$MESHCTL" explain --config "$DATA/source-routes.yaml" --from r/z/c1 \
+      --method /mesh.examples.Greeter/SayHello greeter.mesh.internal)
+check "another caller is told the route is not for it" \
+  "not for this caller: route canary-callers (line 10), only for callers with label track=canary" \
+  "$(echo "$out" | grep '^not for this caller')"
+check "and takes the next one" \
+  "route: everyone-else (line 13), matching every call" \
+  "$(echo "$out" | grep '^route:')"
+
 # explain --method/--header: which route a call takes, and where it goes.
 out=$("$MESHCTL" explain --config "$DATA/routes.yaml" \
       --from us-east/us-east-a/cluster-1 --method /mesh.examples.Greeter/SayHello \

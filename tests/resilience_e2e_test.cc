@@ -25,6 +25,7 @@
 #include "mesh/mesh.h"
 #include "mesh/telemetry/http_get.h"
 #include "tests/backend.h"
+#include "tests/child.h"
 #include "tests/temp_dir.h"
 
 namespace mesh {
@@ -73,6 +74,53 @@ class ResilienceE2eTest : public ::testing::Test {
   }
   void SetUp() override {
     for (Backend* b : backends_) b->service().set_fail_percent(0);
+  }
+
+  // The service with subsets v1 (a, c) and v2 (b) and `routes`.
+  static std::string SubsetConfig(const std::string& routes) {
+    return absl::StrCat(
+        "apiVersion: mesh/v1\ntrustDomain: example.org\nservices:\n"
+        "  - name: greeter\n    hostname: ", kHost, "\n",
+        "    subsets:\n"
+        "      - {name: v1, labels: {version: v1}}\n"
+        "      - {name: v2, labels: {version: v2}}\n"
+        "    routes:\n", routes, "    endpoints:\n",
+        backends_[0]->Yaml(", labels: {version: v1}"),
+        backends_[1]->Yaml(", labels: {version: v2}"),
+        backends_[2]->Yaml(", labels: {version: v1}"));
+  }
+  // A route to v2 for the callers `source` names, then one to v1 for the
+  // rest; this process (us-east, no labels) is of the rest.
+  static void ApplySourceRoute(const std::string& source) {
+    Apply(SubsetConfig(absl::StrCat("      - name: some-callers\n"
+                                    "        match: {source: ", source, "}\n"
+                                    "        to: {subset: v2}\n"
+                                    "      - name: everyone-else\n"
+                                    "        to: {subset: v1}\n")));
+    for (int i = 0; i < 40; ++i) {
+      const std::string by = Call();
+      EXPECT_TRUE(by == "a" || by == "c") << by;
+    }
+  }
+  // 20 calls from another process (greeter_client) with `flags`; its
+  // "served by" line, e.g. "served by b=20".
+  static std::string CallFromAnotherProcess(std::vector<std::string> flags) {
+    std::vector<std::string> args = {
+        absl::StrCat(getenv("TEST_SRCDIR"),
+                     "/mesh/examples/greeter/greeter_client"),
+        "--config=" + tmp_->path() + "/mesh.yaml", "--plaintext",
+        "--show=instance", "--batches=1", "--batch_size=20",
+        "--interval_ms=0"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    testing::Child c(args, /*capture=*/true);
+    int code = -1;
+    const std::string out = c.Finish(&code);
+    EXPECT_EQ(code, 0) << out;
+    const size_t at = out.find("served by ");
+    if (at == std::string::npos) return out;
+    std::string line = out.substr(at, out.find_first_of("[\n", at) - at);
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    return line;
   }
 
   static std::string Config(const std::string& extra) {
@@ -253,6 +301,26 @@ TEST_F(ResilienceE2eTest, ACircuitBreakerFailsCallsBeyondMaxRequestsAtOnce) {
   EXPECT_TRUE(
       absl::StrContains(*text, "12 DROPPED by the circuit breaker"))
       << *text;
+}
+
+// A route with match.source.labels: the labelled caller (another process,
+// --label=track=canary) takes it, this process (no labels) does not.
+TEST_F(ResilienceE2eTest, ARouteForLabelledCallersAppliesOnlyToThem) {
+  ApplySourceRoute("{labels: {track: canary}}");
+  EXPECT_EQ(CallFromAnotherProcess({"--locality=us-east/us-east-a/cluster-1",
+                                    "--label=track=canary"}),
+            "served by b=20");
+  EXPECT_EQ(CallFromAnotherProcess({"--locality=us-east/us-east-a/cluster-1",
+                                    "--label=track=stable"}),
+            "served by a=10, c=10");
+}
+
+// A route with match.source.locality pins the callers of one region to a
+// subset.
+TEST_F(ResilienceE2eTest, ARouteForOneRegionsCallersPinsThemToASubset) {
+  ApplySourceRoute("{locality: eu-west}");
+  EXPECT_EQ(CallFromAnotherProcess({"--locality=eu-west/eu-west-a/cluster-3"}),
+            "served by b=20");
 }
 
 }  // namespace

@@ -160,6 +160,11 @@ TEST_F(TranslateTest, ClusterCarriesTheServicesOutlierDetectionAndBreaker) {
   EXPECT_EQ(c.circuit_breakers().thresholds(0).priority(),
             envoy::config::core::v3::DEFAULT);
   EXPECT_EQ(c.circuit_breakers().thresholds(0).max_requests().value(), 4u);
+  // A subset with its own breaker (subsets[].circuitBreaker).
+  s.subsets.push_back({"batch", {{"version", "v1"}}, 2});
+  Cluster b = ClusterFor(s, "batch");
+  ASSERT_EQ(b.circuit_breakers().thresholds_size(), 1);
+  EXPECT_EQ(b.circuit_breakers().thresholds(0).max_requests().value(), 2u);
 }
 
 TEST_F(TranslateTest, LoadAssignmentOrdersPrioritiesForTheCaller) {
@@ -375,6 +380,36 @@ TEST_F(RoutingTranslateTest, SubsetClustersHoldTheirLabelledEndpoints) {
             "10.0.0.2");
   EXPECT_EQ(v2.cluster_name(), "default/greeter/v2");
   EXPECT_EQ(all.endpoints(0).lb_endpoints_size(), 2);
+}
+
+
+TEST_F(TranslateTest, RoutesForSomeCallersAreSentOnlyToThem) {
+  config::Service s = greeter();
+  config::Route r;
+  r.name = "canary-callers";
+  r.match.source.set = true;
+  r.match.source.labels = {{"track", "canary"}};
+  r.destinations.push_back({});
+  s.routes.push_back(r);
+  Caller labelled = caller_;
+  labelled.labels = {{"track", "canary"}};
+  auto names = [&](const Caller& c) {
+    RouteConfiguration rc = RouteConfig(*config_, s, CallerInfoOf(*config_, c));
+    std::vector<std::string> out;
+    for (const auto& route : rc.virtual_hosts(0).routes()) {
+      out.push_back(route.name());
+    }
+    return out;
+  };
+  EXPECT_EQ(names(labelled),
+            (std::vector<std::string>{"canary-callers", "default"}));
+  EXPECT_EQ(names(caller_), (std::vector<std::string>{"default"}));
+  // The caller's namespace and identity come from the config.
+  Caller named = caller_;
+  named.service = "greeter";
+  const config::CallerInfo info = CallerInfoOf(*config_, named);
+  EXPECT_EQ(info.namespace_name, "default");
+  EXPECT_EQ(info.identity, greeter().Identity(config_->trust_domain));
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 // route's header pin); --show=instance counts replies by serving instance,
 // --show=peer by the server address the call went to (ClientContext::peer),
 // instead of locality. --deadline_ms=N sets each call's deadline (5000).
+// --label=KEY=VALUE (repeatable) labels this caller (MeshOptions::labels),
+// for routes that match on the caller (match.source.labels).
 //
 // Ends after --batches batches (bounded), or on SIGTERM/SIGINT; exits 1 if any
 // call failed.
@@ -61,6 +63,13 @@ int main(int argc, char** argv) {
       std::pair<std::string, std::string> kv =
           absl::StrSplit(header, absl::MaxSplits('=', 1));
       headers.push_back(kv);
+      continue;
+    }
+    std::string label;
+    if (Flag(argv[i], "--label=", &label)) {
+      std::pair<std::string, std::string> kv =
+          absl::StrSplit(label, absl::MaxSplits('=', 1));
+      options.labels[kv.first] = kv.second;
       continue;
     }
     std::string etcd;

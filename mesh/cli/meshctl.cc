@@ -365,8 +365,16 @@ int Explain(int argc, char** argv) {
     return 0;
   }
   // Which route, then each destination's locality plan.
+  const mesh::config::CallerInfo who = mesh::xds::CallerInfoOf(**cfg, caller);
+  for (const mesh::config::Route& r : s->routes) {
+    if (!r.match.source.Matches(who)) {
+      std::cout << "not for this caller: route " << r.name << " (line "
+                << r.line << "), only for callers with "
+                << r.match.source.ToString() << "\n";
+    }
+  }
   const mesh::policy::RouteChoice choice =
-      mesh::policy::MatchRoute(*s, method, headers);
+      mesh::policy::MatchRoute(*s, method, headers, who);
   for (const std::string& m : choice.maybe) {
     std::cout << "may first match route " << m << "\n";
   }

@@ -87,13 +87,58 @@ std::string HeaderMatch::ToString() const {
   return absl::StrCat(invert ? "not " : "", name, op);
 }
 
+bool SourceMatch::Matches(const CallerInfo& caller) const {
+  if (!set) return true;
+  if (!service.empty()) {
+    // "name" or "namespace/name".
+    const size_t slash = service.find('/');
+    if (slash == std::string::npos
+            ? service != caller.service
+            : service != absl::StrCat(caller.namespace_name, "/",
+                                      caller.service)) {
+      return false;
+    }
+  }
+  if (!namespace_name.empty() && namespace_name != caller.namespace_name) {
+    return false;
+  }
+  for (const auto& [k, v] : labels) {
+    auto it = caller.labels.find(k);
+    if (it == caller.labels.end() || it->second != v) return false;
+  }
+  if (has_locality && !locality.Matches(caller.locality)) return false;
+  if (!identity.empty()) {
+    const bool prefix = absl::EndsWith(identity, "*");
+    if (prefix ? !absl::StartsWith(caller.identity,
+                                   absl::string_view(identity).substr(
+                                       0, identity.size() - 1))
+               : identity != caller.identity) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string SourceMatch::ToString() const {
+  std::vector<std::string> parts;
+  if (!service.empty()) parts.push_back("service " + service);
+  if (!namespace_name.empty()) parts.push_back("namespace " + namespace_name);
+  for (const auto& [k, v] : labels) {
+    parts.push_back(absl::StrCat("label ", k, "=", v));
+  }
+  if (has_locality) parts.push_back("in " + locality.ToString());
+  if (!identity.empty()) parts.push_back("identity " + identity);
+  return absl::StrJoin(parts, " and ");
+}
+
 bool RouteMatch::MatchesEverything() const {
   return method.empty() && (prefix.empty() || prefix == "/") &&
-         headers.empty() && percent == 100;
+         headers.empty() && percent == 100 && !source.set;
 }
 
 std::string RouteMatch::ToString() const {
   std::vector<std::string> parts;
+  if (source.set) parts.push_back("callers with " + source.ToString());
   if (!method.empty()) parts.push_back("method " + method);
   if (!prefix.empty()) parts.push_back("prefix " + prefix);
   for (const HeaderMatch& h : headers) parts.push_back(h.ToString());
@@ -971,8 +1016,14 @@ void ReadSubsets(Reader& r, const YAML::Node& list, const std::string& path,
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string p = absl::StrCat(path, "[", i, "]");
     const YAML::Node n = list[i];
-    if (!r.ExpectMap(n, p, {"name", "labels"})) continue;
+    if (!r.ExpectMap(n, p, {"name", "labels", "circuitBreaker"})) continue;
     Subset sub;
+    const YAML::Node cb = n["circuitBreaker"];
+    if (cb.IsDefined() && !cb.IsNull() &&
+        r.ExpectMap(cb, p + ".circuitBreaker", {"maxRequests"})) {
+      r.Uint(cb, "maxRequests", p + ".circuitBreaker", true, 1, 1000000,
+             &sub.max_requests);
+    }
     if (r.String(n, "name", p, true, &sub.name) && !IsDnsLabel(sub.name)) {
       r.Error(n["name"].Mark(), p + ".name",
               absl::StrCat("must be a DNS label, got ",
@@ -1072,9 +1123,62 @@ void ReadHeaderMatch(Reader& r, const YAML::Node& n, const std::string& p,
   }
 }
 
+std::string CallerPatternError(absl::string_view p);
+
+// A route's `match.source`: which callers it applies to.
+void ReadSourceMatch(Reader& r, const YAML::Node& n, const std::string& p,
+                     SourceMatch* m) {
+  if (!r.ExpectMap(n, p, {"service", "namespace", "labels", "locality",
+                          "identity"})) {
+    return;
+  }
+  m->set = true;
+  if (r.String(n, "service", p, false, &m->service)) {
+    const std::vector<std::string> parts = absl::StrSplit(m->service, '/');
+    bool ok = parts.size() <= 2;
+    for (const std::string& part : parts) ok = ok && IsDnsLabel(part);
+    if (!ok) {
+      r.Error(n["service"].Mark(), p + ".service",
+              absl::StrCat("must be a service name or \"namespace/name\" "
+                           "(DNS labels), got ",
+                           Reader::Quote(m->service)));
+    }
+  }
+  if (r.String(n, "namespace", p, false, &m->namespace_name) &&
+      !IsDnsLabel(m->namespace_name)) {
+    r.Error(n["namespace"].Mark(), p + ".namespace",
+            absl::StrCat("must be a DNS label, got ",
+                         Reader::Quote(m->namespace_name)));
+  }
+  ReadLabels(r, n, p, &m->labels);
+  if (n["locality"].IsDefined() && !n["locality"].IsNull()) {
+    m->has_locality =
+        ReadPattern(r, n["locality"], p + ".locality", &m->locality);
+  }
+  if (r.String(n, "identity", p, false, &m->identity)) {
+    const std::string why = m->identity == "*"
+                                ? "use no identity to match any caller"
+                                : CallerPatternError(m->identity);
+    if (!why.empty()) {
+      r.Error(n["identity"].Mark(), p + ".identity",
+              absl::StrCat(why, ", got ", Reader::Quote(m->identity)));
+    }
+  }
+  if (n.IsMap() && n.size() == 0) {
+    r.Error(n.Mark(), p,
+            "give at least one of service, namespace, labels, locality and "
+            "identity");
+  }
+}
+
 void ReadMatch(Reader& r, const YAML::Node& n, const std::string& p,
                RouteMatch* m) {
-  if (!r.ExpectMap(n, p, {"method", "prefix", "headers", "percent"})) return;
+  if (!r.ExpectMap(n, p, {"method", "prefix", "headers", "percent", "source"})) {
+    return;
+  }
+  if (n["source"].IsDefined() && !n["source"].IsNull()) {
+    ReadSourceMatch(r, n["source"], p + ".source", &m->source);
+  }
   if (r.String(n, "method", p, false, &m->method) &&
       !IsMethodPath(m->method)) {
     r.Error(n["method"].Mark(), p + ".method",

@@ -171,6 +171,9 @@ struct DnsEndpoints {
 struct Subset {
   std::string name;
   std::map<std::string, std::string> labels;
+  // Its own circuit breaker (a subset is a cluster of its own): 0 = the
+  // service's.
+  uint32_t max_requests = 0;
 };
 
 struct HeaderMatch {
@@ -183,13 +186,40 @@ struct HeaderMatch {
   std::string ToString() const;
 };
 
+// Who is calling, for routes that apply only to some callers (a route's
+// `match.source`). Decided by the control plane when it builds a caller's
+// routes: a route whose source does not match is left out of that
+// caller's RDS.
+struct CallerInfo {
+  std::string service;     // MeshOptions::service_name, "name".
+  std::string namespace_name = "default";
+  std::map<std::string, std::string> labels;  // MeshOptions::labels.
+  Locality locality;
+  std::string identity;    // The SPIFFE ID of the caller's service.
+};
+
+struct SourceMatch {
+  bool set = false;            // `source` given.
+  std::string service;         // "" = any.
+  std::string namespace_name;  // "" = any.
+  std::map<std::string, std::string> labels;  // All must match.
+  bool has_locality = false;
+  LocalityPattern locality;
+  std::string identity;  // SPIFFE ID, "spiffe://TD/PREFIX/*" or "" = any.
+
+  bool Matches(const CallerInfo& caller) const;
+  std::string ToString() const;
+};
+
 struct RouteMatch {
   std::string method;  // Full method "/pkg.Service/Method", or empty.
   std::string prefix;  // Path prefix, e.g. "/pkg.Service/"; empty = any.
   std::vector<HeaderMatch> headers;  // All must match.
   uint32_t percent = 100;            // Share of matching calls taken.
+  SourceMatch source;                // Only for these callers.
 
-  // True if every call matches (so later routes are unreachable).
+  // True if every call of every caller matches (so later routes are
+  // unreachable).
   bool MatchesEverything() const;
   std::string ToString() const;
 };

@@ -37,10 +37,12 @@ bool HeaderMatches(const config::HeaderMatch& h,
 
 RouteChoice MatchRoute(const config::Service& service,
                        const std::string& method,
-                       const std::map<std::string, std::string>& headers) {
+                       const std::map<std::string, std::string>& headers,
+                       const config::CallerInfo& caller) {
   RouteChoice choice;
   for (const config::Route& r : service.routes) {
     const config::RouteMatch& m = r.match;
+    if (!m.source.Matches(caller)) continue;
     if (!m.method.empty() && m.method != method) continue;
     if (m.method.empty() && !absl::StartsWith(method, m.prefix)) continue;
     bool all = true;

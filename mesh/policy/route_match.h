@@ -26,9 +26,12 @@ struct RouteChoice {
   std::vector<std::string> maybe;
 };
 
+// Routes whose match.source leaves `caller` out are passed over (the
+// control plane does not send them to it).
 RouteChoice MatchRoute(const config::Service& service,
                        const std::string& method,
-                       const std::map<std::string, std::string>& headers);
+                       const std::map<std::string, std::string>& headers,
+                       const config::CallerInfo& caller = {});
 
 }  // namespace policy
 }  // namespace mesh

@@ -305,8 +305,31 @@ std::string DestinationCluster(const config::MeshConfig& config,
 
 }  // namespace
 
+config::CallerInfo CallerInfoOf(const config::MeshConfig& config,
+                                const Caller& caller) {
+  config::CallerInfo info;
+  info.labels = caller.labels;
+  info.locality = caller.locality;
+  info.service = caller.service;
+  const size_t slash = caller.service.find('/');
+  if (slash != std::string::npos) {
+    info.namespace_name = caller.service.substr(0, slash);
+    info.service = caller.service.substr(slash + 1);
+  }
+  if (const config::Service* s = config.FindByName(caller.service)) {
+    info.namespace_name = s->namespace_name;
+    info.service = s->name;
+    info.identity = s->Identity(config.trust_domain);
+  } else {
+    info.identity = absl::StrCat("spiffe://", config.trust_domain, "/ns/",
+                                 info.namespace_name, "/sa/", info.service);
+  }
+  return info;
+}
+
 RouteConfiguration RouteConfig(const config::MeshConfig& config,
-                               const config::Service& service) {
+                               const config::Service& service,
+                               const config::CallerInfo& caller) {
   RouteConfiguration rc;
   rc.set_name(service.hostname);
   auto* vh = rc.add_virtual_hosts();
@@ -317,6 +340,7 @@ RouteConfiguration RouteConfig(const config::MeshConfig& config,
   }
   bool catch_all = false;
   for (const config::Route& r : service.routes) {
+    if (!r.match.source.Matches(caller)) continue;  // Not for this caller.
     auto* route = vh->add_routes();
     route->set_name(r.name);
     SetMatch(r.match, route->mutable_match());
@@ -388,10 +412,16 @@ Cluster ClusterFor(const config::Service& service, absl::string_view subset,
       o.failure_request_volume);
   // Circuit breaking (config `circuitBreaker`, gRFC A32): calls beyond
   // max_requests in flight fail at once with UNAVAILABLE.
-  if (service.circuit_breaker.max_requests > 0) {
+  // A subset may have its own.
+  uint32_t max_requests = service.circuit_breaker.max_requests;
+  if (const config::Subset* sub = service.FindSubset(subset);
+      sub != nullptr && sub->max_requests > 0) {
+    max_requests = sub->max_requests;
+  }
+  if (max_requests > 0) {
     auto* t = c.mutable_circuit_breakers()->add_thresholds();
     t->set_priority(envoy::config::core::v3::DEFAULT);
-    t->mutable_max_requests()->set_value(service.circuit_breaker.max_requests);
+    t->mutable_max_requests()->set_value(max_requests);
   }
   // Per-locality call counts for the application's metrics: gRPC reports
   // them to this control plane (mesh/xds/lrs_server.h).
@@ -492,7 +522,10 @@ std::map<std::string, google::protobuf::Any> Translate(
     }
   } else if (type_url == kRouteType) {
     for (const config::Service& s : config.services) {
-      if (wanted(s.hostname)) out[s.hostname].PackFrom(RouteConfig(config, s));
+      if (wanted(s.hostname)) {
+        out[s.hostname].PackFrom(
+            RouteConfig(config, s, CallerInfoOf(config, caller)));
+      }
     }
   } else {
     // Every cluster: each service and each of its subsets. A subset stays

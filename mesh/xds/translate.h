@@ -97,8 +97,15 @@ envoy::config::listener::v3::Listener UnknownHostListener(
 // bundle (authorization happens in the application, per call).
 absl::StatusOr<envoy::config::listener::v3::Listener> ServerListener(
     const std::string& name, bool mtls = false);
+// The routes of `service` that apply to `caller` (a route's match.source
+// decides; without one a route applies to every caller).
 envoy::config::route::v3::RouteConfiguration RouteConfig(
-    const config::MeshConfig& config, const config::Service& service);
+    const config::MeshConfig& config, const config::Service& service,
+    const config::CallerInfo& caller = {});
+// Who `caller` is, for routes' match.source: its service's namespace and
+// SPIFFE ID come from the config (the default ones if it is not there).
+config::CallerInfo CallerInfoOf(const config::MeshConfig& config,
+                                const Caller& caller);
 // With a `server_identity` (a SPIFFE ID), connections use mTLS and accept
 // only a server certificate whose URI SAN is exactly that ID.
 envoy::config::cluster::v3::Cluster ClusterFor(

@@ -37,7 +37,7 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "setting=${s:-defaults} $line" >> "$OUT"
   done
 done
-echo "| outlierDetection | hung failover (median) | failed calls | failback after SIGCONT (median) | failback failed calls |"
+echo "| outlierDetection | hung failover (median) | failed calls (all rounds) | failback after SIGCONT (median) | failback failed calls |"
 echo "|---|---|---|---|---|"
 python3 - "$OUT" <<'PY'
 import re, statistics, sys

@@ -1,0 +1,2 @@
+// mesh/mesh.h compiles on its own with only the installed dependencies.
+#include <mesh/mesh.h>

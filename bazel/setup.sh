@@ -5,7 +5,7 @@
 # version changes. Usage: bazel/setup.sh [--with-test-tools] [--with-bench-tools] [--with-etcd]
 # (--with-test-tools also installs what only the tests need: chromium for the
 # status page test, iproute2 for the network-namespace test, etcd-server for
-# the etcd tests;
+# the etcd tests, cmake and ccache for the CMake build's test;
 # --with-bench-tools what the benchmarks compare against: nginx, haproxy;
 # --with-etcd etcd-server alone, for the demo's discovery part.)
 set -euo pipefail
@@ -25,7 +25,7 @@ PACKAGES=(
 )
 
 # Only the tests need these (tests/run.sh asks for them).
-TEST_PACKAGES=(chromium iproute2 etcd-server dnsmasq-base)
+TEST_PACKAGES=(chromium iproute2 etcd-server dnsmasq-base cmake ccache)
 # The demo's discovery part needs etcd (--with-etcd).
 ETCD_PACKAGES=(etcd-server)
 # Only the benchmarks need these (a proxy to compare a hop with).

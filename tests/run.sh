@@ -82,6 +82,28 @@ if [ "${MESH_SANITIZERS:-0}" = 1 ]; then
     //tests/... "$@"
 fi
 
+# The CMake build (tests/cmake_test.sh: build, CTest, install, the consumer
+# project in tests/install/ with find_package and with pkg-config; every
+# case counts) and the check that both builds list every source
+# (tests/build_drift_test.sh, one case). MESH_CMAKE=0 skips the first.
+if tests/build_drift_test.sh; then passed=$((passed + 1)); else
+  failed=$((failed + 1)); echo "[tests] build drift" >> "$failure_summary"; fi
+if [ "${MESH_CMAKE:-1}" = 1 ]; then
+  echo "[tests] CMake: tests/cmake_test.sh" >&2
+  cmake_log=$(mktemp)
+  tests/cmake_test.sh 2> >(tail -60 >&2) | tee "$cmake_log"
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$cmake_log" | tail -1)
+  if [ -n "$line" ]; then
+    passed=$((passed + $(echo "$line" | awk '{print $1}')))
+    cfailed=$(echo "$line" | awk '{print $3}')
+  else
+    cfailed=1
+  fi
+  failed=$((failed + cfailed))
+  [ "$cfailed" -gt 0 ] && echo "[cmake] tests/cmake_test.sh: $cfailed failed (see its log above)" >> "$failure_summary"
+  rm -f "$cmake_log"
+fi
+
 # The fuzzers (config loader, certificate identity parser), each bounded
 # (MESH_FUZZ_SECONDS per fuzzer, default 30; 0 skips them); each fuzzer
 # that runs clean counts as one passed test.

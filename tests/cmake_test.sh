@@ -61,8 +61,8 @@ consumer_cmake() {
 }
 step "tests/install with find_package(mesh CONFIG REQUIRED)" consumer_cmake
 consumer_pkgconfig() {
-  local pc=$prefix/lib/pkgconfig
-  [ -d "$pc" ] || pc=$(dirname "$(find "$prefix" -name mesh.pc | head -1)")
+  local pc
+  pc=$(dirname "$(find "$prefix" -name mesh.pc | head -1)")
   mkdir -p "$work/pc" "$work/run2" &&
   g++ -o "$work/pc/hello" tests/install/hello.cc tests/install/header_alone.cc \
     $(PKG_CONFIG_PATH=$pc pkg-config --cflags --libs mesh) \

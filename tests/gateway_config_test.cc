@@ -52,7 +52,7 @@ TEST(GatewayConfigTest, EveryProblemIsReportedWithItsLine) {
        "outside), or plaintext: true for local use"},
       {"listen: x:1\nplaintext: true\nroutes: [{host: h, destination: d}]\n",
        "gw.yaml:1: apiKeys: required (callers from outside must present a "
-       "key), or allowUnauthenticated: true"},
+       "key), or jwt, or allowUnauthenticated: true"},
       {Valid("tls: {certificate: a, privateKey: b}\n"),
        "gw.yaml:7: tls: give either tls or plaintext: true, not both"},
       {Valid("bogus: 1\n"), "gw.yaml:7: bogus: unknown field"},
@@ -85,8 +85,51 @@ TEST(GatewayConfigTest, EveryProblemIsReportedWithItsLine) {
       {Valid("limits: {callsPerSecondPerClient: -1}\n"),
        "gw.yaml:7: limits.callsPerSecondPerClient: must be a number from 0"},
       {Valid("allowUnauthenticated: true\n"),
-       "gw.yaml:7: allowUnauthenticated: cannot be true when apiKeys are "
-       "given"},
+       "gw.yaml:7: allowUnauthenticated: cannot be true when apiKeys or jwt "
+       "are given"},
+      // jwt
+      {Valid("jwt: {issuer: i, audiences: [a]}\n"),
+       "gw.yaml:7: jwt.jwksFile: required field is missing"},
+      {Valid("jwt: {jwksFile: j.json, audiences: [a]}\n"),
+       "gw.yaml:7: jwt.issuer: required field is missing"},
+      {Valid("jwt: {jwksFile: j.json, issuer: i}\n"),
+       "gw.yaml:7: jwt.audiences: required field is missing"},
+      {Valid("jwt: {jwksFile: j.json, issuer: i, audiences: []}\n"),
+       "gw.yaml:7: jwt.audiences: must be a non-empty list of strings"},
+      {Valid("jwt: {jwksFile: j.json, issuer: i, audiences: [a b]}\n"),
+       "gw.yaml:7: jwt.audiences[0]: must be a non-empty string without "
+       "spaces"},
+      {Valid("jwt: {jwksFile: j.json, issuer: i, audiences: [a], "
+             "clockSkewSeconds: 3600}\n"),
+       "gw.yaml:7: jwt.clockSkewSeconds: must be a whole number from 0 to 600"},
+      {Valid("jwt: {jwksFile: j.json, issuer: i, audiences: [a], algs: [x]}\n"),
+       "gw.yaml:7: jwt.algs: unknown field"},
+      {Valid("jwt:\n  jwksFile: j.json\n  issuer: i\n  audiences: [a]\n"
+             "  claimHeaders: {sub: x-mesh-user}\n"),
+       "gw.yaml:11: jwt.claimHeaders.sub: \"x-mesh-user\" grpc-*, x-mesh-* "
+       "and *-bin are reserved"},
+      {Valid("jwt:\n  jwksFile: j.json\n  issuer: i\n  audiences: [a]\n"
+             "  claimHeaders: {sub: Authorization}\n"),
+       "gw.yaml:11: jwt.claimHeaders.sub: \"Authorization\" must be a "
+       "lower-case header name"},
+      {Valid("jwt:\n  jwksFile: j.json\n  issuer: i\n  audiences: [a]\n"
+             "  claimHeaders: {sub: authorization}\n"),
+       "gw.yaml:11: jwt.claimHeaders.sub: \"authorization\" is a header the "
+       "gateway handles itself"},
+      {Valid("jwt:\n  jwksFile: j.json\n  issuer: i\n  audiences: [a]\n"
+             "  claimHeaders: {sub: x-user, email: x-user}\n"),
+       "gw.yaml:11: jwt.claimHeaders.email: header \"x-user\" is already "
+       "set from claim sub"},
+      {absl::StrCat("listen: x:1\nplaintext: true\napiKeys: [{client: a, "
+                    "sha256: ", kKey, "}]\nroutes:\n  - {host: h, "
+                    "destination: d, requiredScopes: [greet]}\n"),
+       "gw.yaml:5: routes[0].requiredScopes: needs jwt (scopes come from the "
+       "caller's token)"},
+      {"listen: x:1\nplaintext: true\njwt: {jwksFile: j, issuer: i, "
+       "audiences: [a]}\nroutes:\n  - {host: h, destination: d, "
+       "requiredScopes: []}\n",
+       "gw.yaml:5: routes[0].requiredScopes: must be a non-empty list of "
+       "strings"},
   };
   for (const Case& c : cases) {
     auto got = ParseGatewayConfig(c.yaml, "gw.yaml");
@@ -94,6 +137,36 @@ TEST(GatewayConfigTest, EveryProblemIsReportedWithItsLine) {
     EXPECT_NE(got.status().message().find(c.error), std::string::npos)
         << "got: " << got.status().message() << "\nwanted: " << c.error;
   }
+}
+
+TEST(GatewayConfigTest, ParsesJwt) {
+  auto c = ParseGatewayConfig(
+      "listen: x:1\nplaintext: true\n"
+      "jwt:\n  jwksFile: /etc/jwks.json\n  issuer: https://login.test\n"
+      "  audiences: [api.test, other.test]\n  clockSkewSeconds: 5\n"
+      "  claimHeaders: {sub: x-user, email: x-user-email}\n"
+      "  forwardToken: true\n  jwksCheckSeconds: 30\n"
+      "routes:\n  - {host: h, destination: d, requiredScopes: [a, b]}\n",
+      "gw.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->has_jwt);
+  EXPECT_TRUE(c->api_keys.empty());
+  EXPECT_EQ(c->jwt.jwks_file, "/etc/jwks.json");
+  EXPECT_EQ(c->jwt.issuer, "https://login.test");
+  EXPECT_EQ(c->jwt.audiences, (std::vector<std::string>{"api.test", "other.test"}));
+  EXPECT_EQ(c->jwt.clock_skew, absl::Seconds(5));
+  EXPECT_EQ(c->jwt.jwks_check_interval, absl::Seconds(30));
+  EXPECT_TRUE(c->jwt.forward_token);
+  EXPECT_EQ(c->jwt.claim_headers,
+            (std::map<std::string, std::string>{{"sub", "x-user"},
+                                                {"email", "x-user-email"}}));
+  EXPECT_EQ(c->routes[0].required_scopes, (std::vector<std::string>{"a", "b"}));
+  // Headers named like a claim header are the gateway's alone.
+  EXPECT_FALSE(ForwardRequestHeader("x-user", *c));
+  EXPECT_TRUE(ForwardRequestHeader("authorization", *c));  // forwardToken
+  c->jwt.forward_token = false;
+  EXPECT_FALSE(ForwardRequestHeader("authorization", *c));
+  EXPECT_TRUE(ForwardRequestHeader("x-request-id", *c));
 }
 
 TEST(GatewayConfigTest, MissingFileIsNotFound) {

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <iostream>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -58,6 +59,16 @@ bool ForwardRequestHeader(const std::string& key) {
          !absl::StartsWith(key, "x-mesh-") && HopHeaders().count(key) == 0;
 }
 
+bool ForwardRequestHeader(const std::string& key, const GatewayConfig& c) {
+  if (!ForwardRequestHeader(key)) return false;
+  if (!c.has_jwt) return true;
+  if (key == "authorization") return c.jwt.forward_token;
+  for (const auto& [claim, header] : c.jwt.claim_headers) {
+    if (key == header) return false;  // Only the gateway sets these.
+  }
+  return true;
+}
+
 bool ForwardResponseHeader(const std::string& key) {
   return !key.empty() && key[0] != ':' && !absl::StartsWith(key, "grpc-") &&
          HopHeaders().count(key) == 0;
@@ -111,6 +122,13 @@ void ClientLimits::Release(const std::string& client) {
 
 namespace {
 
+bool PrintableHeader(const std::string& v) {
+  for (unsigned char c : v) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 // Answers a call with `status` without proxying it.
 class Reject final : public grpc::ServerGenericBidiReactor {
  public:
@@ -131,13 +149,23 @@ class Reject final : public grpc::ServerGenericBidiReactor {
 class Gateway::Call final : public grpc::ServerGenericBidiReactor {
  public:
   Call(Gateway* gw, grpc::GenericCallbackServerContext* ctx,
-       grpc::GenericStub* stub, std::string client)
-      : gw_(gw), ctx_(ctx), client_(std::move(client)), up_(this) {
+       grpc::GenericStub* stub, const Caller& caller)
+      : gw_(gw), ctx_(ctx), client_(caller.client), up_(this) {
     up_ctx_.set_deadline(ctx->deadline());
     for (const auto& [k, v] : ctx->client_metadata()) {
       const std::string key(k.data(), k.size());
-      if (ForwardRequestHeader(key)) {
+      if (ForwardRequestHeader(key, gw_->config_)) {
         up_ctx_.AddMetadata(key, std::string(v.data(), v.size()));
+      }
+    }
+    if (caller.has_token) {
+      for (const auto& [claim, header] : gw_->config_.jwt.claim_headers) {
+        auto it = caller.token.claims.find(claim);
+        // Only values gRPC accepts in a text header (printable ASCII);
+        // another would fail the call inside gRPC.
+        if (it != caller.token.claims.end() && PrintableHeader(it->second)) {
+          up_ctx_.AddMetadata(header, it->second);
+        }
       }
     }
     // Who called, for the destination's logs and decisions; x-mesh-* from
@@ -305,8 +333,15 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
 
 // ---------------------------------------------------------------- Gateway
 
-Gateway::Gateway(GatewayConfig config, const ChannelFactory& channel_for)
-    : config_(std::move(config)), limits_(config_.limits) {
+Gateway::Gateway(GatewayConfig config, const ChannelFactory& channel_for,
+                 std::unique_ptr<JwtVerifier> jwt, Log log)
+    : config_(std::move(config)),
+      jwt_(std::move(jwt)),
+      log_(log != nullptr ? std::move(log)
+                          : [](const std::string& line) {
+                              std::cerr << (line + "\n") << std::flush;
+                            }),
+      limits_(config_.limits) {
   for (const Route& r : config_.routes) {
     Destination& d = destinations_[r.destination];
     if (d.channel == nullptr) {
@@ -316,7 +351,56 @@ Gateway::Gateway(GatewayConfig config, const ChannelFactory& channel_for)
   }
 }
 
-std::string Gateway::Authenticate(
+grpc::Status Gateway::Authenticate(
+    const grpc::GenericCallbackServerContext& ctx, Caller* caller) const {
+  const auto& md = ctx.client_metadata();
+  const auto auth = md.find("authorization");
+  if (jwt_ != nullptr && auth != md.end()) {
+    absl::string_view value(auth->second.data(), auth->second.size());
+    std::string why;
+    if (value.size() < 7 || !absl::EqualsIgnoreCase(value.substr(0, 7), "bearer ")) {
+      why = "authorization is not \"Bearer <token>\"";
+    } else {
+      auto token = jwt_->Verify(absl::StripLeadingAsciiWhitespace(value.substr(7)),
+                                absl::Now());
+      if (token.ok()) {
+        caller->client = token->subject;
+        caller->has_token = true;
+        caller->token = *std::move(token);
+        return grpc::Status::OK;
+      }
+      why = std::string(token.status().message());
+    }
+    log_(absl::StrCat("gateway: UNAUTHENTICATED ", ctx.method(), " from ",
+                      ctx.peer(), ": bearer token refused: ", why));
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "gateway: the bearer token is not valid");
+  }
+  if (!config_.api_keys.empty()) {
+    caller->client = ApiKeyClient(ctx);
+    if (!caller->client.empty()) return grpc::Status::OK;
+  } else if (jwt_ == nullptr) {
+    caller->client = PeerAddress(ctx.peer());  // allowUnauthenticated
+    return grpc::Status::OK;
+  }
+  log_(absl::StrCat("gateway: UNAUTHENTICATED ", ctx.method(), " from ",
+                    ctx.peer(), ": ",
+                    md.count("x-api-key") != 0 ? "unknown API key"
+                                               : "no credential"));
+  std::string what;
+  if (!config_.api_keys.empty() && jwt_ != nullptr) {
+    what = "a valid API key (metadata x-api-key) or bearer token (metadata "
+           "authorization) is required";
+  } else if (jwt_ != nullptr) {
+    what = "a bearer token is required (metadata authorization)";
+  } else {
+    what = "a valid API key is required (metadata x-api-key)";
+  }
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      absl::StrCat("gateway: ", what));
+}
+
+std::string Gateway::ApiKeyClient(
     const grpc::GenericCallbackServerContext& ctx) const {
   auto it = ctx.client_metadata().find("x-api-key");
   if (it == ctx.client_metadata().end()) return "";
@@ -345,18 +429,12 @@ const Route* Gateway::FindRoute(const std::string& host,
 
 grpc::ServerGenericBidiReactor* Gateway::CreateReactor(
     grpc::GenericCallbackServerContext* ctx) {
-  std::string client;
-  if (config_.api_keys.empty()) {
-    client = PeerAddress(ctx->peer());
-  } else {
-    client = Authenticate(*ctx);
-    if (client.empty()) {
-      counters_.unauthenticated.fetch_add(1, std::memory_order_relaxed);
-      return new Reject(grpc::Status(
-          grpc::StatusCode::UNAUTHENTICATED,
-          "gateway: a valid API key is required (metadata x-api-key)"));
-    }
+  Caller caller;
+  if (grpc::Status st = Authenticate(*ctx, &caller); !st.ok()) {
+    counters_.unauthenticated.fetch_add(1, std::memory_order_relaxed);
+    return new Reject(st);
   }
+  const std::string& client = caller.client;
   const std::string host = AuthorityHost(ctx->host());
   const Route* route = FindRoute(host, ctx->method());
   if (route == nullptr) {
@@ -365,6 +443,21 @@ grpc::ServerGenericBidiReactor* Gateway::CreateReactor(
         grpc::StatusCode::UNIMPLEMENTED,
         absl::StrCat("gateway: no route for host \"", host, "\" and method ",
                      ctx->method())));
+  }
+  for (const std::string& scope : route->required_scopes) {
+    const auto& have = caller.token.scopes;
+    if (std::find(have.begin(), have.end(), scope) == have.end()) {
+      counters_.forbidden.fetch_add(1, std::memory_order_relaxed);
+      log_(absl::StrCat("gateway: PERMISSION_DENIED ", ctx->method(),
+                        " for client ", client, ": ",
+                        caller.has_token ? "the token lacks scope "
+                                         : "no token, so no scope ",
+                        scope, " (route at line ", route->line, ")"));
+      return new Reject(
+          grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                       "gateway: the caller's credentials do not allow this "
+                       "method"));
+    }
   }
   switch (limits_.Admit(client, absl::Now())) {
     case ClientLimits::Verdict::kRateLimited:
@@ -385,7 +478,7 @@ grpc::ServerGenericBidiReactor* Gateway::CreateReactor(
       break;
   }
   return new Call(this, ctx, destinations_.at(route->destination).stub.get(),
-                  client);
+                  caller);
 }
 
 GatewayStats Gateway::stats() const {
@@ -393,6 +486,7 @@ GatewayStats Gateway::stats() const {
   s.calls = counters_.calls.load();
   s.calls_ok = counters_.calls_ok.load();
   s.unauthenticated = counters_.unauthenticated.load();
+  s.forbidden = counters_.forbidden.load();
   s.no_route = counters_.no_route.load();
   s.rate_limited = counters_.rate_limited.load();
   s.stream_limited = counters_.stream_limited.load();
@@ -405,6 +499,7 @@ std::string Gateway::StatsLine() const {
   const GatewayStats s = stats();
   return absl::StrCat("calls=", s.calls, " ok=", s.calls_ok,
                       " unauthenticated=", s.unauthenticated,
+                      " forbidden=", s.forbidden,
                       " no_route=", s.no_route,
                       " rate_limited=", s.rate_limited,
                       " stream_limited=", s.stream_limited,

@@ -10,7 +10,9 @@
 // cancellation carried across both ways. docs/gateway.md.
 //
 // Statuses the gateway itself answers with:
-//   UNAUTHENTICATED     no or unknown x-api-key;
+//   UNAUTHENTICATED     no or unknown x-api-key, no or invalid bearer token
+//                       (the reason is logged, never sent);
+//   PERMISSION_DENIED   a route's requiredScopes not all in the token;
 //   UNIMPLEMENTED       no route for the call's host and method;
 //   RESOURCE_EXHAUSTED  a message over limits.maxMessageBytes, a client over
 //                       maxStreamsPerClient or over its call rate.
@@ -34,6 +36,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "examples/gateway/gateway_config.h"
+#include "examples/gateway/jwt.h"
 
 namespace mesh {
 namespace gateway {
@@ -41,7 +44,8 @@ namespace gateway {
 struct GatewayStats {
   uint64_t calls = 0;            // Calls that reached a destination.
   uint64_t calls_ok = 0;         // ... and ended OK.
-  uint64_t unauthenticated = 0;  // Refused: no or unknown API key.
+  uint64_t unauthenticated = 0;  // Refused: no or bad API key or token.
+  uint64_t forbidden = 0;        // Refused: the token lacks a scope.
   uint64_t no_route = 0;         // Refused: no route (UNIMPLEMENTED).
   uint64_t rate_limited = 0;     // Refused: over the client's call rate.
   uint64_t stream_limited = 0;   // Refused: over maxStreamsPerClient.
@@ -77,7 +81,11 @@ class Gateway final : public grpc::CallbackGenericService {
   // destination, here.
   using ChannelFactory =
       std::function<std::shared_ptr<grpc::Channel>(const std::string&)>;
-  Gateway(GatewayConfig config, const ChannelFactory& channel_for);
+  using Log = std::function<void(const std::string&)>;
+  // `jwt` verifies bearer tokens; required when config.has_jwt. `log`
+  // gets one line per refused credential (with the reason).
+  Gateway(GatewayConfig config, const ChannelFactory& channel_for,
+          std::unique_ptr<JwtVerifier> jwt = nullptr, Log log = nullptr);
 
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* ctx) override;
@@ -90,7 +98,7 @@ class Gateway final : public grpc::CallbackGenericService {
   class Call;
   struct Counters {
     std::atomic<uint64_t> calls{0}, calls_ok{0}, unauthenticated{0},
-        no_route{0}, rate_limited{0}, stream_limited{0},
+        forbidden{0}, no_route{0}, rate_limited{0}, stream_limited{0},
         message_too_large{0}, cancelled{0};
   };
   struct Destination {
@@ -98,13 +106,25 @@ class Gateway final : public grpc::CallbackGenericService {
     std::unique_ptr<grpc::GenericStub> stub;
   };
 
+  // Who is calling: the API key's client, the token's subject (with its
+  // claims), or the IP address when no credential is asked for.
+  struct Caller {
+    std::string client;
+    bool has_token = false;
+    VerifiedToken token;
+  };
+  // OK and `caller`, or the status to refuse the call with.
+  grpc::Status Authenticate(const grpc::GenericCallbackServerContext& ctx,
+                            Caller* caller) const;
   // The client name for an API key, "" if the key is unknown.
-  std::string Authenticate(const grpc::GenericCallbackServerContext& ctx)
+  std::string ApiKeyClient(const grpc::GenericCallbackServerContext& ctx)
       const;
   const Route* FindRoute(const std::string& host,
                          const std::string& method) const;
 
   const GatewayConfig config_;
+  const std::unique_ptr<JwtVerifier> jwt_;
+  const Log log_;
   std::map<std::string, Destination> destinations_;  // By hostname.
   ClientLimits limits_;
   Counters counters_;
@@ -116,8 +136,10 @@ std::string AuthorityHost(const std::string& authority);
 // The IP address in a grpc peer string ("ipv4:1.2.3.4:5" -> "1.2.3.4").
 std::string PeerAddress(const std::string& peer);
 // Whether request metadata `key` is forwarded into the mesh (hop-by-hop,
-// gRPC-reserved, the API key and x-mesh-* are not).
+// gRPC-reserved, the API key and x-mesh-* are not; with jwt, neither are
+// the claim headers nor, unless forwardToken, `authorization`).
 bool ForwardRequestHeader(const std::string& key);
+bool ForwardRequestHeader(const std::string& key, const GatewayConfig& c);
 // Whether response metadata `key` is passed back to the outside caller.
 bool ForwardResponseHeader(const std::string& key);
 

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -108,6 +109,31 @@ class Reader {
     *out = n;
   }
 
+  // A non-empty list of non-empty strings without spaces.
+  bool Words(const YAML::Node& map, const std::string& key,
+             const std::string& field, std::vector<std::string>* out,
+             bool required) {
+    const YAML::Node v = map[key];
+    if (!v) {
+      if (required) Error(map.Mark(), field, "required field is missing");
+      return false;
+    }
+    if (!v.IsSequence() || v.size() == 0) {
+      Error(v.Mark(), field, "must be a non-empty list of strings");
+      return false;
+    }
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].IsScalar() || v[i].Scalar().empty() ||
+          v[i].Scalar().find(' ') != std::string::npos) {
+        Error(v[i].Mark(), absl::StrCat(field, "[", i, "]"),
+              "must be a non-empty string without spaces");
+        return false;
+      }
+      out->push_back(v[i].Scalar());
+    }
+    return true;
+  }
+
   const std::vector<std::string>& errors() const { return errors_; }
 
  private:
@@ -126,6 +152,27 @@ bool ValidHost(const std::string& h) {
     }
   }
   return rest.front() != '.' && rest.back() != '.';
+}
+
+// A header the gateway may set from a claim: lower case, and none of the
+// names it forwards, sets or consumes itself.
+std::string ClaimHeaderProblem(const std::string& h) {
+  if (h.empty()) return "must be a header name";
+  for (char c : h) {
+    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' ||
+          c == '_' || c == '.')) {
+      return "must be a lower-case header name (a-z, 0-9, -, _, .)";
+    }
+  }
+  if (absl::StartsWith(h, "grpc-") || absl::StartsWith(h, "x-mesh-") ||
+      absl::EndsWith(h, "-bin")) {
+    return "grpc-*, x-mesh-* and *-bin are reserved";
+  }
+  static const std::set<std::string> kReserved = {
+      "authorization", "x-api-key", "x-forwarded-for", "te", "host",
+      "content-type", "user-agent", "connection", "content-length"};
+  if (kReserved.count(h) != 0) return "is a header the gateway handles itself";
+  return "";
 }
 
 }  // namespace
@@ -158,7 +205,7 @@ absl::StatusOr<GatewayConfig> ParseGatewayConfig(absl::string_view yaml,
     return absl::InvalidArgumentError(
         absl::StrCat(name, ":1: the gateway config must be a YAML map"));
   }
-  r.Map(root, "", {"listen", "tls", "plaintext", "apiKeys",
+  r.Map(root, "", {"listen", "tls", "plaintext", "apiKeys", "jwt",
                    "allowUnauthenticated", "routes", "limits"});
   r.String(root, "listen", "listen", &c.listen, true);
   if (!c.listen.empty() && (c.listen.rfind(':') == std::string::npos ||
@@ -213,14 +260,64 @@ absl::StatusOr<GatewayConfig> ParseGatewayConfig(absl::string_view yaml,
       }
     }
   }
-  if (c.api_keys.empty() && !c.allow_unauthenticated) {
+  if (const YAML::Node j = root["jwt"]; j) {
+    c.has_jwt = true;
+    if (r.Map(j, "jwt", {"jwksFile", "issuer", "audiences",
+                         "clockSkewSeconds", "claimHeaders", "forwardToken",
+                         "jwksCheckSeconds"})) {
+      r.String(j, "jwksFile", "jwt.jwksFile", &c.jwt.jwks_file, true);
+      r.String(j, "issuer", "jwt.issuer", &c.jwt.issuer, true);
+      r.Words(j, "audiences", "jwt.audiences", &c.jwt.audiences, true);
+      int skew = 60, check = 1;
+      r.Number<int>(j, "clockSkewSeconds", "jwt.clockSkewSeconds", 0, 600,
+                    &skew);
+      r.Number<int>(j, "jwksCheckSeconds", "jwt.jwksCheckSeconds", 1, 3600,
+                    &check);
+      c.jwt.clock_skew = absl::Seconds(skew);
+      c.jwt.jwks_check_interval = absl::Seconds(check);
+      r.Bool(j, "forwardToken", "jwt.forwardToken", &c.jwt.forward_token);
+      if (const YAML::Node ch = j["claimHeaders"]; ch) {
+        if (!ch.IsMap()) {
+          r.Error(ch.Mark(), "jwt.claimHeaders",
+                  "must be a map of claim: header");
+        } else {
+          std::map<std::string, std::string> headers;  // -> claim
+          for (const auto& kv : ch) {
+            const std::string claim =
+                kv.first.IsScalar() ? kv.first.Scalar() : "";
+            const std::string f = "jwt.claimHeaders." + claim;
+            if (claim.empty() || !kv.second.IsScalar()) {
+              r.Error(kv.first.Mark(), f,
+                      "must be claim: header (two plain strings)");
+              continue;
+            }
+            const std::string header = kv.second.Scalar();
+            if (const std::string p = ClaimHeaderProblem(header); !p.empty()) {
+              r.Error(kv.second.Mark(), f, absl::StrCat("\"", header, "\" ", p));
+            } else if (c.jwt.claim_headers.count(claim) != 0) {
+              r.Error(kv.first.Mark(), f, "duplicate key");
+            } else if (headers.count(header) != 0) {
+              r.Error(kv.second.Mark(), f,
+                      absl::StrCat("header \"", header,
+                                   "\" is already set from claim ",
+                                   headers[header]));
+            } else {
+              headers[header] = claim;
+              c.jwt.claim_headers[claim] = header;
+            }
+          }
+        }
+      }
+    }
+  }
+  if (c.api_keys.empty() && !c.has_jwt && !c.allow_unauthenticated) {
     r.Error(root.Mark(), "apiKeys",
-            "required (callers from outside must present a key), or "
+            "required (callers from outside must present a key), or jwt, or "
             "allowUnauthenticated: true");
   }
-  if (!c.api_keys.empty() && c.allow_unauthenticated) {
+  if ((!c.api_keys.empty() || c.has_jwt) && c.allow_unauthenticated) {
     r.Error(root["allowUnauthenticated"].Mark(), "allowUnauthenticated",
-            "cannot be true when apiKeys are given");
+            "cannot be true when apiKeys or jwt are given");
   }
   if (const YAML::Node routes = root["routes"];
       !routes || !routes.IsSequence() || routes.size() == 0) {
@@ -229,7 +326,8 @@ absl::StatusOr<GatewayConfig> ParseGatewayConfig(absl::string_view yaml,
   } else {
     for (size_t i = 0; i < routes.size(); ++i) {
       const std::string f = absl::StrCat("routes[", i, "]");
-      if (!r.Map(routes[i], f, {"host", "methodPrefix", "destination"})) {
+      if (!r.Map(routes[i], f, {"host", "methodPrefix", "destination",
+                                 "requiredScopes"})) {
         continue;
       }
       Route rt;
@@ -249,6 +347,12 @@ absl::StatusOr<GatewayConfig> ParseGatewayConfig(absl::string_view yaml,
       }
       r.String(routes[i], "destination", f + ".destination", &rt.destination,
                true);
+      if (r.Words(routes[i], "requiredScopes", f + ".requiredScopes",
+                  &rt.required_scopes, false) &&
+          !c.has_jwt) {
+        r.Error(routes[i]["requiredScopes"].Mark(), f + ".requiredScopes",
+                "needs jwt (scopes come from the caller's token)");
+      }
       c.routes.push_back(rt);
     }
   }

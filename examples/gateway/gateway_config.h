@@ -8,9 +8,12 @@
 //   tls: {certificate: server.pem, privateKey: server.key}  # or plaintext: true
 //   apiKeys:
 //     - {client: partner-a, sha256: <hex SHA-256 of the key>}
+//   jwt: {jwksFile: jwks.json, issuer: https://login.example.test,
+//         audiences: [api.example.test], clockSkewSeconds: 60,
+//         claimHeaders: {sub: x-jwt-sub}, forwardToken: false}
 //   routes:
 //     - {host: api.example.test, methodPrefix: /pkg.Svc/,
-//        destination: greeter.mesh.internal}
+//        destination: greeter.mesh.internal, requiredScopes: [greet]}
 //   limits: {maxMessageBytes: 4194304, maxStreamsPerClient: 100,
 //            callsPerSecondPerClient: 50, burstPerClient: 100}
 //
@@ -27,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "examples/gateway/jwt.h"
 
 namespace mesh {
 namespace gateway {
@@ -39,6 +43,9 @@ struct Route {
   // matches every method.
   std::string method_prefix;
   std::string destination;  // A mesh hostname, e.g. "greeter.mesh.internal".
+  // Scopes the caller's JWT must all carry (its `scope` or `scp` claim);
+  // callers without one (API key) are refused with PERMISSION_DENIED.
+  std::vector<std::string> required_scopes;
   int line = 0;             // Where it was defined, for messages.
 };
 
@@ -68,6 +75,9 @@ struct GatewayConfig {
   // Callers must present one of these in the `x-api-key` metadata, unless
   // allow_unauthenticated (then callers are told apart by IP address).
   std::vector<ApiKey> api_keys;
+  // Or (and) a JWT in `authorization: Bearer ...`, if has_jwt.
+  bool has_jwt = false;
+  JwtConfig jwt;
   bool allow_unauthenticated = false;
   std::vector<Route> routes;  // First match wins.
   Limits limits;

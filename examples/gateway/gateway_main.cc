@@ -125,10 +125,25 @@ int main(int argc, char** argv) {
   // checks their size itself so that a large one is counted (see Gateway).
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
+  auto log = [](const std::string& line) {
+    std::cerr << (line + "\n") << std::flush;
+  };
+  std::unique_ptr<mesh::gateway::JwtVerifier> jwt;
+  if (gw_config->has_jwt) {
+    auto v = mesh::gateway::JwtVerifier::Create(gw_config->jwt, log);
+    if (!v.ok()) {
+      std::cerr << "gateway: jwt: " << v.status().message() << "\n";
+      return 1;
+    }
+    jwt = *std::move(v);
+    jwt->StartWatching();
+  }
   mesh::gateway::Gateway gateway(
-      *gw_config, [&](const std::string& hostname) {
+      *gw_config,
+      [&](const std::string& hostname) {
         return (*m)->CreateChannel(hostname, args);
-      });
+      },
+      std::move(jwt), log);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -150,8 +165,11 @@ int main(int argc, char** argv) {
   std::cout << "gateway listening on " << host << ":" << port << " ("
             << (gw_config->plaintext ? "plaintext" : "TLS") << ", "
             << gw_config->routes.size() << " routes, "
-            << (gw_config->api_keys.empty() ? "no authentication"
-                                            : "API keys")
+            << (!gw_config->api_keys.empty() && gw_config->has_jwt
+                    ? "API keys and JWT"
+                : gw_config->has_jwt        ? "JWT"
+                : gw_config->api_keys.empty() ? "no authentication"
+                                              : "API keys")
             << ")" << std::endl;
   auto last = std::chrono::steady_clock::now();
   while (!g_stop) {

@@ -3,7 +3,8 @@
 // servers over mTLS, instance "a" for greeter.mesh.internal and "b" for
 // other.mesh.internal); the gateway binary runs as a child with its own
 // SPIFFE identity; the test calls the gateway from "outside" over ordinary
-// TLS with API keys, the way a partner's client would.
+// TLS with API keys or JWTs (signed here, tests/jwt_signer.h), the way a
+// partner's client would.
 
 #include <atomic>
 #include <fstream>
@@ -23,6 +24,7 @@
 #include "mesh/identity/dev_ca.h"
 #include "mesh/mesh.h"
 #include "tests/child.h"
+#include "tests/jwt_signer.h"
 #include "tests/free_port.h"
 #include "tests/temp_dir.h"
 
@@ -98,6 +100,9 @@ class GatewayTest : public ::testing::Test {
       ASSERT_NE(*server, nullptr);
     }
 
+    rsa_ = new testing::SigningKey(testing::SigningKey::Rsa("rsa-1"));
+    ec_ = new testing::SigningKey(testing::SigningKey::Ec("ec-1"));
+    WriteFile(*dir_ + "/jwks.json", testing::Jwks(*rsa_, *ec_));
     WriteFile(*dir_ + "/gateway.yaml",
               absl::StrCat(
                   "listen: 127.0.0.1:0\n"
@@ -110,10 +115,17 @@ class GatewayTest : public ::testing::Test {
                   gateway::Sha256Hex("key-rate"), "}\n"
                   "  - {client: partner-streams, sha256: ",
                   gateway::Sha256Hex("key-streams"), "}\n"
+                  "jwt:\n"
+                  "  jwksFile: ", *dir_, "/jwks.json\n"
+                  "  issuer: https://login.example.test\n"
+                  "  audiences: [api.example.test]\n"
+                  "  claimHeaders: {sub: x-jwt-sub, tier: x-jwt-tier}\n"
                   "routes:\n"
                   "  - {host: api.example.test, methodPrefix: "
                   "/mesh.examples.Greeter/, destination: "
                   "greeter.mesh.internal}\n"
+                  "  - {host: scoped.other.test, destination: "
+                  "greeter.mesh.internal, requiredScopes: [greeter.write]}\n"
                   "  - {host: '*.other.test', destination: "
                   "other.mesh.internal}\n"
                   "limits: {maxMessageBytes: ", kMaxMessage,
@@ -163,6 +175,8 @@ class GatewayTest : public ::testing::Test {
     delete service_a_;
     delete service_b_;
     delete mesh_;
+    delete rsa_;
+    delete ec_;
     delete dir_;
     delete tmp_;
   }
@@ -198,10 +212,36 @@ class GatewayTest : public ::testing::Test {
         grpc::SslCredentials(ssl), args);
   }
 
+  // `key` is an API key, or "Bearer <token>" (or any other
+  // `authorization` value, if it has a space).
   static void Prepare(grpc::ClientContext* ctx, const std::string& key,
                       absl::Duration deadline = absl::Seconds(10)) {
     ctx->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    if (!key.empty()) ctx->AddMetadata("x-api-key", key);
+    if (key.find(' ') != std::string::npos) {
+      ctx->AddMetadata("authorization", key);
+    } else if (!key.empty()) {
+      ctx->AddMetadata("x-api-key", key);
+    }
+  }
+
+  // Claims for a token from the configured issuer, for api.example.test,
+  // valid for five more minutes; `extra` goes inside the object.
+  static std::string Claims(const std::string& extra = "") {
+    return absl::StrCat(
+        "{\"iss\": \"https://login.example.test\", \"sub\": \"user-1\", "
+        "\"aud\": \"api.example.test\", \"exp\": ",
+        absl::ToUnixSeconds(absl::Now()) + 300, extra, "}");
+  }
+
+  // Waits until the gateway prints `needle` after output offset `from`.
+  static bool AwaitOutput(const std::string& needle, size_t from) {
+    const absl::Time end = absl::Now() + absl::Seconds(10);
+    while (gateway_->output().find(needle, from) == std::string::npos) {
+      if (absl::Now() > end || !gateway_->ReadSome(absl::Milliseconds(100))) {
+        return false;
+      }
+    }
+    return true;
   }
 
   static grpc::Status Hello(const std::string& authority,
@@ -252,6 +292,8 @@ class GatewayTest : public ::testing::Test {
   static grpc::Server* server_a_;
   static grpc::Server* server_b_;
   static testing::Child* gateway_;
+  static testing::SigningKey* rsa_;
+  static testing::SigningKey* ec_;
   static int port_a_, port_b_, gateway_port_;
 };
 
@@ -263,6 +305,8 @@ examples::GreeterService* GatewayTest::service_b_ = nullptr;
 grpc::Server* GatewayTest::server_a_ = nullptr;
 grpc::Server* GatewayTest::server_b_ = nullptr;
 testing::Child* GatewayTest::gateway_ = nullptr;
+testing::SigningKey* GatewayTest::rsa_ = nullptr;
+testing::SigningKey* GatewayTest::ec_ = nullptr;
 int GatewayTest::port_a_ = 0;
 int GatewayTest::port_b_ = 0;
 int GatewayTest::gateway_port_ = 0;
@@ -471,7 +515,8 @@ TEST_F(GatewayTest, CallersWithoutAValidKeyAreRefused) {
   grpc::Status st = Hello("api.example.test", "", "x", &reply);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(st.error_message(),
-            "gateway: a valid API key is required (metadata x-api-key)");
+            "gateway: a valid API key (metadata x-api-key) or bearer token "
+            "(metadata authorization) is required");
   st = Hello("api.example.test", "key-wrong", "x", &reply);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(AwaitStat("unauthenticated", 2));
@@ -608,6 +653,158 @@ TEST_F(GatewayTest, DestinationPolicyAppliesToTheGateway) {
       absl::Seconds(10)));
   st = Hello("api.example.test", "key-a", "x", &reply);
   EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+}  // namespace
+}  // namespace mesh
+
+namespace mesh {
+namespace {
+
+TEST_F(GatewayTest, AValidTokenReachesTheDestinationWithItsClaimsAsHeaders) {
+  for (const testing::SigningKey* key : {ec_, rsa_}) {
+    auto stub = Greeter::NewStub(Outside("api.example.test"));
+    grpc::ClientContext ctx;
+    Prepare(&ctx, "Bearer " + key->Sign(Claims(", \"tier\": \"gold\"")));
+    ctx.AddMetadata("x-jwt-sub", "forged");  // Only the gateway sets it.
+    ctx.AddMetadata("x-request-id", "req-7");
+    HelloRequest req;
+    req.set_name("metadata");  // The greeter echoes the request metadata.
+    HelloReply reply;
+    grpc::Status st = stub->SayHello(&ctx, req, &reply);
+    ASSERT_TRUE(st.ok()) << key->alg() << ": " << st.error_message();
+    EXPECT_EQ(reply.instance(), "a");
+    const auto& md = reply.request_metadata();
+    auto at = [&](const std::string& k) {
+      return md.count(k) ? md.at(k) : std::string("(none)");
+    };
+    EXPECT_EQ(at("x-jwt-sub"), "user-1");
+    EXPECT_EQ(at("x-jwt-tier"), "gold");
+    EXPECT_EQ(at("x-mesh-gateway-client"), "user-1");
+    EXPECT_EQ(at("x-request-id"), "req-7");
+    EXPECT_EQ(md.count("authorization"), 0u)
+        << "the token leaked into the mesh (forwardToken is off)";
+  }
+}
+
+TEST_F(GatewayTest, BadTokensAreUnauthenticatedWithTheReasonOnlyInTheLog) {
+  testing::SigningKey other = testing::SigningKey::Rsa("rsa-1");
+  const std::string now = absl::StrCat(absl::ToUnixSeconds(absl::Now()));
+  const std::string exp = absl::StrCat(absl::ToUnixSeconds(absl::Now()) + 300);
+  struct Case {
+    std::string what, authorization, logged;
+  };
+  const std::vector<Case> cases = {
+      {"expired",
+       "Bearer " + ec_->Sign(absl::StrCat(
+                       "{\"iss\": \"https://login.example.test\", \"sub\": "
+                       "\"u\", \"aud\": \"api.example.test\", \"exp\": ",
+                       absl::ToUnixSeconds(absl::Now()) - 120, "}")),
+       "bearer token refused: expired at "},
+      {"wrong audience",
+       "Bearer " + ec_->Sign(absl::StrCat(
+                       "{\"iss\": \"https://login.example.test\", \"sub\": "
+                       "\"u\", \"aud\": \"evil.test\", \"exp\": ",
+                       exp, "}")),
+       "bearer token refused: audience [evil.test] names none of "
+       "[api.example.test]"},
+      {"wrong key", "Bearer " + other.Sign(Claims()),
+       "bearer token refused: the RS256 signature does not verify with kid "
+       "rsa-1"},
+      {"alg none", "Bearer " + testing::UnsignedToken(Claims()),
+       "bearer token refused: alg \"none\" is not accepted"},
+      {"HS256 with the public key as secret",
+       "Bearer " + testing::Hs256Token(rsa_->Header("HS256"), Claims(),
+                                       rsa_->PublicPem()),
+       "bearer token refused: alg \"HS256\" is not accepted"},
+      {"garbage", "Bearer not.a.token",
+       "bearer token refused: the header is not base64url JSON"},
+      {"not a bearer token", "Basic dXNlcjpwYXNz",
+       "bearer token refused: authorization is not \"Bearer <token>\""},
+  };
+  for (const Case& c : cases) {
+    const size_t from = gateway_->output().size();
+    HelloReply reply;
+    grpc::Status st = Hello("api.example.test", c.authorization, "x", &reply);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << c.what;
+    // The caller learns nothing about why.
+    EXPECT_EQ(st.error_message(), "gateway: the bearer token is not valid")
+        << c.what;
+    EXPECT_TRUE(AwaitOutput(c.logged, from))
+        << c.what << ": wanted in the log: " << c.logged << "\n"
+        << gateway_->output().substr(from);
+  }
+  // A bad token is refused even with a valid API key beside it.
+  auto stub = Greeter::NewStub(Outside("api.example.test"));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, "key-a");
+  ctx.AddMetadata("authorization", "Bearer " + other.Sign(Claims()));
+  HelloRequest req;
+  HelloReply reply;
+  EXPECT_EQ(stub->SayHello(&ctx, req, &reply).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(GatewayTest, ARouteCanRequireAScope) {
+  HelloReply reply;
+  grpc::Status st =
+      Hello("scoped.other.test",
+            "Bearer " + rsa_->Sign(Claims(
+                            ", \"scope\": \"greeter.read greeter.write\"")),
+            "x", &reply);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(reply.instance(), "a");
+
+  const size_t from = gateway_->output().size();
+  st = Hello("scoped.other.test",
+             "Bearer " + rsa_->Sign(Claims(", \"scope\": \"greeter.read\"")),
+             "x", &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(st.error_message(),
+            "gateway: the caller's credentials do not allow this method");
+  EXPECT_TRUE(AwaitOutput("for client user-1: the token lacks scope "
+                          "greeter.write",
+                          from))
+      << gateway_->output().substr(from);
+  // An API key carries no scope.
+  st = Hello("scoped.other.test", "key-a", "x", &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(AwaitOutput("for client partner-a: no token, so no scope "
+                          "greeter.write",
+                          from));
+  EXPECT_TRUE(AwaitStat("forbidden", 2));
+}
+
+TEST_F(GatewayTest, TheKeySetIsReloadedWhenItsFileChanges) {
+  testing::SigningKey next = testing::SigningKey::Ec("ec-2");
+  const std::string jwks = *dir_ + "/jwks.json";
+  HelloReply reply;
+  EXPECT_EQ(Hello("api.example.test", "Bearer " + next.Sign(Claims()), "x",
+                  &reply)
+                .error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // Rotation: ec-2 in, ec-1 out.
+  size_t from = gateway_->output().size();
+  WriteFile(jwks, testing::Jwks(*rsa_, next));
+  ASSERT_TRUE(AwaitOutput("jwks: loaded 2 key(s) from " + jwks, from));
+  grpc::Status st =
+      Hello("api.example.test", "Bearer " + next.Sign(Claims()), "x", &reply);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(Hello("api.example.test", "Bearer " + ec_->Sign(Claims()), "x",
+                  &reply)
+                .error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // A broken file is logged; the keys in force stay.
+  from = gateway_->output().size();
+  WriteFile(jwks, "{\"keys\": [{\"kty\": \"RSA\"}]}");
+  ASSERT_TRUE(AwaitOutput("the keys loaded before stay in force", from))
+      << gateway_->output().substr(from);
+  st = Hello("api.example.test", "Bearer " + next.Sign(Claims()), "x", &reply);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  // Back to the set the other tests use.
+  from = gateway_->output().size();
+  WriteFile(jwks, testing::Jwks(*rsa_, *ec_));
+  ASSERT_TRUE(AwaitOutput("jwks: loaded 2 key(s) from " + jwks, from));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "mesh/common/sync.h"
 #include "absl/strings/str_cat.h"
 #include "tests/jwt_signer.h"
 #include "tests/temp_dir.h"
@@ -51,7 +52,7 @@ class JwtTest : public ::testing::Test {
     c.clock_skew = absl::Seconds(30);
     c.jwks_check_interval = absl::Milliseconds(20);
     auto v = JwtVerifier::Create(c, [this](const std::string& line) {
-      absl::MutexLock lock(&mu_);
+      internal::MutexLock lock(&mu_);
       log_.push_back(line);
     });
     ASSERT_TRUE(v.ok()) << v.status();
@@ -69,7 +70,7 @@ class JwtTest : public ::testing::Test {
   }
 
   bool Logged(const std::string& part) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     for (const std::string& l : log_) {
       if (absl::StrContains(l, part)) return true;
     }
@@ -79,7 +80,7 @@ class JwtTest : public ::testing::Test {
   SigningKey rsa_, ec_;
   testing::TempDir dir_;
   std::unique_ptr<JwtVerifier> verifier_;
-  absl::Mutex mu_;
+  internal::Mutex mu_;
   std::vector<std::string> log_ ABSL_GUARDED_BY(mu_);
 };
 

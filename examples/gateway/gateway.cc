@@ -339,7 +339,7 @@ Gateway::Gateway(GatewayConfig config, const ChannelFactory& channel_for,
       jwt_(std::move(jwt)),
       log_(log != nullptr ? std::move(log)
                           : [](const std::string& line) {
-                              std::cerr << (line + "\n") << std::flush;
+                              std::cout << (line + "\n") << std::flush;
                             }),
       limits_(config_.limits) {
   for (const Route& r : config_.routes) {

@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   auto log = [](const std::string& line) {
-    std::cerr << (line + "\n") << std::flush;
+    std::cout << (line + "\n") << std::flush;
   };
   std::unique_ptr<mesh::gateway::JwtVerifier> jwt;
   if (gw_config->has_jwt) {

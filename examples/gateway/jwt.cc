@@ -304,9 +304,10 @@ JwtVerifier::JwtVerifier(JwtConfig config,
 
 JwtVerifier::~JwtVerifier() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
+  stopped_.notify_all();
   if (watcher_.joinable()) watcher_.join();
 }
 
@@ -352,7 +353,7 @@ absl::StatusOr<std::unique_ptr<JwtVerifier>> JwtVerifier::Create(
   auto keys = LoadJwks(v->config_.jwks_file);
   if (!keys.ok()) return keys.status();
   v->log_(Loaded(**keys, v->config_.jwks_file));
-  absl::MutexLock lock(&v->mu_);
+  std::lock_guard<std::mutex> lock(v->mu_);
   v->keys_ = *std::move(keys);
   v->file_stamp_ = stamp;
   return v;
@@ -360,12 +361,14 @@ absl::StatusOr<std::unique_ptr<JwtVerifier>> JwtVerifier::Create(
 
 void JwtVerifier::StartWatching() {
   watcher_ = std::thread([this] {
-    absl::MutexLock lock(&mu_);
-    while (!mu_.AwaitWithTimeout(absl::Condition(&stop_),
-                                 config_.jwks_check_interval)) {
-      mu_.Unlock();
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopped_.wait_for(lock,
+                              absl::ToChronoMilliseconds(
+                                  config_.jwks_check_interval),
+                              [this] { return stop_; })) {
+      lock.unlock();
       CheckFile();
-      mu_.Lock();
+      lock.lock();
     }
   });
 }
@@ -373,7 +376,7 @@ void JwtVerifier::StartWatching() {
 void JwtVerifier::CheckFile() {
   const std::string stamp = Stamp(config_.jwks_file);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (stamp == file_stamp_) return;
     file_stamp_ = stamp;  // Logged once per change, good or bad.
   }
@@ -384,13 +387,13 @@ void JwtVerifier::CheckFile() {
     return;
   }
   log_(Loaded(**keys, config_.jwks_file));
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   keys_ = *std::move(keys);
   ++reloads_;
 }
 
 uint64_t JwtVerifier::reloads() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return reloads_;
 }
 
@@ -424,7 +427,7 @@ absl::StatusOr<VerifiedToken> JwtVerifier::Verify(absl::string_view token,
   const std::string kid = StringField(header, "kid");
   std::shared_ptr<const JwtKeySet> keys;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     keys = keys_;
   }
   // Keys of the token's algorithm (and its kid, if it names one).

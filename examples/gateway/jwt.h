@@ -20,17 +20,18 @@
 #ifndef EXAMPLES_GATEWAY_JWT_H_
 #define EXAMPLES_GATEWAY_JWT_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace mesh {
@@ -97,11 +98,12 @@ class JwtVerifier {
 
   const JwtConfig config_;
   const std::function<void(const std::string&)> log_;
-  mutable absl::Mutex mu_;
-  std::shared_ptr<const JwtKeySet> keys_ ABSL_GUARDED_BY(mu_);
-  std::string file_stamp_ ABSL_GUARDED_BY(mu_);
-  uint64_t reloads_ ABSL_GUARDED_BY(mu_) = 0;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  mutable std::mutex mu_;  // (std: an example, public APIs only)
+  std::condition_variable stopped_;
+  std::shared_ptr<const JwtKeySet> keys_;
+  std::string file_stamp_;
+  uint64_t reloads_ = 0;
+  bool stop_ = false;
   std::thread watcher_;
 };
 

@@ -72,7 +72,7 @@ limits: {maxStreamsPerClient: 10000}
 YAML
   MESH_AGENT_PATH=$BIN/mesh/agent/mesh_agent MESH_LOG_QUIET=1 "$@" \
     $BIN/examples/gateway/gateway --gateway_config="$WORK/gateway-$port.yaml" \
-    --config="$WORK/mesh.yaml" --plaintext --locality=r1/z1/c1 > "$WORK/gateway-$port.log" 2>&1 &
+    --config="$WORK/mesh.yaml" --plaintext --locality=r1/z1/c1 ${GATEWAY_ARGS:-} > "$WORK/gateway-$port.log" 2>&1 &
   STARTED=$!
   PIDS+=($STARTED)
 }

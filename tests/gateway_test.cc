@@ -510,6 +510,68 @@ TEST_F(GatewayTest, ServesHealthChecksWithoutAKey) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
 }
 
+TEST_F(GatewayTest, HealthWatchStreamsServingAndUnknownServicesAreNotFound) {
+  grpc::GenericStub generic(Outside("api.example.test"));
+  grpc::CompletionQueue cq;
+  auto next = [&cq](int want) {
+    void* tag = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    EXPECT_EQ(reinterpret_cast<intptr_t>(tag), want);
+    return ok;
+  };
+  auto bytes_of = [](const grpc::ByteBuffer& b) {
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(b.Dump(&slices).ok());
+    std::string out;
+    for (const grpc::Slice& sl : slices) {
+      out.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    }
+    return out;
+  };
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, "");
+    auto call = generic.PrepareCall(&ctx, "/grpc.health.v1.Health/Watch", &cq);
+    call->StartCall(reinterpret_cast<void*>(1));
+    ASSERT_TRUE(next(1));
+    grpc::Slice empty("");
+    call->WriteLast(grpc::ByteBuffer(&empty, 1), grpc::WriteOptions(),
+                    reinterpret_cast<void*>(2));
+    ASSERT_TRUE(next(2));
+    grpc::ByteBuffer resp;
+    call->Read(&resp, reinterpret_cast<void*>(3));
+    ASSERT_TRUE(next(3));
+    EXPECT_EQ(bytes_of(resp), std::string("\x08\x01", 2));  // SERVING
+    ctx.TryCancel();  // The watcher goes away; the stream was held open.
+    grpc::Status st;
+    call->Finish(&st, reinterpret_cast<void*>(4));
+    next(4);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::CANCELLED);
+  }
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, "");
+    auto call = generic.PrepareCall(&ctx, "/grpc.health.v1.Health/Check", &cq);
+    call->StartCall(reinterpret_cast<void*>(1));
+    ASSERT_TRUE(next(1));
+    const std::string req = std::string("\x0a\x05other", 7);  // service
+    grpc::Slice s(req);
+    call->WriteLast(grpc::ByteBuffer(&s, 1), grpc::WriteOptions(),
+                    reinterpret_cast<void*>(2));
+    next(2);
+    grpc::Status st;
+    call->Finish(&st, reinterpret_cast<void*>(3));
+    next(3);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
 TEST_F(GatewayTest, CallersWithoutAValidKeyAreRefused) {
   HelloReply reply;
   grpc::Status st = Hello("api.example.test", "", "x", &reply);

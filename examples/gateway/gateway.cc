@@ -118,8 +118,6 @@ void ClientLimits::Release(const std::string& client) {
   if (it != clients_.end() && it->second.open > 0) --it->second.open;
 }
 
-// ---------------------------------------------------------------- Reject
-
 namespace {
 
 bool PrintableHeader(const std::string& v) {
@@ -129,41 +127,172 @@ bool PrintableHeader(const std::string& v) {
   return true;
 }
 
-// Answers a call with `status` without proxying it.
-class Reject final : public grpc::ServerGenericBidiReactor {
- public:
-  explicit Reject(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
-};
-
 }  // namespace
 
 // ------------------------------------------------------------------- Call
 
-// One proxied call: the outside call (this reactor, "down") and the call into
-// the mesh (Upstream, "up"). Messages flow one at a time each way: a message
-// read from one side is written to the other, and the next read starts when
-// that write is done, so the gateway holds at most one message per
-// direction and HTTP/2 flow control pushes back on a fast sender. Deleted
-// when both sides are done.
-class Gateway::Call final : public grpc::ServerGenericBidiReactor {
+// One proxied call: the outside call ("down", on the async generic service)
+// and the call into the mesh ("up", an async generic client call), both on
+// the completion queue of one polling thread, so every reaction of both
+// sides runs on that thread, one at a time, with no lock and no thread hop.
+//
+// Messages flow one at a time each way: a message read from one side is
+// written to the other, and the next read starts when that write is done,
+// so the gateway holds at most one message per direction and HTTP/2 flow
+// control pushes back on a fast sender. The outside call is finished once
+// the call into the mesh has its status and no write to the outside is in
+// flight; the Call is deleted when no operation of either side is pending.
+constexpr char kHealthPrefix[] = "/grpc.health.v1.Health/";
+
+class Gateway::Call {
  public:
-  Call(Gateway* gw, grpc::GenericCallbackServerContext* ctx,
-       grpc::GenericStub* stub, const Caller& caller)
-      : gw_(gw), ctx_(ctx), client_(caller.client), up_(this) {
-    up_ctx_.set_deadline(ctx->deadline());
-    for (const auto& [k, v] : ctx->client_metadata()) {
+  Call(Gateway* gw, Poller* poller) : gw_(gw), poller_(poller) {
+    for (int k = 0; k < kKinds; ++k) ops_[k] = {this, static_cast<Kind>(k)};
+    gw_->CallStarted();
+  }
+
+  // Waits for the next outside call on the poller's queue.
+  void Accept() {
+    down_ctx_.AsyncNotifyWhenDone(&ops_[kDownDone]);
+    ++pending_;  // kDownDone: delivered once the call is accepted.
+    gw_->service_.RequestCall(&down_ctx_, &down_, poller_->cq.get(),
+                              poller_->cq.get(), &ops_[kAccepted]);
+    ++pending_;
+  }
+
+  // A completion of one of this call's operations (on the poller thread).
+  static void Handle(void* tag, bool ok) {
+    Op* op = static_cast<Op*>(tag);
+    Call* call = op->call;
+    --call->pending_;
+    call->On(op->kind, ok);
+    if (call->pending_ == 0) delete call;
+  }
+
+ private:
+  enum Kind {
+    kAccepted, kDownDone, kDownRead, kDownWrite, kDownFinish,
+    kUpStart, kUpRead, kUpWrite, kUpWritesDone, kUpFinish, kKinds
+  };
+  struct Op {
+    Call* call;
+    Kind kind;
+  };
+
+  ~Call() {
+    if (admitted_) gw_->limits_.Release(client_);
+    gw_->CallEnded();
+  }
+
+  void On(Kind kind, bool ok) {
+    if (health_ && kind != kAccepted) {
+      OnHealth(kind, ok);
+      return;
+    }
+    switch (kind) {
+      case kAccepted:
+        if (!ok) {  // The server is shutting down; kDownDone never comes.
+          --pending_;
+          return;
+        }
+        if (gw_->accepting_.load(std::memory_order_acquire)) {
+          (new Call(gw_, poller_))->Accept();  // The next outside call.
+        }
+        Start();
+        return;
+      case kDownDone:
+        if (down_ctx_.IsCancelled() && !finished_down_) {
+          gw_->counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
+          if (up_ != nullptr) up_ctx_.TryCancel();
+        }
+        return;
+      case kDownRead:  // A request message, or the outside half-close.
+        if (ok && TooLarge(request_, "request")) return;
+        // The first write waits for StartCall's batch, which uses the same
+        // operation slot of the client call.
+        request_waiting_ = ok ? kMessage : kHalfClose;
+        if (up_started_) ForwardRequest();
+        return;
+      case kUpStart:
+        up_started_ = true;
+        ForwardRequest();
+        return;
+      case kUpWrite:
+        if (ok) down_.Read(&request_, Tag(kDownRead));
+        return;  // Else the call into the mesh has ended: kUpFinish comes.
+      case kUpRead:  // A response message, or the end of responses.
+        if (!ok || TooLarge(response_, "response")) {
+          responses_done_ = true;
+          MaybeFinishDown();
+          return;
+        }
+        ForwardInitialMetadata();  // Goes with the first message.
+        down_.Write(response_, Tag(kDownWrite));
+        return;
+      case kDownWrite:
+        if (ok) {
+          up_->Read(&response_, Tag(kUpRead));
+        } else {  // The outside caller is gone.
+          up_ctx_.TryCancel();
+          responses_done_ = true;
+          MaybeFinishDown();
+        }
+        return;
+      case kUpFinish:
+        up_finished_ = true;
+        MaybeFinishDown();
+        return;
+      case kUpWritesDone:
+      case kDownFinish:
+      case kKinds:
+        return;
+    }
+  }
+
+  // Sends the request message (or the half-close) read from the outside
+  // caller into the mesh.
+  void ForwardRequest() {
+    const Waiting w = request_waiting_;
+    request_waiting_ = kNothing;
+    if (w == kMessage) up_->Write(request_, Tag(kUpWrite));
+    if (w == kHalfClose) up_->WritesDone(Tag(kUpWritesDone));
+  }
+
+  void* Tag(Kind kind) {
+    ++pending_;
+    return &ops_[kind];
+  }
+
+  // The accepted outside call: refused, or proxied.
+  void Start() {
+    if (absl::StartsWith(down_ctx_.method(), kHealthPrefix)) {
+      health_ = true;
+      down_.Read(&request_, Tag(kDownRead));
+      return;
+    }
+    grpc::Status refused = gw_->Admit(down_ctx_, down_ctx_.method(),
+                                      down_ctx_.host(), &caller_, &stub_);
+    if (!refused.ok()) {
+      finished_down_ = true;
+      down_.Finish(refused, Tag(kDownFinish));
+      return;
+    }
+    admitted_ = true;
+    client_ = caller_.client;
+    gw_->counters_.calls.fetch_add(1, std::memory_order_relaxed);
+    up_ctx_.set_deadline(down_ctx_.deadline());
+    for (const auto& [k, v] : down_ctx_.client_metadata()) {
       const std::string key(k.data(), k.size());
       if (ForwardRequestHeader(key, gw_->config_)) {
         up_ctx_.AddMetadata(key, std::string(v.data(), v.size()));
       }
     }
-    if (caller.has_token) {
+    if (caller_.has_token) {
       for (const auto& [claim, header] : gw_->config_.jwt.claim_headers) {
-        auto it = caller.token.claims.find(claim);
+        auto it = caller_.token.claims.find(claim);
         // Only values gRPC accepts in a text header (printable ASCII);
         // another would fail the call inside gRPC.
-        if (it != caller.token.claims.end() && PrintableHeader(it->second)) {
+        if (it != caller_.token.claims.end() && PrintableHeader(it->second)) {
           up_ctx_.AddMetadata(header, it->second);
         }
       }
@@ -171,94 +300,81 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
     // Who called, for the destination's logs and decisions; x-mesh-* from
     // outside is dropped above, so these cannot be forged.
     up_ctx_.AddMetadata("x-mesh-gateway-client", client_);
-    up_ctx_.AddMetadata("x-forwarded-for", PeerAddress(ctx->peer()));
-    gw_->counters_.calls.fetch_add(1, std::memory_order_relaxed);
-    stub->PrepareBidiStreamingCall(&up_ctx_, ctx->method(),
-                                   grpc::StubOptions(), &up_);
-    // Upstream reads and writes are started from the outside call's
-    // reactions too, so the upstream call must not complete under them:
-    // one hold for the request flow, one for the response flow, each
-    // removed when its flow can start no more upstream operations.
-    up_.AddMultipleHolds(2);
-    up_.StartRead(&response_);
-    up_.StartCall();
-    StartRead(&request_);
+    up_ctx_.AddMetadata("x-forwarded-for", PeerAddress(down_ctx_.peer()));
+    up_ = stub_->PrepareCall(&up_ctx_, down_ctx_.method(), poller_->cq.get());
+    up_->StartCall(Tag(kUpStart));
+    up_->Read(&response_, Tag(kUpRead));
+    up_->Finish(&up_status_, Tag(kUpFinish));
+    down_.Read(&request_, Tag(kDownRead));
   }
 
-  // ---- outside caller ("down")
-  void OnReadDone(bool ok) override {
-    if (!ok) {  // Half-close (or a failed call: OnCancel follows).
-      up_.StartWritesDone();
-      up_.RemoveHold();  // Request flow: done.
-      return;
+  // grpc.health.v1.Health, answered by the gateway itself without a key
+  // (for load balancers in front of it): SERVING for the server as a whole
+  // (service ""), NOT_FOUND for any other name. Check answers once; Watch
+  // sends SERVING and stays open until the caller cancels (or the server
+  // shuts down). Served here rather than by gRPC's default health service,
+  // which runs on the callback API: its polling threads would take the
+  // proxy's network events too and hand them over, a context switch each.
+  void OnHealth(Kind kind, bool ok) {
+    switch (kind) {
+      case kDownRead: {
+        std::string service;
+        if (ok && !HealthRequestService(request_, &service)) {
+          Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "gateway: not a HealthCheckRequest"));
+        } else if (!service.empty()) {
+          Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                              "gateway: only the server as a whole (service "
+                              "\"\") has a health status here"));
+        } else if (down_ctx_.method() == std::string(kHealthPrefix) + "Check") {
+          finished_down_ = true;
+          down_.WriteAndFinish(Serving(), grpc::WriteOptions(),
+                               grpc::Status::OK, Tag(kDownFinish));
+        } else if (down_ctx_.method() == std::string(kHealthPrefix) + "Watch") {
+          down_.Write(Serving(), Tag(kDownWrite));  // Then held open.
+        } else {
+          Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                              "gateway: unknown health method"));
+        }
+        return;
+      }
+      case kDownDone:  // Cancelled, or ended: a held Watch ends here.
+        Finish(grpc::Status::CANCELLED);
+        return;
+      default:
+        return;
     }
-    if (TooLarge(request_, "request")) {
-      up_.RemoveHold();  // Request flow: stopped.
-      return;
-    }
-    up_.StartWrite(&request_);
-  }
-  void OnWriteDone(bool ok) override {
-    if (ok) {
-      up_.StartRead(&response_);
-    } else {
-      up_ctx_.TryCancel();  // The outside caller is gone.
-      up_.RemoveHold();     // Response flow: stopped.
-    }
-  }
-  void OnCancel() override {
-    gw_->counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
-    up_ctx_.TryCancel();
-  }
-  void OnDone() override { Unref(); }
-
-  // ---- the call into the mesh ("up")
-  void UpReadDone(bool ok) {
-    if (!ok) {
-      up_.RemoveHold();  // Response flow: done.
-      return;
-    }
-    if (TooLarge(response_, "response")) {
-      up_.RemoveHold();  // Response flow: stopped.
-      return;
-    }
-    ForwardInitialMetadata();
-    // The response flow's hold stays until this write is done, so UpDone
-    // (and Finish) cannot come while it is in flight.
-    StartWrite(&response_);
-  }
-  void UpWriteDone(bool ok) {
-    if (ok) {
-      StartRead(&request_);
-    } else {
-      up_.RemoveHold();  // Request flow: the call into the mesh has ended.
-    }
-  }
-  // After every upstream operation and both holds: once, with no write to
-  // the outside caller in flight.
-  void UpDone(const grpc::Status& status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (up_status_.ok()) up_status_ = status;  // Keep our own error.
-    }
-    FinishDown();
-    Unref();
   }
 
- private:
-  class Upstream final
-      : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
-   public:
-    explicit Upstream(Call* call) : call_(call) {}
-    void OnReadDone(bool ok) override { call_->UpReadDone(ok); }
-    void OnWriteDone(bool ok) override { call_->UpWriteDone(ok); }
-    void OnDone(const grpc::Status& s) override { call_->UpDone(s); }
+  void Finish(const grpc::Status& status) {
+    if (finished_down_) return;
+    finished_down_ = true;
+    down_.Finish(status, Tag(kDownFinish));
+  }
 
-   private:
-    Call* const call_;
-  };
+  static grpc::ByteBuffer Serving() {
+    static const char kServing[] = {0x08, 0x01};  // status: SERVING
+    grpc::Slice slice(kServing, sizeof(kServing));
+    return grpc::ByteBuffer(&slice, 1);
+  }
 
-  ~Call() override { gw_->limits_.Release(client_); }
+  // HealthCheckRequest {string service = 1;}: its service name.
+  static bool HealthRequestService(const grpc::ByteBuffer& m,
+                                   std::string* service) {
+    std::vector<grpc::Slice> slices;
+    if (!m.Dump(&slices).ok()) return false;
+    std::string b;
+    for (const grpc::Slice& sl : slices) {
+      b.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    }
+    service->clear();
+    if (b.empty()) return true;
+    // One field: tag 0x0a, a one-byte length (names under 128 bytes), bytes.
+    const size_t len = b.size() >= 2 ? static_cast<unsigned char>(b[1]) : 0;
+    if (b[0] != 0x0a || len >= 128 || b.size() != 2 + len) return false;
+    *service = b.substr(2);
+    return true;
+  }
 
   // Fails the call if `m` is over the message limit: the destination's call
   // is cancelled and the outside caller gets RESOURCE_EXHAUSTED.
@@ -266,69 +382,77 @@ class Gateway::Call final : public grpc::ServerGenericBidiReactor {
     const int64_t max = gw_->config_.limits.max_message_bytes;
     if (static_cast<int64_t>(m.Length()) <= max) return false;
     gw_->counters_.message_too_large.fetch_add(1, std::memory_order_relaxed);
-    {
-      absl::MutexLock lock(&mu_);
-      up_status_ = grpc::Status(
+    if (own_status_.ok()) {
+      own_status_ = grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
           absl::StrCat("gateway: ", what, " message of ", m.Length(),
                        " bytes is over the limit of ", max, " bytes"));
     }
-    up_ctx_.TryCancel();  // UpDone finishes the outside call.
+    up_ctx_.TryCancel();  // kUpFinish then finishes the outside call.
     return true;
   }
 
   // Gives the outside call the destination's initial metadata, once; it
   // goes out with the first message (or the status), as a gRPC C++ server
   // sends it, which saves a batch per call over sending it on its own.
-  // Called from upstream reactions only, which gRPC runs one after another
-  // and all before UpDone.
   void ForwardInitialMetadata() {
     if (initial_metadata_sent_) return;
     initial_metadata_sent_ = true;
     for (const auto& [k, v] : up_ctx_.GetServerInitialMetadata()) {
       const std::string key(k.data(), k.size());
       if (ForwardResponseHeader(key)) {
-        ctx_->AddInitialMetadata(key, std::string(v.data(), v.size()));
+        down_ctx_.AddInitialMetadata(key, std::string(v.data(), v.size()));
       }
     }
   }
 
-  // Once, from UpDone. Not under the lock: Finish may run OnDone inline.
-  void FinishDown() {
-    grpc::Status status;
-    {
-      absl::MutexLock lock(&mu_);
-      status = up_status_;
-    }
+  // Once the call into the mesh has ended and no write to the outside
+  // caller is in flight: the outside call gets the destination's status
+  // (or the gateway's own error) and trailing metadata.
+  void MaybeFinishDown() {
+    if (!up_finished_ || !responses_done_ || finished_down_) return;
+    finished_down_ = true;
     ForwardInitialMetadata();  // If no message carried it: with the status.
     for (const auto& [k, v] : up_ctx_.GetServerTrailingMetadata()) {
       const std::string key(k.data(), k.size());
       if (ForwardResponseHeader(key)) {
-        ctx_->AddTrailingMetadata(key, std::string(v.data(), v.size()));
+        down_ctx_.AddTrailingMetadata(key, std::string(v.data(), v.size()));
       }
     }
+    const grpc::Status status = own_status_.ok() ? up_status_ : own_status_;
     if (status.ok()) {
       gw_->counters_.calls_ok.fetch_add(1, std::memory_order_relaxed);
     }
-    Finish(status);
-  }
-
-  void Unref() {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    down_.Finish(status, Tag(kDownFinish));
   }
 
   Gateway* const gw_;
-  grpc::GenericCallbackServerContext* const ctx_;
-  const std::string client_;
-  grpc::ClientContext up_ctx_;
-  Upstream up_;
+  Poller* const poller_;
+  Op ops_[kKinds];
+  int pending_ = 0;  // Operations started and not yet completed.
+
+  grpc::GenericServerContext down_ctx_;
+  grpc::GenericServerAsyncReaderWriter down_{&down_ctx_};
+  Caller caller_;
+  std::string client_;
+  bool admitted_ = false;
+  grpc::GenericStub* stub_ = nullptr;
+
+  grpc::ClientContext up_ctx_;  // Outlives up_ (declared before it).
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> up_;
+  grpc::Status up_status_;
+  grpc::Status own_status_;  // The gateway's own error (message limit).
+
   grpc::ByteBuffer request_;   // Outside -> mesh, one at a time.
   grpc::ByteBuffer response_;  // Mesh -> outside, one at a time.
-  std::atomic<int> refs_{2};   // This reactor's OnDone and Upstream's.
-
-  absl::Mutex mu_;
-  bool initial_metadata_sent_ = false;  // Upstream reactions only.
-  grpc::Status up_status_ ABSL_GUARDED_BY(mu_);
+  enum Waiting { kNothing, kMessage, kHalfClose };
+  Waiting request_waiting_ = kNothing;  // Read, not yet written up.
+  bool up_started_ = false;
+  bool initial_metadata_sent_ = false;
+  bool responses_done_ = false;
+  bool up_finished_ = false;
+  bool finished_down_ = false;
+  bool health_ = false;  // A grpc.health.v1.Health call (OnHealth).
 };
 
 // ---------------------------------------------------------------- Gateway
@@ -351,8 +475,57 @@ Gateway::Gateway(GatewayConfig config, const ChannelFactory& channel_for,
   }
 }
 
-grpc::Status Gateway::Authenticate(
-    const grpc::GenericCallbackServerContext& ctx, Caller* caller) const {
+void Gateway::RegisterWith(grpc::ServerBuilder* builder, int threads) {
+  builder->RegisterAsyncGenericService(&service_);
+  for (int i = 0; i < std::max(1, threads); ++i) {
+    auto p = std::make_unique<Poller>();
+    p->cq = builder->AddCompletionQueue();
+    pollers_.push_back(std::move(p));
+  }
+}
+
+void Gateway::Start() {
+  accepting_.store(true, std::memory_order_release);
+  for (auto& p : pollers_) {
+    // A few outside calls may be accepted at once on each queue.
+    for (int i = 0; i < kAcceptsPerPoller; ++i) (new Call(this, p.get()))->Accept();
+    Poller* poller = p.get();
+    p->thread = std::thread([poller] {
+      void* tag;
+      bool ok;
+      while (poller->cq->Next(&tag, &ok)) Call::Handle(tag, ok);
+    });
+  }
+}
+
+void Gateway::Stop() {
+  accepting_.store(false, std::memory_order_release);
+  {
+    // Every call ends once the server is shut down (its calls cancelled at
+    // the shutdown deadline, their calls into the mesh with them).
+    absl::MutexLock lock(&live_mu_);
+    live_mu_.Await(absl::Condition(
+        +[](int* live) { return *live == 0; }, &live_));
+  }
+  for (auto& p : pollers_) p->cq->Shutdown();
+  for (auto& p : pollers_) {
+    if (p->thread.joinable()) p->thread.join();
+  }
+}
+
+void Gateway::CallStarted() {
+  absl::MutexLock lock(&live_mu_);
+  ++live_;
+}
+
+void Gateway::CallEnded() {
+  absl::MutexLock lock(&live_mu_);
+  --live_;
+}
+
+grpc::Status Gateway::Authenticate(const grpc::ServerContextBase& ctx,
+                                   const std::string& method,
+                                   Caller* caller) const {
   const auto& md = ctx.client_metadata();
   const auto auth = md.find("authorization");
   if (jwt_ != nullptr && auth != md.end()) {
@@ -371,7 +544,7 @@ grpc::Status Gateway::Authenticate(
       }
       why = std::string(token.status().message());
     }
-    log_(absl::StrCat("gateway: UNAUTHENTICATED ", ctx.method(), " from ",
+    log_(absl::StrCat("gateway: UNAUTHENTICATED ", method, " from ",
                       ctx.peer(), ": bearer token refused: ", why));
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "gateway: the bearer token is not valid");
@@ -383,7 +556,7 @@ grpc::Status Gateway::Authenticate(
     caller->client = PeerAddress(ctx.peer());  // allowUnauthenticated
     return grpc::Status::OK;
   }
-  log_(absl::StrCat("gateway: UNAUTHENTICATED ", ctx.method(), " from ",
+  log_(absl::StrCat("gateway: UNAUTHENTICATED ", method, " from ",
                     ctx.peer(), ": ",
                     md.count("x-api-key") != 0 ? "unknown API key"
                                                : "no credential"));
@@ -400,8 +573,7 @@ grpc::Status Gateway::Authenticate(
                       absl::StrCat("gateway: ", what));
 }
 
-std::string Gateway::ApiKeyClient(
-    const grpc::GenericCallbackServerContext& ctx) const {
+std::string Gateway::ApiKeyClient(const grpc::ServerContextBase& ctx) const {
   auto it = ctx.client_metadata().find("x-api-key");
   if (it == ctx.client_metadata().end()) return "";
   const std::string hash =
@@ -427,58 +599,58 @@ const Route* Gateway::FindRoute(const std::string& host,
   return nullptr;
 }
 
-grpc::ServerGenericBidiReactor* Gateway::CreateReactor(
-    grpc::GenericCallbackServerContext* ctx) {
-  Caller caller;
-  if (grpc::Status st = Authenticate(*ctx, &caller); !st.ok()) {
+grpc::Status Gateway::Admit(const grpc::ServerContextBase& ctx,
+                            const std::string& method,
+                            const std::string& authority, Caller* caller,
+                            grpc::GenericStub** stub) {
+  if (grpc::Status st = Authenticate(ctx, method, caller); !st.ok()) {
     counters_.unauthenticated.fetch_add(1, std::memory_order_relaxed);
-    return new Reject(st);
+    return st;
   }
-  const std::string& client = caller.client;
-  const std::string host = AuthorityHost(ctx->host());
-  const Route* route = FindRoute(host, ctx->method());
+  const std::string& client = caller->client;
+  const std::string host = AuthorityHost(authority);
+  const Route* route = FindRoute(host, method);
   if (route == nullptr) {
     counters_.no_route.fetch_add(1, std::memory_order_relaxed);
-    return new Reject(grpc::Status(
+    return grpc::Status(
         grpc::StatusCode::UNIMPLEMENTED,
         absl::StrCat("gateway: no route for host \"", host, "\" and method ",
-                     ctx->method())));
+                     method));
   }
   for (const std::string& scope : route->required_scopes) {
-    const auto& have = caller.token.scopes;
+    const auto& have = caller->token.scopes;
     if (std::find(have.begin(), have.end(), scope) == have.end()) {
       counters_.forbidden.fetch_add(1, std::memory_order_relaxed);
-      log_(absl::StrCat("gateway: PERMISSION_DENIED ", ctx->method(),
+      log_(absl::StrCat("gateway: PERMISSION_DENIED ", method,
                         " for client ", client, ": ",
-                        caller.has_token ? "the token lacks scope "
+                        caller->has_token ? "the token lacks scope "
                                          : "no token, so no scope ",
                         scope, " (route at line ", route->line, ")"));
-      return new Reject(
-          grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                       "gateway: the caller's credentials do not allow this "
-                       "method"));
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          "gateway: the caller's credentials do not allow "
+                          "this method");
     }
   }
   switch (limits_.Admit(client, absl::Now())) {
     case ClientLimits::Verdict::kRateLimited:
       counters_.rate_limited.fetch_add(1, std::memory_order_relaxed);
-      return new Reject(grpc::Status(
+      return grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
           absl::StrCat("gateway: client ", client, " is over its rate of ",
                        config_.limits.calls_per_second_per_client,
-                       " calls per second")));
+                       " calls per second"));
     case ClientLimits::Verdict::kTooManyStreams:
       counters_.stream_limited.fetch_add(1, std::memory_order_relaxed);
-      return new Reject(grpc::Status(
+      return grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
           absl::StrCat("gateway: client ", client, " already has ",
                        config_.limits.max_streams_per_client,
-                       " calls open (the limit)")));
+                       " calls open (the limit)"));
     case ClientLimits::Verdict::kAdmit:
       break;
   }
-  return new Call(this, ctx, destinations_.at(route->destination).stub.get(),
-                  caller);
+  *stub = destinations_.at(route->destination).stub.get();
+  return grpc::Status::OK;
 }
 
 GatewayStats Gateway::stats() const {

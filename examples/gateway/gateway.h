@@ -28,6 +28,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -74,7 +76,20 @@ class ClientLimits {
   std::map<std::string, State> clients_ ABSL_GUARDED_BY(mu_);
 };
 
-class Gateway final : public grpc::CallbackGenericService {
+// The proxy runs on the async generic API: `threads` completion queues, each
+// polled by one thread of the gateway's, and each outside call proxied on
+// one of them together with its call into the mesh (docs/gateway.md
+// "How it is built").
+//
+//   Gateway gw(config, channel_for, jwt, log);
+//   grpc::ServerBuilder b;  ... b.AddListeningPort(...);
+//   gw.RegisterWith(&b, threads);
+//   auto server = b.BuildAndStart();
+//   gw.Start();
+//   ...
+//   server->Shutdown(deadline);  // running calls end by the deadline
+//   gw.Stop();                   // waits for them, stops the threads
+class Gateway final {
  public:
   // `channel_for(hostname)` gives the channel for a route's destination
   // (in the gateway binary: Mesh::CreateChannel); called once per
@@ -87,8 +102,15 @@ class Gateway final : public grpc::CallbackGenericService {
   Gateway(GatewayConfig config, const ChannelFactory& channel_for,
           std::unique_ptr<JwtVerifier> jwt = nullptr, Log log = nullptr);
 
-  grpc::ServerGenericBidiReactor* CreateReactor(
-      grpc::GenericCallbackServerContext* ctx) override;
+  ~Gateway() { Stop(); }
+
+  // Before BuildAndStart: registers the generic service and the queues.
+  void RegisterWith(grpc::ServerBuilder* builder, int threads);
+  // After BuildAndStart: starts accepting and proxying.
+  void Start();
+  // After server->Shutdown(): waits until every call has ended, then stops
+  // the polling threads. Idempotent.
+  void Stop();
 
   GatewayStats stats() const;
   // One line: "calls=N ok=N unauthenticated=N ...".
@@ -96,6 +118,11 @@ class Gateway final : public grpc::CallbackGenericService {
 
  private:
   class Call;
+  struct Poller {
+    std::unique_ptr<grpc::ServerCompletionQueue> cq;
+    std::thread thread;
+  };
+  static constexpr int kAcceptsPerPoller = 16;
   struct Counters {
     std::atomic<uint64_t> calls{0}, calls_ok{0}, unauthenticated{0},
         forbidden{0}, no_route{0}, rate_limited{0}, stream_limited{0},
@@ -114,11 +141,18 @@ class Gateway final : public grpc::CallbackGenericService {
     VerifiedToken token;
   };
   // OK and `caller`, or the status to refuse the call with.
-  grpc::Status Authenticate(const grpc::GenericCallbackServerContext& ctx,
-                            Caller* caller) const;
+  grpc::Status Authenticate(const grpc::ServerContextBase& ctx,
+                            const std::string& method, Caller* caller) const;
   // The client name for an API key, "" if the key is unknown.
-  std::string ApiKeyClient(const grpc::GenericCallbackServerContext& ctx)
-      const;
+  std::string ApiKeyClient(const grpc::ServerContextBase& ctx) const;
+  // Authentication, route, scopes and limits for a new outside call: OK
+  // and the caller and the stub for its destination, or the status to
+  // refuse it with.
+  grpc::Status Admit(const grpc::ServerContextBase& ctx,
+                     const std::string& method, const std::string& authority,
+                     Caller* caller, grpc::GenericStub** stub);
+  void CallStarted();
+  void CallEnded();
   const Route* FindRoute(const std::string& host,
                          const std::string& method) const;
 
@@ -128,6 +162,12 @@ class Gateway final : public grpc::CallbackGenericService {
   std::map<std::string, Destination> destinations_;  // By hostname.
   ClientLimits limits_;
   Counters counters_;
+
+  grpc::AsyncGenericService service_;
+  std::vector<std::unique_ptr<Poller>> pollers_;
+  std::atomic<bool> accepting_{false};
+  absl::Mutex live_mu_;
+  int live_ ABSL_GUARDED_BY(live_mu_) = 0;  // Call objects alive.
 };
 
 // "host" of an :authority ("api.example.test:8443" -> "api.example.test",

@@ -10,6 +10,7 @@
 // --admin=ADDRESS  the mesh admin endpoint (status page, /metrics)
 // --stats_interval_s=N  print the gateway's counters every N seconds
 //                  (default 0: only at exit)
+// --threads=N      threads that poll and proxy (default 1; docs/gateway.md)
 //
 // Prints "gateway listening on HOST:PORT" once it serves. Stops on
 // SIGTERM/SIGINT, letting running calls finish for up to 5 seconds.
@@ -23,7 +24,6 @@
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 
 #include "absl/strings/numbers.h"
@@ -58,7 +58,7 @@ bool ReadFile(const std::string& path, std::string* out) {
 
 int main(int argc, char** argv) {
   std::string gateway_config, config, locality, service = "gateway";
-  std::string stats_s = "0";
+  std::string stats_s = "0", threads_s;
   mesh::MeshOptions options;
   for (int i = 1; i < argc; ++i) {
     if (mesh::examples::SecurityFlag(argv[i], &options)) continue;
@@ -67,17 +67,22 @@ int main(int argc, char** argv) {
         !Flag(argv[i], "--locality=", &locality) &&
         !Flag(argv[i], "--service=", &service) &&
         !Flag(argv[i], "--admin=", &options.admin_address) &&
-        !Flag(argv[i], "--stats_interval_s=", &stats_s)) {
+        !Flag(argv[i], "--stats_interval_s=", &stats_s) &&
+        !Flag(argv[i], "--threads=", &threads_s)) {
       std::cerr << "gateway: unknown flag " << argv[i] << "\n";
       return 2;
     }
   }
   int stats_interval_s = 0;
+  int threads = 1;
   if (gateway_config.empty() || config.empty() ||
-      !absl::SimpleAtoi(stats_s, &stats_interval_s) || stats_interval_s < 0) {
+      !absl::SimpleAtoi(stats_s, &stats_interval_s) || stats_interval_s < 0 ||
+      (!threads_s.empty() &&
+       (!absl::SimpleAtoi(threads_s, &threads) || threads < 1 ||
+        threads > 256))) {
     std::cerr << "usage: gateway --gateway_config=FILE --config=MESH_FILE "
                  "[--locality=R/Z/C] [--service=NAME] [--admin=ADDRESS] "
-                 "[--stats_interval_s=N] "
+                 "[--stats_interval_s=N] [--threads=N (1-256)] "
               << mesh::examples::kSecurityUsage << "\n";
     return 2;
   }
@@ -145,11 +150,10 @@ int main(int argc, char** argv) {
       },
       std::move(jwt), log);
 
-  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(gw_config->listen, outside, &port);
-  builder.RegisterCallbackGenericService(&gateway);
+  gateway.RegisterWith(&builder, threads);
   // gRPC refuses a larger request before reading it, with
   // RESOURCE_EXHAUSTED; one byte of slack lets the gateway see (and count)
   // a message just over the limit.
@@ -171,6 +175,7 @@ int main(int argc, char** argv) {
                 : gw_config->api_keys.empty() ? "no authentication"
                                               : "API keys")
             << ")" << std::endl;
+  gateway.Start();
   auto last = std::chrono::steady_clock::now();
   while (!g_stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -182,6 +187,7 @@ int main(int argc, char** argv) {
     }
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  gateway.Stop();
   server->Wait();
   std::cout << "gateway stats: " << gateway.StatsLine() << std::endl;
   return 0;

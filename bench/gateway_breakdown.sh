@@ -4,6 +4,8 @@
 # "Gateway: where a proxied call's time goes").
 #
 #   bench/gateway_breakdown.sh [--calls=N] [--top=K] [--skip_callgrind]
+#       [--callgrind=grpc-server,gateway,nginx]  (which to profile)
+#   GATEWAY_ARGS="--threads=2" bench/gateway_breakdown.sh  (gateway flags)
 #
 # 1. Context switches per call (voluntary + involuntary, summed over every
 #    thread of the proxy, from /proc/PID/task/*/status) and proxy CPU per
@@ -14,13 +16,14 @@
 # Loopback only; every load run is bounded by a call count and a duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CALLS=2000 TOP=25 CALLGRIND=1
+CALLS=2000 TOP=25 CALLGRIND=1 PROFILED="grpc-client grpc-server gateway nginx"
 for a in "$@"; do
   case $a in
     --calls=*) CALLS=${a#--calls=};;
     --top=*) TOP=${a#--top=};;
     --skip_callgrind) CALLGRIND=0;;
-    *) echo "usage: bench/gateway_breakdown.sh [--calls=N] [--top=K] [--skip_callgrind]"; exit 2;;
+    --callgrind=*) PROFILED=${a#--callgrind=}; PROFILED=${PROFILED//,/ };;
+    *) echo "usage: bench/gateway_breakdown.sh [--calls=N] [--top=K] [--skip_callgrind] [--callgrind=LIST]"; exit 2;;
   esac
 done
 log() { echo "[breakdown] $*" >&2; }
@@ -203,12 +206,14 @@ client_instructions() {  # client_instructions INFLIGHT CALLS
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 for inflight in 1 16; do
+  [[ " $PROFILED " == *" grpc-client "* ]] || continue
   log "callgrind: a gRPC client alone, $inflight in flight"
   a=$(client_instructions $inflight "$CALLS"); b=$(client_instructions $inflight $(( 2 * CALLS )))
   echo "- gRPC client alone (loadgen, async API), $inflight in flight: $(( (b - a) / CALLS )) instructions per call"
 done
 for inflight in 1 16; do
   for p in grpc-server gateway nginx; do
+    [[ " $PROFILED " == *" $p "* ]] || continue
     log "callgrind: $p, $inflight in flight"
     callgrind $p $inflight
   done

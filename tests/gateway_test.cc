@@ -399,6 +399,31 @@ TEST_F(GatewayTest, BidiStreamingInterleaved) {
   EXPECT_TRUE(st.ok()) << st.error_message();
 }
 
+// The gateway holds a call's first message for a moment to see whether the
+// half-close came with it; a caller that sends nothing until it hears from
+// the server must still reach the destination.
+TEST_F(GatewayTest, ABidiCallerThatSendsNothingFirstReachesTheDestination) {
+  const uint64_t calls = service_a_->calls();
+  auto stub = Greeter::NewStub(Outside("api.example.test"));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, "key-a");
+  auto stream = stub->Chat(&ctx);
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (service_a_->calls() == calls && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(5));  // Until the destination has it.
+  }
+  ASSERT_GT(service_a_->calls(), calls)
+      << "the call did not reach the destination before any message";
+  HelloRequest req;
+  req.set_name("late");
+  ASSERT_TRUE(stream->Write(req));
+  HelloReply reply;
+  ASSERT_TRUE(stream->Read(&reply));
+  EXPECT_EQ(reply.message(), "hello late");
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
 TEST_F(GatewayTest, DestinationStatusAndMessagePassThrough) {
   HelloReply reply;
   grpc::Status st = Hello("api.example.test", "key-a", "fail", &reply);

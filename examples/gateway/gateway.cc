@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <deque>
 #include <iostream>
 #include <set>
 
@@ -136,12 +137,19 @@ bool PrintableHeader(const std::string& v) {
 // the completion queue of one polling thread, so every reaction of both
 // sides runs on that thread, one at a time, with no lock and no thread hop.
 //
-// Messages flow one at a time each way: a message read from one side is
-// written to the other, and the next read starts when that write is done,
-// so the gateway holds at most one message per direction and HTTP/2 flow
-// control pushes back on a fast sender. The outside call is finished once
-// the call into the mesh has its status and no write to the outside is in
-// flight; the Call is deleted when no operation of either side is pending.
+// Each direction is a short queue: at most two messages are read ahead of
+// what the other side has taken (one being written, one waiting), so
+// HTTP/2 flow control still pushes back on a fast sender. A generic proxy
+// cannot know that a call is unary, but it can see that the caller sent its
+// message and its half-close together, and that the destination sent its
+// response and its status together: the gateway holds the first message of
+// each direction until the poller has taken every event already there
+// (Poller::deferred, then Decide). If the end came with it, the two go out
+// as one batch (the request with its half-close and the call's initial
+// metadata; the response with the status); if not, the message goes out on
+// its own and the call streams as usual. The outside call is finished once
+// the call into the mesh has its status and every response is written; the
+// Call is deleted when no operation of either side is pending.
 constexpr char kHealthPrefix[] = "/grpc.health.v1.Health/";
 
 class Gateway::Call {
@@ -166,22 +174,59 @@ class Gateway::Call {
     Call* call = op->call;
     --call->pending_;
     call->On(op->kind, ok);
-    if (call->pending_ == 0) delete call;
+    call->DeleteIfDone();
+  }
+
+  // The poller has taken every event that was already there: what was held
+  // to see whether its end came with it goes out now (on the poller thread).
+  static void Decide(Call* call) {
+    call->deferred_ = false;
+    --call->pending_;  // The hold taken by Defer.
+    call->requests_decided_ = true;
+    if (call->response_held_) call->responses_decided_ = true;
+    if (!call->finished_down_) {
+      if (call->up_ == nullptr) call->StartUp();
+      call->ForwardRequests();
+      call->ForwardResponses();
+    }
+    call->DeleteIfDone();
   }
 
  private:
   enum Kind {
     kAccepted, kDownDone, kDownRead, kDownWrite, kDownFinish,
-    kUpStart, kUpRead, kUpWrite, kUpWritesDone, kUpFinish, kKinds
+    kUpStart, kUpRead, kUpWrite, kUpFinish, kKinds
   };
   struct Op {
     Call* call;
     Kind kind;
   };
+  // A request read from the outside caller: a message, or its half-close.
+  struct Request {
+    grpc::ByteBuffer message;
+    bool half_close = false;
+  };
 
   ~Call() {
     if (admitted_) gw_->limits_.Release(client_);
     gw_->CallEnded();
+  }
+
+  void DeleteIfDone() {
+    if (pending_ == 0) delete this;
+  }
+
+  void* Tag(Kind kind) {
+    ++pending_;
+    return &ops_[kind];
+  }
+
+  // Until Decide runs (the call stays alive for it).
+  void Defer() {
+    if (deferred_) return;
+    deferred_ = true;
+    ++pending_;
+    poller_->deferred.push_back(this);
   }
 
   void On(Kind kind, bool ok) {
@@ -203,71 +248,76 @@ class Gateway::Call {
       case kDownDone:
         if (down_ctx_.IsCancelled() && !finished_down_) {
           gw_->counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
+          cancelled_ = true;
           if (up_ != nullptr) up_ctx_.TryCancel();
         }
         return;
       case kDownRead:  // A request message, or the outside half-close.
-        if (ok && TooLarge(request_, "request")) return;
-        // The first write waits for StartCall's batch, which uses the same
-        // operation slot of the client call.
-        request_waiting_ = ok ? kMessage : kHalfClose;
-        if (up_started_) ForwardRequest();
+        down_reading_ = false;
+        if (!ok) {
+          requests_.push_back(Request{{}, true});
+          requests_closed_ = true;
+        } else if (TooLarge(read_request_, "request")) {
+          requests_closed_ = true;  // No more reads; the call is failing.
+        } else {
+          requests_.push_back(Request{read_request_, false});
+          read_request_.Clear();
+        }
+        // A half-close (with its message, if any) is the whole request:
+        // nothing to wait for.
+        if (up_ == nullptr && requests_closed_) StartUp();
+        ForwardRequests();
         return;
       case kUpStart:
         up_started_ = true;
-        ForwardRequest();
+        ForwardRequests();
         return;
       case kUpWrite:
-        if (ok) down_.Read(&request_, Tag(kDownRead));
-        return;  // Else the call into the mesh has ended: kUpFinish comes.
-      case kUpRead:  // A response message, or the end of responses.
-        if (!ok || TooLarge(response_, "response")) {
-          responses_done_ = true;
-          MaybeFinishDown();
+        up_writing_ = false;
+        if (!ok) {  // The call into the mesh has ended: kUpFinish comes.
+          requests_.clear();
+          requests_closed_ = true;
           return;
         }
-        ForwardInitialMetadata();  // Goes with the first message.
-        down_.Write(response_, Tag(kDownWrite));
+        ForwardRequests();
+        return;
+      case kUpRead:  // A response message, or the end of responses.
+        up_reading_ = false;
+        if (!ok) {
+          responses_ended_ = true;
+        } else if (TooLarge(read_response_, "response")) {
+          responses_ended_ = true;
+          responses_.clear();
+        } else {
+          responses_.push_back(read_response_);
+          read_response_.Clear();
+        }
+        ForwardResponses();
         return;
       case kDownWrite:
-        if (ok) {
-          up_->Read(&response_, Tag(kUpRead));
-        } else {  // The outside caller is gone.
+        down_writing_ = false;
+        if (!ok) {  // The outside caller is gone.
           up_ctx_.TryCancel();
-          responses_done_ = true;
-          MaybeFinishDown();
+          responses_.clear();
+          responses_ended_ = true;
         }
+        ForwardResponses();
         return;
       case kUpFinish:
         up_finished_ = true;
-        MaybeFinishDown();
+        ForwardResponses();
         return;
-      case kUpWritesDone:
       case kDownFinish:
       case kKinds:
         return;
     }
   }
 
-  // Sends the request message (or the half-close) read from the outside
-  // caller into the mesh.
-  void ForwardRequest() {
-    const Waiting w = request_waiting_;
-    request_waiting_ = kNothing;
-    if (w == kMessage) up_->Write(request_, Tag(kUpWrite));
-    if (w == kHalfClose) up_->WritesDone(Tag(kUpWritesDone));
-  }
-
-  void* Tag(Kind kind) {
-    ++pending_;
-    return &ops_[kind];
-  }
-
   // The accepted outside call: refused, or proxied.
   void Start() {
     if (absl::StartsWith(down_ctx_.method(), kHealthPrefix)) {
       health_ = true;
-      down_.Read(&request_, Tag(kDownRead));
+      down_.Read(&read_request_, Tag(kDownRead));
       return;
     }
     grpc::Status refused = gw_->Admit(down_ctx_, down_ctx_.method(),
@@ -301,11 +351,102 @@ class Gateway::Call {
     // outside is dropped above, so these cannot be forged.
     up_ctx_.AddMetadata("x-mesh-gateway-client", client_);
     up_ctx_.AddMetadata("x-forwarded-for", PeerAddress(down_ctx_.peer()));
+    // The call into the mesh starts with the first request (or at Decide,
+    // for a caller that sends nothing until it hears from the server).
+    ForwardRequests();  // Starts the first read.
+    Defer();
+  }
+
+  // Starts the call into the mesh. With a request in hand its initial
+  // metadata waits for it (corked: one batch with the message); without
+  // one (the caller waits to hear first), it goes out on its own.
+  void StartUp() {
+    if (cancelled_ || !own_status_.ok()) {  // Nothing to start it for.
+      up_finished_ = true;
+      responses_ended_ = true;
+      if (own_status_.ok()) up_status_ = grpc::Status::CANCELLED;
+      requests_.clear();
+      ForwardResponses();
+      return;
+    }
+    const bool corked = !requests_.empty();
+    up_ctx_.set_initial_metadata_corked(corked);
     up_ = stub_->PrepareCall(&up_ctx_, down_ctx_.method(), poller_->cq.get());
-    up_->StartCall(Tag(kUpStart));
-    up_->Read(&response_, Tag(kUpRead));
+    if (corked) {
+      up_->StartCall(nullptr);  // Corked: no operation, no completion.
+      up_started_ = true;
+      ForwardRequests();  // The first batch: metadata and the request.
+    } else {
+      up_->StartCall(Tag(kUpStart));
+    }
     up_->Finish(&up_status_, Tag(kUpFinish));
-    down_.Read(&request_, Tag(kDownRead));
+    ForwardResponses();  // Starts the first read.
+  }
+
+  // Request flow: writes what was read into the mesh (a message with the
+  // half-close behind it as one), and reads on while fewer than two
+  // requests are held.
+  void ForwardRequests() {
+    if (up_started_ && !up_writing_ && !requests_.empty() &&
+        (requests_decided_ || requests_closed_)) {
+      Request r = std::move(requests_.front());
+      requests_.pop_front();
+      up_writing_ = true;
+      if (r.half_close) {
+        up_->WritesDone(Tag(kUpWrite));
+      } else if (!requests_.empty() && requests_.front().half_close) {
+        requests_.pop_front();
+        up_->Write(r.message, grpc::WriteOptions().set_last_message(),
+                   Tag(kUpWrite));
+      } else {
+        up_->Write(r.message, Tag(kUpWrite));
+      }
+    }
+    const size_t held = requests_.size() + (up_writing_ ? 1 : 0);
+    if (!down_reading_ && !requests_closed_ && held < 2 && !finished_down_) {
+      down_reading_ = true;
+      down_.Read(&read_request_, Tag(kDownRead));
+    }
+  }
+
+  // Response flow: writes what the mesh answered to the outside caller (the
+  // last message with the status as one), reads on while fewer than two
+  // responses are held, and finishes the outside call at the end.
+  void ForwardResponses() {
+    if (finished_down_) return;
+    if (!down_writing_ && !responses_.empty()) {
+      const bool last = responses_.size() == 1 && responses_ended_;
+      if (last && up_finished_) {
+        grpc::ByteBuffer m = std::move(responses_.front());
+        responses_.pop_front();
+        FinishDown(&m);
+        return;
+      }
+      // The first response waits for Decide, in case its status is behind
+      // it; later ones go at once; the last waits for the status.
+      if (!last &&
+          (responses_decided_ || responses_.size() > 1 || wrote_response_)) {
+        ForwardInitialMetadata();  // Goes with the first message.
+        down_writing_ = true;
+        wrote_response_ = true;
+        down_.Write(responses_.front(), Tag(kDownWrite));
+        responses_.pop_front();
+      }
+    }
+    if (responses_.empty() && !down_writing_ && responses_ended_ &&
+        up_finished_) {
+      FinishDown(nullptr);
+      return;
+    }
+    const size_t held = responses_.size() + (down_writing_ ? 1 : 0);
+    if (up_ != nullptr && !up_reading_ && !responses_ended_ && held < 2) {
+      up_reading_ = true;
+      up_->Read(&read_response_, Tag(kUpRead));
+    }
+    if (!responses_.empty() && !responses_decided_ && !response_held_) {
+      response_held_ = true;
+      Defer();
+    }
   }
 
   // grpc.health.v1.Health, answered by the gateway itself without a key
@@ -319,7 +460,7 @@ class Gateway::Call {
     switch (kind) {
       case kDownRead: {
         std::string service;
-        if (ok && !HealthRequestService(request_, &service)) {
+        if (ok && !HealthRequestService(read_request_, &service)) {
           Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                               "gateway: not a HealthCheckRequest"));
         } else if (!service.empty()) {
@@ -388,13 +529,17 @@ class Gateway::Call {
           absl::StrCat("gateway: ", what, " message of ", m.Length(),
                        " bytes is over the limit of ", max, " bytes"));
     }
-    up_ctx_.TryCancel();  // kUpFinish then finishes the outside call.
+    requests_.clear();
+    if (up_ != nullptr) {
+      up_ctx_.TryCancel();  // kUpFinish then finishes the outside call.
+    } else {
+      StartUp();  // Not started: finishes the outside call now.
+    }
     return true;
   }
 
   // Gives the outside call the destination's initial metadata, once; it
-  // goes out with the first message (or the status), as a gRPC C++ server
-  // sends it, which saves a batch per call over sending it on its own.
+  // goes out with the first message (or the status).
   void ForwardInitialMetadata() {
     if (initial_metadata_sent_) return;
     initial_metadata_sent_ = true;
@@ -406,30 +551,35 @@ class Gateway::Call {
     }
   }
 
-  // Once the call into the mesh has ended and no write to the outside
-  // caller is in flight: the outside call gets the destination's status
-  // (or the gateway's own error) and trailing metadata.
-  void MaybeFinishDown() {
-    if (!up_finished_ || !responses_done_ || finished_down_) return;
+  // The outside call gets the destination's status (or the gateway's own
+  // error) and trailing metadata, with `last` (the last response) if any.
+  void FinishDown(const grpc::ByteBuffer* last) {
     finished_down_ = true;
-    ForwardInitialMetadata();  // If no message carried it: with the status.
-    for (const auto& [k, v] : up_ctx_.GetServerTrailingMetadata()) {
-      const std::string key(k.data(), k.size());
-      if (ForwardResponseHeader(key)) {
-        down_ctx_.AddTrailingMetadata(key, std::string(v.data(), v.size()));
+    if (up_ != nullptr) {
+      ForwardInitialMetadata();
+      for (const auto& [k, v] : up_ctx_.GetServerTrailingMetadata()) {
+        const std::string key(k.data(), k.size());
+        if (ForwardResponseHeader(key)) {
+          down_ctx_.AddTrailingMetadata(key, std::string(v.data(), v.size()));
+        }
       }
     }
     const grpc::Status status = own_status_.ok() ? up_status_ : own_status_;
     if (status.ok()) {
       gw_->counters_.calls_ok.fetch_add(1, std::memory_order_relaxed);
     }
-    down_.Finish(status, Tag(kDownFinish));
+    if (last != nullptr && own_status_.ok()) {
+      down_.WriteAndFinish(*last, grpc::WriteOptions(), status,
+                           Tag(kDownFinish));
+    } else {
+      down_.Finish(status, Tag(kDownFinish));
+    }
   }
 
   Gateway* const gw_;
   Poller* const poller_;
   Op ops_[kKinds];
-  int pending_ = 0;  // Operations started and not yet completed.
+  int pending_ = 0;  // Operations started and not completed, and Defer.
 
   grpc::GenericServerContext down_ctx_;
   grpc::GenericServerAsyncReaderWriter down_{&down_ctx_};
@@ -443,15 +593,29 @@ class Gateway::Call {
   grpc::Status up_status_;
   grpc::Status own_status_;  // The gateway's own error (message limit).
 
-  grpc::ByteBuffer request_;   // Outside -> mesh, one at a time.
-  grpc::ByteBuffer response_;  // Mesh -> outside, one at a time.
-  enum Waiting { kNothing, kMessage, kHalfClose };
-  Waiting request_waiting_ = kNothing;  // Read, not yet written up.
+  // Outside -> mesh.
+  grpc::ByteBuffer read_request_;  // The read in flight.
+  std::deque<Request> requests_;   // Read, not yet written.
+  bool down_reading_ = false;
+  bool requests_closed_ = false;  // Half-close read, or no more reads.
   bool up_started_ = false;
+  bool up_writing_ = false;
+  // Mesh -> outside.
+  grpc::ByteBuffer read_response_;
+  std::deque<grpc::ByteBuffer> responses_;
+  bool up_reading_ = false;
+  bool responses_ended_ = false;
+  bool down_writing_ = false;
+  bool wrote_response_ = false;
   bool initial_metadata_sent_ = false;
-  bool responses_done_ = false;
   bool up_finished_ = false;
   bool finished_down_ = false;
+
+  bool deferred_ = false;           // In poller_->deferred.
+  bool requests_decided_ = false;   // The first request is not held.
+  bool response_held_ = false;      // The first response waits for Decide.
+  bool responses_decided_ = false;  // ... and no longer.
+  bool cancelled_ = false;  // The outside caller cancelled.
   bool health_ = false;  // A grpc.health.v1.Health call (OnHealth).
 };
 
@@ -493,7 +657,30 @@ void Gateway::Start() {
     p->thread = std::thread([poller] {
       void* tag;
       bool ok;
-      while (poller->cq->Next(&tag, &ok)) Call::Handle(tag, ok);
+      for (;;) {
+        if (poller->deferred.empty()) {
+          if (!poller->cq->Next(&tag, &ok)) return;
+          Call::Handle(tag, ok);
+          continue;
+        }
+        // Calls wait to see whether an end came with their first message:
+        // take what is already there (a poll that does not block), then
+        // let them decide.
+        switch (poller->cq->AsyncNext(&tag, &ok,
+                                      gpr_time_0(GPR_CLOCK_MONOTONIC))) {
+          case grpc::CompletionQueue::GOT_EVENT:
+            Call::Handle(tag, ok);
+            break;
+          case grpc::CompletionQueue::TIMEOUT: {
+            std::vector<Call*> decide;
+            decide.swap(poller->deferred);
+            for (Call* c : decide) Call::Decide(c);
+            break;
+          }
+          case grpc::CompletionQueue::SHUTDOWN:
+            return;
+        }
+      }
     });
   }
 }

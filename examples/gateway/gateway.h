@@ -121,6 +121,7 @@ class Gateway final {
   struct Poller {
     std::unique_ptr<grpc::ServerCompletionQueue> cq;
     std::thread thread;
+    std::vector<Call*> deferred;  // Waiting for Call::Decide (its thread).
   };
   static constexpr int kAcceptsPerPoller = 16;
   struct Counters {

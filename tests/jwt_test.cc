@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "mesh/common/sync.h"
 #include "absl/strings/str_cat.h"
@@ -220,6 +221,22 @@ TEST_F(JwtTest, GarbageIsRefused) {
   EXPECT_EQ(Refusal(good + "=="), "the signature is missing or not base64url");
   EXPECT_EQ(Refusal(good.substr(0, good.rfind('.') + 1)),
             "the signature is missing or not base64url");
+  // Another spelling of the same signature (nonzero unused bits in the last
+  // character): one token, one string.
+  // (ES256: 64 bytes, so the last character carries 4 unused bits; flip
+  // the lowest.)
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const std::string sig = good.substr(good.rfind('.') + 1);
+  std::string respelled = good;
+  respelled.back() =
+      kAlphabet[(std::string(kAlphabet).find(respelled.back())) ^ 1];
+  std::string a, b;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(sig, &a));
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(
+      respelled.substr(respelled.rfind('.') + 1), &b));
+  ASSERT_EQ(a, b);  // The same bytes, another string.
+  EXPECT_EQ(Refusal(respelled), "the signature is missing or not base64url");
   // A crit header.
   EXPECT_EQ(Refusal(ec_.Sign(Claims(), ", \"crit\": [\"exp\"]")),
             "the header has crit (no extension is understood)");

@@ -4,7 +4,8 @@
 # workload in cluster-1 with its own SPIFFE identity, calling the greeter
 # servers over mTLS. Killing cluster-1's greeter moves the gateway's calls
 # straight to cluster-2 with no failed call outside; restarting it brings
-# them back. A caller without a key is refused.
+# them back. A caller without a key is refused; a caller with a JWT (signed
+# here with the openssl command line) is admitted, and a tampered one is not.
 #
 # Installs what is missing, builds, runs, stops every process it started
 # (by PID) and exits 0 if no outside call failed.
@@ -45,12 +46,31 @@ services:
       - {address: 127.0.2.1, port: 50061, locality: {$C2}}
 YAML
 API_KEY=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+# A JWT issuer of our own, with the openssl command line: an RSA key, its
+# JWKS, and an RS256 token for the gateway's audience.
+b64url() { basenc --base64url -w0 | tr -d '='; }
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/issuer.key" 2>/dev/null
+MODULUS=$(openssl rsa -in "$WORK/issuer.key" -noout -modulus | cut -d= -f2)
+N=$(printf "$(echo "$MODULUS" | sed 's/../\\x&/g')" | b64url)
+echo "{\"keys\": [{\"kty\": \"RSA\", \"kid\": \"demo-1\", \"use\": \"sig\", \"n\": \"$N\", \"e\": \"AQAB\"}]}" \
+  > "$WORK/jwks.json"
+jwt() {  # jwt CLAIMS_JSON: an RS256 token signed with the issuer's key
+  local input
+  input="$(printf '{"alg":"RS256","kid":"demo-1","typ":"JWT"}' | b64url).$(printf %s "$1" | b64url)"
+  echo "$input.$(printf %s "$input" | openssl dgst -sha256 -sign "$WORK/issuer.key" | b64url)"
+}
+TOKEN=$(jwt "{\"iss\":\"https://login.example.test\",\"sub\":\"app-7\",\"aud\":\"api.example.test\",\"exp\":$(( $(date +%s) + 600 )),\"scope\":\"greet\"}")
 GW_PORT=$(free_port)
 cat > "$WORK/gateway.yaml" <<YAML
 listen: 127.0.0.1:$GW_PORT
 tls: {certificate: $WORK/certs/server.pem, privateKey: $WORK/certs/server.key}
 apiKeys:
   - {client: partner-a, sha256: $(printf %s "$API_KEY" | sha256sum | cut -d' ' -f1)}
+jwt:
+  jwksFile: $WORK/jwks.json
+  issuer: https://login.example.test
+  audiences: [api.example.test]
+  claimHeaders: {sub: x-user}
 routes:
   - {host: api.example.test, methodPrefix: /mesh.examples.Greeter/, destination: greeter.mesh.internal}
 limits: {maxMessageBytes: 1048576, maxStreamsPerClient: 50, callsPerSecondPerClient: 500, burstPerClient: 1000}
@@ -88,6 +108,20 @@ $BIN/gateway/outside_client --gateway=127.0.0.1:$GW_PORT --authority=api.example
   --ca="$WORK/certs/ca.pem" --batches=1 --batch_size=3 --interval_ms=0 |
   grep '^batch' | sed 's/^/   /' || true
 echo "   (16 = UNAUTHENTICATED)"
+
+# The same token with its claims swapped for others (sub: admin), keeping the
+# signature.
+FORGED="${TOKEN%%.*}.$(printf '{"iss":"https://login.example.test","sub":"admin","aud":"api.example.test","exp":%d}' $(( $(date +%s) + 600 )) | b64url).${TOKEN##*.}"
+say "a caller with a JWT (RS256, signed above with openssl), then one with forged claims"
+$BIN/gateway/outside_client --gateway=127.0.0.1:$GW_PORT --authority=api.example.test \
+  --ca="$WORK/certs/ca.pem" --bearer="$TOKEN" --batches=1 --batch_size=3 --interval_ms=0 |
+  grep '^batch' | sed 's/^/   /'
+$BIN/gateway/outside_client --gateway=127.0.0.1:$GW_PORT --authority=api.example.test \
+  --ca="$WORK/certs/ca.pem" --bearer="$FORGED" --batches=1 --batch_size=1 --interval_ms=0 |
+  grep '^batch' | sed 's/^/   /' || true
+await_log "$WORK/gateway.log" "bearer token refused"
+echo "   the gateway's log says why (the caller is not told):"
+grep -m1 "bearer token refused" "$WORK/gateway.log" | sed 's/^/   /'
 
 say "an outside client: TLS to api.example.test with its key, batches of 20 calls every 100 ms"
 $BIN/gateway/outside_client --gateway=127.0.0.1:$GW_PORT --authority=api.example.test \

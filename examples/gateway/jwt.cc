@@ -39,13 +39,19 @@ namespace {
 constexpr size_t kMaxTokenBytes = 16 * 1024;
 constexpr size_t kMaxJwksBytes = 1024 * 1024;
 
-// Strict base64url without padding (RFC 7515 section 2).
+// Strict base64url without padding (RFC 7515 section 2), and canonical:
+// unused bits of the last character must be zero, so one token has one
+// spelling (a cache or a revocation list keyed by the string cannot be
+// dodged by changing the last character).
 bool Base64Url(absl::string_view in, std::string* out) {
   for (char c : in) {
     if (!(absl::ascii_isalnum(c) || c == '-' || c == '_')) return false;
   }
   if (in.size() % 4 == 1) return false;
-  return absl::WebSafeBase64Unescape(in, out);
+  if (!absl::WebSafeBase64Unescape(in, out)) return false;
+  std::string again;
+  absl::WebSafeBase64Escape(*out, &again);
+  return again == in;
 }
 
 bool ParseJsonObject(absl::string_view json, Struct* out) {

@@ -3,7 +3,7 @@
 // batch how many calls succeeded and which localities served them.
 //
 //   outside_client --gateway=127.0.0.1:8443 --authority=api.example.test
-//       --ca=ca.pem --api_key=KEY --batches=40 --batch_size=20
+//       --ca=ca.pem --api_key=KEY --batches=40 --batch_size=20  (or --bearer=JWT)
 //       --interval_ms=100
 //
 // --ca: the CA that signed the gateway's certificate (omit with
@@ -35,7 +35,7 @@ bool Flag(absl::string_view arg, absl::string_view name, std::string* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string gateway, authority, ca, api_key;
+  std::string gateway, authority, ca, api_key, bearer;
   std::string batches_s = "10", size_s = "20", interval_s = "100";
   bool plaintext = false;
   for (int i = 1; i < argc; ++i) {
@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
                !Flag(argv[i], "--authority=", &authority) &&
                !Flag(argv[i], "--ca=", &ca) &&
                !Flag(argv[i], "--api_key=", &api_key) &&
+               !Flag(argv[i], "--bearer=", &bearer) &&
                !Flag(argv[i], "--batches=", &batches_s) &&
                !Flag(argv[i], "--batch_size=", &size_s) &&
                !Flag(argv[i], "--interval_ms=", &interval_s)) {
@@ -59,7 +60,8 @@ int main(int argc, char** argv) {
       !absl::SimpleAtoi(interval_s, &interval_ms) || interval_ms < 0) {
     std::cerr << "usage: outside_client --gateway=HOST:PORT "
                  "[--authority=NAME] (--ca=FILE | --plaintext) "
-                 "[--api_key=KEY] [--batches=N] [--batch_size=N] "
+                 "[--api_key=KEY] [--bearer=JWT] [--batches=N] "
+                 "[--batch_size=N] "
                  "[--interval_ms=N]\n";
     return 2;
   }
@@ -90,6 +92,7 @@ int main(int argc, char** argv) {
       ctx.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::seconds(5));
       if (!api_key.empty()) ctx.AddMetadata("x-api-key", api_key);
+      if (!bearer.empty()) ctx.AddMetadata("authorization", "Bearer " + bearer);
       mesh::examples::HelloRequest req;
       req.set_name("outside");
       mesh::examples::HelloReply reply;

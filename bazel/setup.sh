@@ -29,7 +29,7 @@ TEST_PACKAGES=(chromium iproute2 etcd-server dnsmasq-base cmake ccache)
 # The demo's discovery part needs etcd (--with-etcd).
 ETCD_PACKAGES=(etcd-server)
 # Only the benchmarks need these (a proxy to compare a hop with).
-BENCH_PACKAGES=(nginx haproxy)
+BENCH_PACKAGES=(nginx haproxy libyaml-dev libfyaml-dev)
 for flag in "$@"; do
   case $flag in
     --with-test-tools) PACKAGES+=("${TEST_PACKAGES[@]}");;

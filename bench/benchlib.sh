@@ -19,6 +19,17 @@ cpu_ticks() {
   echo $total
 }
 
+# start_bench_server [PREFIX...]: bench/bench_server (behind PREFIX, e.g.
+# taskset -c 1), its PID in SERVER (and PIDS), its port in B. Needs BIN.
+start_bench_server() {
+  "$@" $BIN/bench/bench_server > "$WORK/server.port" &
+  SERVER=$!
+  PIDS+=($SERVER)
+  for _ in $(seq 200); do [ -s "$WORK/server.port" ] && break; sleep 0.05; done
+  B=$(head -1 "$WORK/server.port")
+  [ -n "$B" ] || { echo "bench_server did not start" >&2; exit 1; }
+}
+
 # The proxies the benchmarks compare against.
 # start_nginx / start_haproxy NAME LISTEN_PORT UPSTREAM_PORT: one proxy
 # process; its PID in STARTED (and in PIDS, to be stopped at exit).

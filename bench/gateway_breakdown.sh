@@ -8,8 +8,9 @@
 #   GATEWAY_ARGS="--threads=2" bench/gateway_breakdown.sh  (gateway flags)
 #
 # 1. Context switches per call (voluntary + involuntary, summed over every
-#    thread of the proxy, from /proc/PID/task/*/status) and proxy CPU per
-#    call, at 1 and 16 in flight, N calls each after a warm-up.
+#    thread of the proxy, from /proc/PID/task/*/status, and by thread name)
+#    and proxy CPU per call, at 1 and 16 in flight, N calls each after a
+#    warm-up.
 # 2. Instructions per call by function (callgrind, inclusive), each proxy
 #    under valgrind with instrumentation switched on only for N calls after
 #    a warm-up (callgrind_control), so start-up is not counted.
@@ -35,7 +36,7 @@ bazel build -c opt --platform_suffix=opt //bench:loadgen //bench:bench_server \
 BIN=$PWD/bazel-bin
 WORK=$(mktemp -d /tmp/mesh-breakdown-XXXXXX)
 source tests/testlib.sh  # free_port, PIDS, stop_started
-source bench/benchlib.sh  # await_port, cpu_ticks, start_nginx
+source bench/benchlib.sh  # start_bench_server, await_port, cpu_ticks, start_nginx
 trap 'stop_started; rm -rf "$WORK"' EXIT
 # switches PID: context switches so far, every thread of PID and its children.
 switches() {
@@ -46,13 +47,17 @@ switches() {
   done
   echo $total
 }
+# thread_switches PID: "TID NAME SWITCHES" for every thread of PID and of
+# its children (nginx's worker).
+thread_switches() {
+  local t
+  for t in /proc/$1/task/* $(for c in $(pgrep -P "$1" || true); do echo /proc/$c/task/*; done); do
+    echo "$(basename "$t") $(tr ' ' _ < "$t/comm") $(awk '/ctxt_switches/ {s += $2} END {print s + 0}' "$t/status" 2>/dev/null)"
+  done | sort
+}
 TCK=$(getconf CLK_TCK)
 
-$BIN/bench/bench_server > "$WORK/server.port" &
-SERVER=$!
-PIDS+=($SERVER)
-for _ in $(seq 200); do [ -s "$WORK/server.port" ] && break; sleep 0.05; done
-B=$(head -1 "$WORK/server.port")
+start_bench_server
 cat > "$WORK/mesh.yaml" <<YAML
 apiVersion: mesh/v1
 trustDomain: bench.local
@@ -96,9 +101,9 @@ for inflight in 1 16; do
   for p in gateway nginx; do
     if [ $p = gateway ]; then port=$G pid=$GATEWAY; else port=$N pid=$NGINX; fi
     load "$port" "$inflight" 200 0 > /dev/null  # warm-up
-    s0=$(switches $pid); t0=$(cpu_ticks $pid)
+    s0=$(switches $pid); t0=$(cpu_ticks $pid); thread_switches $pid > "$WORK/threads0"
     line=$(load "$port" "$inflight" "$CALLS" 0)
-    s1=$(switches $pid); t1=$(cpu_ticks $pid)
+    s1=$(switches $pid); t1=$(cpu_ticks $pid); thread_switches $pid > "$WORK/threads1"
     ok=$(echo "$line" | sed -n 's/.* ok=\([0-9]*\).*/\1/p')
     p50=$(echo "$line" | sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p')
     qps=$(echo "$line" | sed -n 's/.*qps=\([0-9.]*\).*/\1/p')
@@ -107,6 +112,22 @@ for inflight in 1 16; do
       -v p=$p -v k=$inflight -v p50="$p50" -v qps="$qps" \
       'BEGIN { printf "| %s | %d | %.2f | %.1f | %s | %s |\n", p, k, s / n, t * 1e6 / tck / n, p50, qps }'
     log "$p, $inflight in flight: $line"
+    # Which threads switch (names as the kernel has them; a thread that
+    # switches less than once per 20 calls is left out).
+    join "$WORK/threads0" "$WORK/threads1" | awk -v n=$(( ok + 1 )) '
+      { d = ($5 - $3) / n; if (d >= 0.05) by[$2] += d }
+      END { for (t in by) printf "%s %.2f\n", t, by[t] }' |
+      sort > "$WORK/threads.$p.$inflight"
+  done
+done
+echo
+echo "Context switches per call by thread name:"
+echo
+echo "| proxy | in flight | thread: switches per call |"
+echo "|---|---|---|"
+for inflight in 1 16; do
+  for p in gateway nginx; do
+    echo "| $p | $inflight | $(awk '{printf "%s%s: %s", (NR > 1 ? ", " : ""), $1, $2}' "$WORK/threads.$p.$inflight") |"
   done
 done
 # stop_proxies: every started process but the server.
@@ -189,7 +210,7 @@ callgrind() {
       }
       END { for (l in by) printf "%9.0f  %s\n", by[l] / n, l }' | sort -rn | head -12
   echo '```'
-  [ -n "${KEEP:-}" ] && cp "${files[@]}" "$KEEP"/ ; rm -f "${files[@]}" "$out.txt"
+  rm -f "${files[@]}" "$out.txt"
 }
 echo
 echo "## Instructions per call (callgrind)"

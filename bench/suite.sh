@@ -49,12 +49,7 @@ TCK=$(getconf CLK_TCK)
 LAST=$(( $(nproc) - 1 ))
 
 # ---- the servers: plain (most paths) and a mesh mTLS server (mesh-mtls)
-taskset -c "$LAST" $BIN/bench/bench_server > "$WORK/server.port" &
-SERVER=$!
-PIDS+=($SERVER)
-for _ in $(seq 200); do [ -s "$WORK/server.port" ] && break; sleep 0.05; done
-B=$(head -1 "$WORK/server.port")
-[ -n "$B" ] || { echo "bench_server did not start"; exit 1; }
+start_bench_server taskset -c "$LAST"
 
 mkdir -m 0700 "$WORK/certs"
 $BIN/mesh/cli/meshctl dev-certs --dir "$WORK/certs" --trust-domain bench.local \

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <iostream>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -424,11 +423,10 @@ class Gateway::Call {
       }
       // The first response waits for Decide, in case its status is behind
       // it; later ones go at once; the last waits for the status.
-      if (!last &&
-          (responses_decided_ || responses_.size() > 1 || wrote_response_)) {
+      if (!last && (responses_decided_ || responses_.size() > 1 ||
+                    initial_metadata_sent_)) {  // (Sent: not the first.)
         ForwardInitialMetadata();  // Goes with the first message.
         down_writing_ = true;
-        wrote_response_ = true;
         down_.Write(responses_.front(), Tag(kDownWrite));
         responses_.pop_front();
       }
@@ -606,7 +604,6 @@ class Gateway::Call {
   bool up_reading_ = false;
   bool responses_ended_ = false;
   bool down_writing_ = false;
-  bool wrote_response_ = false;
   bool initial_metadata_sent_ = false;
   bool up_finished_ = false;
   bool finished_down_ = false;
@@ -625,10 +622,7 @@ Gateway::Gateway(GatewayConfig config, const ChannelFactory& channel_for,
                  std::unique_ptr<JwtVerifier> jwt, Log log)
     : config_(std::move(config)),
       jwt_(std::move(jwt)),
-      log_(log != nullptr ? std::move(log)
-                          : [](const std::string& line) {
-                              std::cout << (line + "\n") << std::flush;
-                            }),
+      log_(std::move(log)),
       limits_(config_.limits) {
   for (const Route& r : config_.routes) {
     Destination& d = destinations_[r.destination];
@@ -692,7 +686,7 @@ void Gateway::Stop() {
     // the shutdown deadline, their calls into the mesh with them).
     absl::MutexLock lock(&live_mu_);
     live_mu_.Await(absl::Condition(
-        +[](int* live) { return *live == 0; }, &live_));
+        +[](std::atomic<int>* live) { return live->load() == 0; }, &live_));
   }
   for (auto& p : pollers_) p->cq->Shutdown();
   for (auto& p : pollers_) {
@@ -700,14 +694,13 @@ void Gateway::Stop() {
   }
 }
 
-void Gateway::CallStarted() {
-  absl::MutexLock lock(&live_mu_);
-  ++live_;
-}
+void Gateway::CallStarted() { live_.fetch_add(1, std::memory_order_relaxed); }
 
 void Gateway::CallEnded() {
-  absl::MutexLock lock(&live_mu_);
-  --live_;
+  if (live_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    // The last one: Stop's Await looks at live_ again when the lock is let go.
+    absl::MutexLock lock(&live_mu_);
+  }
 }
 
 grpc::Status Gateway::Authenticate(const grpc::ServerContextBase& ctx,
@@ -718,7 +711,7 @@ grpc::Status Gateway::Authenticate(const grpc::ServerContextBase& ctx,
   if (jwt_ != nullptr && auth != md.end()) {
     absl::string_view value(auth->second.data(), auth->second.size());
     std::string why;
-    if (value.size() < 7 || !absl::EqualsIgnoreCase(value.substr(0, 7), "bearer ")) {
+    if (!absl::StartsWithIgnoreCase(value, "bearer ")) {
       why = "authorization is not \"Bearer <token>\"";
     } else {
       auto token = jwt_->Verify(absl::StripLeadingAsciiWhitespace(value.substr(7)),

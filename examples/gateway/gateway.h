@@ -100,7 +100,7 @@ class Gateway final {
   // `jwt` verifies bearer tokens; required when config.has_jwt. `log`
   // gets one line per refused credential (with the reason).
   Gateway(GatewayConfig config, const ChannelFactory& channel_for,
-          std::unique_ptr<JwtVerifier> jwt = nullptr, Log log = nullptr);
+          std::unique_ptr<JwtVerifier> jwt, Log log);
 
   ~Gateway() { Stop(); }
 
@@ -167,8 +167,8 @@ class Gateway final {
   grpc::AsyncGenericService service_;
   std::vector<std::unique_ptr<Poller>> pollers_;
   std::atomic<bool> accepting_{false};
-  absl::Mutex live_mu_;
-  int live_ ABSL_GUARDED_BY(live_mu_) = 0;  // Call objects alive.
+  std::atomic<int> live_{0};  // Call objects alive.
+  absl::Mutex live_mu_;       // Only for Stop to wait for live_ == 0.
 };
 
 // "host" of an :authority ("api.example.test:8443" -> "api.example.test",

@@ -375,12 +375,18 @@ absl::StatusOr<GatewayConfig> ParseGatewayConfig(absl::string_view yaml,
   return c;
 }
 
-absl::StatusOr<GatewayConfig> LoadGatewayConfig(const std::string& path) {
-  std::ifstream in(path);
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
   std::stringstream ss;
   ss << in.rdbuf();
-  return ParseGatewayConfig(ss.str(), path);
+  return ss.str();
+}
+
+absl::StatusOr<GatewayConfig> LoadGatewayConfig(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  return ParseGatewayConfig(*text, path);
 }
 
 }  // namespace gateway

@@ -89,6 +89,10 @@ absl::StatusOr<GatewayConfig> ParseGatewayConfig(absl::string_view yaml,
                                                  const std::string& name);
 absl::StatusOr<GatewayConfig> LoadGatewayConfig(const std::string& path);
 
+// The whole of a file (the config, certificates, the JWKS), or NotFound
+// "PATH: cannot read".
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
 // Lower-case hex SHA-256 of `data` (for API keys).
 std::string Sha256Hex(absl::string_view data);
 

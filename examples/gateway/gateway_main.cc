@@ -45,16 +45,6 @@ bool Flag(absl::string_view arg, absl::string_view name, std::string* out) {
   return true;
 }
 
-bool ReadFile(const std::string& path, std::string* out) {
-  FILE* f = fopen(path.c_str(), "rb");
-  if (f == nullptr) return false;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, n);
-  fclose(f);
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -88,7 +78,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Debian's abseil checks every Mutex acquisition for lock-order cycles
-  // (gRPC's locks included): about 10 % of the gateway's instructions per
+  // (gRPC's locks included): about 14 % of the gateway's instructions per
   // proxied call (docs/benchmarks.md). The gateway's own process, so its
   // choice; the mesh library leaves the setting to the application.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -102,14 +92,14 @@ int main(int argc, char** argv) {
     outside = grpc::InsecureServerCredentials();
   } else {
     grpc::SslServerCredentialsOptions ssl;
-    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-    if (!ReadFile(gw_config->tls_certificate, &pair.cert_chain) ||
-        !ReadFile(gw_config->tls_private_key, &pair.private_key)) {
-      std::cerr << "gateway: cannot read " << gw_config->tls_certificate
-                << " or " << gw_config->tls_private_key << "\n";
+    auto cert = mesh::gateway::ReadFile(gw_config->tls_certificate);
+    auto key = mesh::gateway::ReadFile(gw_config->tls_private_key);
+    if (!cert.ok() || !key.ok()) {
+      std::cerr << "gateway: "
+                << (cert.ok() ? key.status() : cert.status()).message() << "\n";
       return 1;
     }
-    ssl.pem_key_cert_pairs.push_back(pair);
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
     outside = grpc::SslServerCredentials(ssl);
   }
 

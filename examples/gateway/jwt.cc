@@ -15,9 +15,7 @@
 #include <sys/stat.h>
 
 #include <cmath>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
@@ -27,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "examples/gateway/gateway_config.h"  // ReadFile
 
 namespace mesh {
 namespace gateway {
@@ -325,14 +324,6 @@ std::string Stamp(const std::string& path) {
   if (stat(path.c_str(), &st) != 0) return "";
   return absl::StrCat(st.st_size, "/", st.st_mtim.tv_sec, ".",
                       st.st_mtim.tv_nsec, "/", st.st_ino);
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 absl::StatusOr<std::shared_ptr<const JwtKeySet>> LoadJwks(

@@ -17,7 +17,7 @@ PACKAGES=(
   bazel-bootstrap bazel-rules-java bazel-platforms
   g++ pkg-config
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
-  libabsl-dev libc-ares-dev libssl-dev libyaml-cpp-dev libre2-dev
+  libabsl-dev libc-ares-dev libssl-dev libyaml-dev libyaml-cpp-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   openssl procps
@@ -29,7 +29,7 @@ TEST_PACKAGES=(chromium iproute2 etcd-server dnsmasq-base cmake ccache)
 # The demo's discovery part needs etcd (--with-etcd).
 ETCD_PACKAGES=(etcd-server)
 # Only the benchmarks need these (a proxy to compare a hop with).
-BENCH_PACKAGES=(nginx haproxy libyaml-dev libfyaml-dev)
+BENCH_PACKAGES=(nginx haproxy libfyaml-dev)
 for flag in "$@"; do
   case $flag in
     --with-test-tools) PACKAGES+=("${TEST_PACKAGES[@]}");;

@@ -12,7 +12,8 @@
 //   libyaml events  yaml_parser_parse to the end: the event stream alone,
 //             the floor for a reader that validates as it goes;
 //   libfyaml  fy_document_build_from_string, a tree with marks.
-// And, for reference, mesh::config::ParseConfig (yaml-cpp plus validation).
+// Then mesh's own tree on libyaml's events (mesh/config/yaml.h, the one
+// chosen) and mesh::config::ParseConfig (that tree plus validation).
 
 #include <libfyaml.h>
 #include <yaml.h>
@@ -22,6 +23,7 @@
 
 #include "bench/config_gen.h"
 #include "mesh/config/config.h"
+#include "mesh/config/yaml.h"
 
 namespace {
 
@@ -94,6 +96,18 @@ void BM_LibfyamlBuild(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * state.range(0));
 }
 
+// The tree mesh's config readers walk (mesh/config/yaml.h, on libyaml's
+// events): the reader chosen from the candidates above.
+void BM_MeshYamlDocument(benchmark::State& state) {
+  const std::string yaml = Text(state);
+  for (auto _ : state) {
+    auto d = mesh::config::yaml::Document::Parse(yaml, "bench.yaml");
+    if (!d.ok()) state.SkipWithError(std::string(d.status().message()).c_str());
+    benchmark::DoNotOptimize(d);
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+
 void BM_ParseConfig(benchmark::State& state) {
   const std::string yaml = Text(state);
   for (auto _ : state) {
@@ -112,6 +126,7 @@ BENCHMARK(BM_YamlCppLoad) MESH_SIZES;
 BENCHMARK(BM_LibyamlLoad) MESH_SIZES;
 BENCHMARK(BM_LibyamlEvents) MESH_SIZES;
 BENCHMARK(BM_LibfyamlBuild) MESH_SIZES;
+BENCHMARK(BM_MeshYamlDocument) MESH_SIZES;
 BENCHMARK(BM_ParseConfig) MESH_SIZES;
 
 }  // namespace

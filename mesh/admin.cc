@@ -7,8 +7,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "mesh/common/json.h"
+#include "mesh/config/yaml.h"
 #include "mesh/telemetry/prometheus.h"
-#include "yaml-cpp/yaml.h"
 
 namespace mesh {
 namespace internal {
@@ -101,10 +101,10 @@ std::string DestinationJson(const DestinationView& d) {
       d.plan_json.empty() ? "null" : d.plan_json, "}");
 }
 
-std::string YamlToJson(const YAML::Node& n, int depth) {
+std::string YamlToJson(const config::yaml::Node& n, int depth) {
   if (depth > 64) return "null";
   switch (n.Type()) {
-    case YAML::NodeType::Map: {
+    case config::yaml::NodeType::kMap: {
       std::vector<std::string> kv;
       for (const auto& e : n) {
         kv.push_back(absl::StrCat(
@@ -113,19 +113,23 @@ std::string YamlToJson(const YAML::Node& n, int depth) {
       }
       return absl::StrCat("{", absl::StrJoin(kv, ","), "}");
     }
-    case YAML::NodeType::Sequence: {
+    case config::yaml::NodeType::kSequence: {
       std::vector<std::string> items;
-      for (const auto& e : n) items.push_back(YamlToJson(e, depth + 1));
+      for (size_t i = 0; i < n.size(); ++i) {
+        items.push_back(YamlToJson(n[i], depth + 1));
+      }
       return absl::StrCat("[", absl::StrJoin(items, ","), "]");
     }
-    case YAML::NodeType::Scalar: {
+    case config::yaml::NodeType::kScalar: {
+      // Numbers and booleans as YAML writes them (plain); quoted text
+      // stays a string.
       const std::string& s = n.Scalar();
       int64_t i;
-      if (n.Tag() != "!" && absl::SimpleAtoi(s, &i) &&
+      if (n.IsPlain() && absl::SimpleAtoi(s, &i) &&
           s.find_first_not_of("-0123456789") == std::string::npos) {
         return s;
       }
-      if (n.Tag() != "!" && (s == "true" || s == "false")) return s;
+      if (n.IsPlain() && (s == "true" || s == "false")) return s;
       return JsonString(s);
     }
     default:
@@ -351,14 +355,14 @@ std::string StatusText(const AdminView& v) {
 }
 
 std::string ConfigJson(const AdminView& v) {
-  std::string body;
-  try {
-    body = YamlToJson(
-        YAML::Load(v.config_text == nullptr ? "" : *v.config_text), 0);
-  } catch (const YAML::Exception& e) {
+  absl::StatusOr<config::yaml::Document> doc = config::yaml::Document::Parse(
+      v.config_text == nullptr ? "" : *v.config_text, v.config_path);
+  if (!doc.ok()) {
     return absl::StrCat("{\"version\":", JsonString(v.status.config_version),
-                        ",\"error\":", JsonString(e.what()), "}");
+                        ",\"error\":", JsonString(doc.status().message()),
+                        "}");
   }
+  const std::string body = YamlToJson(doc->root(), 0);
   return absl::StrCat("{\"version\":", JsonString(v.status.config_version),
                       ",\"path\":", JsonString(v.config_path),
                       ",\"config\":", body, "}");

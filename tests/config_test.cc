@@ -183,9 +183,19 @@ INSTANTIATE_TEST_SUITE_P(
                 "      - {address: 10.0.0.1, port: 1, locality: {region: r}}\n",
                 "f.yaml:8:9: services[0].endpoints[1]: duplicate endpoint "
                 "10.0.0.1:1 (also services[0].endpoints[0])"},
+        // Not UTF-8: refused where the byte is (yaml-cpp, the reader
+        // before, read bytes and reported the escape after it).
         BadCase{"BinaryGarbage", "a: \"\\\x99\"\n",
-                "f.yaml:1:7: YAML syntax error: unknown escape character: "
-                "\\x99"}),
+                "f.yaml:1:6: YAML syntax error: byte 0x99 is not UTF-8 "
+                "(invalid leading UTF-8 octet): a config must be UTF-8 "
+                "text"},
+        BadCase{"UnknownEscape", "a: \"\\q\"\n",
+                "f.yaml:1:7: YAML syntax error: unknown escape character: q"},
+        BadCase{"UnclosedMapFlow", "a: {b: 1\n",
+                "f.yaml:2:1: YAML syntax error: end of map flow not found"},
+        BadCase{"UndefinedAlias", "a: *nowhere\n",
+                "f.yaml:1:4: YAML syntax error: the referenced anchor is not "
+                "defined"}),
     [](const ::testing::TestParamInfo<BadCase>& info) {
       return info.param.name;
     });

@@ -55,6 +55,7 @@
 #include "absl/strings/strip.h"
 #include "mesh/config/config.h"
 #include "mesh/config/snapshot.h"
+#include "mesh/config/yaml.h"
 #include "mesh/identity/dev_ca.h"
 #include "mesh/identity/svid.h"
 #include "mesh/source/compose.h"
@@ -63,7 +64,6 @@
 #include "mesh/telemetry/http_get.h"
 #include "mesh/policy/route_match.h"
 #include "mesh/xds/translate.h"
-#include "yaml-cpp/yaml.h"
 
 namespace {
 
@@ -410,13 +410,12 @@ int Explain(int argc, char** argv) {
 
 // Whether `text` says it is an endpoint set (kind: EndpointSet).
 bool IsEndpointSet(const std::string& text) {
-  try {
-    YAML::Node root = YAML::Load(text);
-    return root.IsMap() && root["kind"].IsScalar() &&
-           root["kind"].Scalar() == "EndpointSet";
-  } catch (const YAML::Exception&) {
-    return false;  // Reported by the validation.
-  }
+  absl::StatusOr<mesh::config::yaml::Document> doc =
+      mesh::config::yaml::Document::Parse(text, "");
+  if (!doc.ok()) return false;  // Reported by the validation.
+  const mesh::config::yaml::Node root = doc->root();
+  return root.IsMap() && root["kind"].IsScalar() &&
+         root["kind"].Scalar() == "EndpointSet";
 }
 
 int Validate(int argc, char** argv) {

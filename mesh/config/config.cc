@@ -1,8 +1,8 @@
 // Parsing and validation of the mesh/v1 config (see config.h, docs/config.md).
 //
-// yaml-cpp reports syntax errors by exception; they are caught here, at the
-// boundary, and turned into the same "FILE:LINE:COL: message" form as every
-// validation problem. Validation never stops at the first problem.
+// The text is read by mesh/config/yaml.h (libyaml's parser); a syntax error
+// comes back in the same "FILE:LINE:COL: message" form as every validation
+// problem. Validation never stops at the first problem.
 
 #include "mesh/config/config.h"
 
@@ -28,8 +28,8 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "mesh/identity/svid.h"
+#include "mesh/config/yaml.h"
 #include "re2/re2.h"
-#include "yaml-cpp/yaml.h"
 
 namespace mesh {
 namespace config {
@@ -228,7 +228,7 @@ class Reader {
  public:
   explicit Reader(absl::string_view filename) : filename_(filename) {}
 
-  void Error(const YAML::Mark& mark, absl::string_view path,
+  void Error(const yaml::Mark& mark, absl::string_view path,
              absl::string_view what) {
     const std::string where =
         path.empty() ? std::string() : absl::StrCat(path, ": ");
@@ -243,7 +243,7 @@ class Reader {
 
   // Checks that `node` is a map, that it has no duplicate keys and no keys
   // outside `allowed`. Returns false if it is not a map.
-  bool ExpectMap(const YAML::Node& node, absl::string_view path,
+  bool ExpectMap(const yaml::Node& node, absl::string_view path,
                  const std::vector<absl::string_view>& allowed) {
     if (!node.IsMap()) {
       Error(node.Mark(), path, absl::StrCat("must be a map, got ", Kind(node)));
@@ -274,9 +274,9 @@ class Reader {
 
   // Reads a scalar string. Returns false if absent (reporting it when
   // `required`) or not a scalar.
-  bool String(const YAML::Node& map, absl::string_view key,
+  bool String(const yaml::Node& map, absl::string_view key,
               absl::string_view path, bool required, std::string* out) {
-    const YAML::Node v = map[std::string(key)];
+    const yaml::Node v = map[std::string(key)];
     const std::string field = Join(path, key);
     if (!v.IsDefined() || v.IsNull()) {
       if (required) Error(map.Mark(), field, "required field is missing");
@@ -296,10 +296,10 @@ class Reader {
     return true;
   }
 
-  bool Uint(const YAML::Node& map, absl::string_view key,
+  bool Uint(const yaml::Node& map, absl::string_view key,
             absl::string_view path, bool required, uint32_t min, uint32_t max,
             uint32_t* out) {
-    const YAML::Node v = map[std::string(key)];
+    const yaml::Node v = map[std::string(key)];
     const std::string field = Join(path, key);
     if (!v.IsDefined() || v.IsNull()) {
       if (required) Error(map.Mark(), field, "required field is missing");
@@ -343,13 +343,13 @@ class Reader {
     return true;
   }
 
-  static std::string Kind(const YAML::Node& n) {
+  static std::string Kind(const yaml::Node& n) {
     switch (n.Type()) {
-      case YAML::NodeType::Map:
+      case yaml::NodeType::kMap:
         return n.size() == 0 ? "an empty map" : "a map";
-      case YAML::NodeType::Sequence:
+      case yaml::NodeType::kSequence:
         return n.size() == 0 ? "an empty list" : "a list";
-      case YAML::NodeType::Scalar:
+      case yaml::NodeType::kScalar:
         return Quote(n.Scalar());
       default:
         return "nothing";
@@ -396,9 +396,9 @@ std::string Printable(absl::string_view s) {
 
 constexpr absl::string_view kApiVersion = "mesh/v1";
 
-void ReadLocality(Reader& r, const YAML::Node& parent, const std::string& path,
+void ReadLocality(Reader& r, const yaml::Node& parent, const std::string& path,
                   Locality* out) {
-  const YAML::Node node = parent["locality"];
+  const yaml::Node node = parent["locality"];
   if (!node.IsDefined() || node.IsNull()) {
     // An absent node has no position: report at its parent.
     r.Error(parent.Mark(), path, "required field is missing");
@@ -426,9 +426,9 @@ void ReadLocality(Reader& r, const YAML::Node& parent, const std::string& path,
   }
 }
 
-void ReadLabels(Reader& r, const YAML::Node& node, const std::string& path,
+void ReadLabels(Reader& r, const yaml::Node& node, const std::string& path,
                 std::map<std::string, std::string>* out) {
-  const YAML::Node labels = node["labels"];
+  const yaml::Node labels = node["labels"];
   const std::string lpath = Reader::Join(path, "labels");
   if (!labels.IsDefined() || labels.IsNull()) return;
   if (!labels.IsMap()) {
@@ -453,7 +453,7 @@ void ReadLabels(Reader& r, const YAML::Node& node, const std::string& path,
   }
 }
 
-void ReadEndpoint(Reader& r, const YAML::Node& node, const std::string& path,
+void ReadEndpoint(Reader& r, const yaml::Node& node, const std::string& path,
                   Endpoint* ep) {
   if (!r.ExpectMap(node, path, {"address", "port", "locality", "weight",
                                 "health", "labels"})) {
@@ -487,7 +487,7 @@ void ReadEndpoint(Reader& r, const YAML::Node& node, const std::string& path,
 }
 
 // A service's `endpoints` (or an endpoint set's): no address:port twice.
-void ReadEndpointList(Reader& r, const YAML::Node& eps,
+void ReadEndpointList(Reader& r, const yaml::Node& eps,
                       const std::string& epath, std::vector<Endpoint>* out) {
   if (!eps.IsSequence()) {
     r.Error(eps.Mark(), epath,
@@ -525,7 +525,7 @@ bool IsQueryName(absl::string_view s) {
   return true;
 }
 
-void ReadDns(Reader& r, const YAML::Node& list, const std::string& path,
+void ReadDns(Reader& r, const yaml::Node& list, const std::string& path,
              std::vector<DnsEndpoints>* out) {
   if (!list.IsSequence()) {
     r.Error(list.Mark(), path,
@@ -535,7 +535,7 @@ void ReadDns(Reader& r, const YAML::Node& list, const std::string& path,
   std::set<std::string> seen;
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string p = absl::StrCat(path, "[", i, "]");
-    const YAML::Node n = list[i];
+    const yaml::Node n = list[i];
     if (!r.ExpectMap(n, p, {"name", "srv", "port", "locality", "weight",
                             "labels"})) {
       continue;
@@ -602,7 +602,7 @@ constexpr absl::string_view kPatternHelp =
     "must be a locality pattern \"region[/zone[/cluster]]\" where a part may "
     "be \"*\" (then so must the parts after it)";
 
-bool ReadPattern(Reader& r, const YAML::Node& node, const std::string& path,
+bool ReadPattern(Reader& r, const yaml::Node& node, const std::string& path,
                  LocalityPattern* out) {
   if (!node.IsScalar() || !ParsePattern(node.Scalar(), out)) {
     r.Error(node.Mark(), path,
@@ -613,10 +613,10 @@ bool ReadPattern(Reader& r, const YAML::Node& node, const std::string& path,
 }
 
 // "5s", "250ms", "1m". Returns milliseconds.
-bool Duration(Reader& r, const YAML::Node& map, absl::string_view key,
+bool Duration(Reader& r, const yaml::Node& map, absl::string_view key,
               absl::string_view path, int64_t min_ms, int64_t max_ms,
               int64_t* out) {
-  const YAML::Node v = map[std::string(key)];
+  const yaml::Node v = map[std::string(key)];
   if (!v.IsDefined() || v.IsNull()) return false;
   absl::Duration d;
   const std::string field = Reader::Join(path, key);
@@ -646,9 +646,9 @@ bool Duration(Reader& r, const YAML::Node& map, absl::string_view key,
 // whether both are valid. Invalid rules are reported and left out.
 template <typename Rule>
 void ReadFromToRules(
-    Reader& r, const YAML::Node& list, const std::string& path,
+    Reader& r, const yaml::Node& list, const std::string& path,
     std::vector<Rule>* out,
-    const std::function<bool(const YAML::Node&, const std::string&, Rule*)>&
+    const std::function<bool(const yaml::Node&, const std::string&, Rule*)>&
         read_to) {
   if (!list.IsSequence() || list.size() == 0) {
     r.Error(list.Mark(), path,
@@ -658,7 +658,7 @@ void ReadFromToRules(
   }
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string p = absl::StrCat(path, "[", i, "]");
-    const YAML::Node n = list[i];
+    const yaml::Node n = list[i];
     if (!r.ExpectMap(n, p, {"from", "to"})) continue;
     Rule rule;
     rule.line = n.Mark().line + 1;
@@ -682,11 +682,11 @@ void ReadFromToRules(
   }
 }
 
-void ReadFailover(Reader& r, const YAML::Node& list, const std::string& path,
+void ReadFailover(Reader& r, const yaml::Node& list, const std::string& path,
                   std::vector<FailoverRule>* out) {
   ReadFromToRules<FailoverRule>(
       r, list, path, out,
-      [&r](const YAML::Node& n, const std::string& p, FailoverRule* rule) {
+      [&r](const yaml::Node& n, const std::string& p, FailoverRule* rule) {
         bool ok = true;
         if (n["from"].IsDefined() &&
             (rule->from.region == "*" || rule->from.cluster != "*")) {
@@ -694,7 +694,7 @@ void ReadFailover(Reader& r, const YAML::Node& list, const std::string& path,
                   "must name a region or a region/zone");
           ok = false;
         }
-        const YAML::Node to = n["to"];
+        const yaml::Node to = n["to"];
         if (!to.IsDefined() || !to.IsSequence() || to.size() == 0) {
           r.Error(to.IsDefined() ? to.Mark() : n.Mark(), p + ".to",
                   "must be a non-empty list of locality patterns");
@@ -712,12 +712,12 @@ void ReadFailover(Reader& r, const YAML::Node& list, const std::string& path,
       });
 }
 
-void ReadDistribute(Reader& r, const YAML::Node& list, const std::string& path,
+void ReadDistribute(Reader& r, const yaml::Node& list, const std::string& path,
                     std::vector<DistributeRule>* out) {
   ReadFromToRules<DistributeRule>(
       r, list, path, out,
-      [&r](const YAML::Node& n, const std::string& p, DistributeRule* rule) {
-        const YAML::Node to = n["to"];
+      [&r](const yaml::Node& n, const std::string& p, DistributeRule* rule) {
+        const yaml::Node to = n["to"];
         if (!to.IsDefined() || !to.IsMap() || to.size() == 0) {
           r.Error(to.IsDefined() ? to.Mark() : n.Mark(), p + ".to",
                   "must be a non-empty map of locality pattern to weight");
@@ -760,7 +760,7 @@ void ReadDistribute(Reader& r, const YAML::Node& list, const std::string& path,
       });
 }
 
-void ReadLocalityPolicy(Reader& r, const YAML::Node& node,
+void ReadLocalityPolicy(Reader& r, const yaml::Node& node,
                         const std::string& path, LocalityPolicy* lp) {
   if (!r.ExpectMap(node, path, {"failoverPriority", "failover", "distribute",
                                 "zoneAware", "spillover"})) {
@@ -781,7 +781,7 @@ void ReadLocalityPolicy(Reader& r, const YAML::Node& node,
                          "distribute and zoneAware; got ",
                          absl::StrJoin(given, " and ")));
   }
-  const YAML::Node fp = node["failoverPriority"];
+  const yaml::Node fp = node["failoverPriority"];
   if (fp.IsDefined() && !fp.IsNull()) {
     const std::string p = path + ".failoverPriority";
     if (!fp.IsSequence() || fp.size() == 0) {
@@ -811,7 +811,7 @@ void ReadLocalityPolicy(Reader& r, const YAML::Node& node,
     ReadDistribute(r, node["distribute"], path + ".distribute",
                    &lp->distribute);
   }
-  const YAML::Node za = node["zoneAware"];
+  const yaml::Node za = node["zoneAware"];
   if (za.IsDefined() && !za.IsNull()) {
     const std::string p = path + ".zoneAware";
     if (r.ExpectMap(za, p, {"minEndpoints"})) {
@@ -820,7 +820,7 @@ void ReadLocalityPolicy(Reader& r, const YAML::Node& node,
              &lp->zone_aware_min_endpoints);
     }
   }
-  const YAML::Node sp = node["spillover"];
+  const yaml::Node sp = node["spillover"];
   if (sp.IsDefined() && !sp.IsNull()) {
     const std::string p = path + ".spillover";
     if (r.ExpectMap(sp, p,
@@ -837,7 +837,7 @@ void ReadLocalityPolicy(Reader& r, const YAML::Node& node,
                                Reader::Quote(mode)));
         }
       }
-      const YAML::Node of = sp["overprovisioningFactor"];
+      const yaml::Node of = sp["overprovisioningFactor"];
       if (of.IsDefined() && !of.IsNull()) {
         double f = 0;
         if (!of.IsScalar() || !absl::SimpleAtod(of.Scalar(), &f) || f < 1.0 ||
@@ -856,7 +856,7 @@ void ReadLocalityPolicy(Reader& r, const YAML::Node& node,
   }
 }
 
-void ReadHealthCheck(Reader& r, const YAML::Node& node,
+void ReadHealthCheck(Reader& r, const yaml::Node& node,
                      const std::string& path, HealthCheck* hc) {
   if (!r.ExpectMap(node, path, {"interval", "timeout", "healthyThreshold",
                                 "unhealthyThreshold", "serviceName"})) {
@@ -877,7 +877,7 @@ void ReadHealthCheck(Reader& r, const YAML::Node& node,
   r.String(node, "serviceName", path, false, &hc->service_name);
 }
 
-void ReadOutlierDetection(Reader& r, const YAML::Node& node,
+void ReadOutlierDetection(Reader& r, const yaml::Node& node,
                           const std::string& path, OutlierDetection* od) {
   if (!r.ExpectMap(node, path, {"interval", "baseEjectionTime",
                                 "maxEjectionTime", "maxEjectionPercent",
@@ -899,7 +899,7 @@ void ReadOutlierDetection(Reader& r, const YAML::Node& node,
   }
   r.Uint(node, "maxEjectionPercent", path, false, 0, 100,
          &od->max_ejection_percent);
-  const YAML::Node fp = node["failurePercentage"];
+  const yaml::Node fp = node["failurePercentage"];
   const std::string fpp = path + ".failurePercentage";
   if (fp.IsDefined() && !fp.IsNull() &&
       r.ExpectMap(fp, fpp, {"threshold", "minimumHosts", "requestVolume",
@@ -912,13 +912,13 @@ void ReadOutlierDetection(Reader& r, const YAML::Node& node,
     r.Uint(fp, "enforcementPercent", fpp, false, 0, 100,
            &od->failure_enforcement_percent);
   }
-  const YAML::Node sr = node["successRate"];
+  const yaml::Node sr = node["successRate"];
   const std::string srp = path + ".successRate";
   if (sr.IsDefined() && !sr.IsNull() &&
       r.ExpectMap(sr, srp, {"stdevFactor", "minimumHosts", "requestVolume",
                             "enforcementPercent"})) {
     od->success_enforcement_percent = 100;
-    const YAML::Node f = sr["stdevFactor"];
+    const yaml::Node f = sr["stdevFactor"];
     if (f.IsDefined() && !f.IsNull()) {
       double v = 0;
       if (!f.IsScalar() || !absl::SimpleAtod(f.Scalar(), &v) || v < 0.1 ||
@@ -940,16 +940,16 @@ void ReadOutlierDetection(Reader& r, const YAML::Node& node,
   }
 }
 
-void ReadCircuitBreaker(Reader& r, const YAML::Node& node,
+void ReadCircuitBreaker(Reader& r, const yaml::Node& node,
                         const std::string& path, CircuitBreaker* cb) {
   if (!r.ExpectMap(node, path, {"maxRequests"})) return;
   r.Uint(node, "maxRequests", path, true, 1, 1000000, &cb->max_requests);
 }
 
-void ReadRegistration(Reader& r, const YAML::Node& node,
+void ReadRegistration(Reader& r, const yaml::Node& node,
                       const std::string& path, RemovalGuard* g) {
   if (!r.ExpectMap(node, path, {"removalGuard"})) return;
-  const YAML::Node n = node["removalGuard"];
+  const yaml::Node n = node["removalGuard"];
   if (!n.IsDefined() || n.IsNull()) return;
   const std::string p = path + ".removalGuard";
   if (!r.ExpectMap(n, p, {"maxVanishPercent", "window", "minInstances",
@@ -965,7 +965,7 @@ void ReadRegistration(Reader& r, const YAML::Node& node,
 // Checks made once every service is read: destinations name a service
 // (and subset) that exists.
 struct PendingDestination {
-  YAML::Mark mark;
+  yaml::Mark mark;
   std::string path;
   std::string from_service;  // The service whose route it is.
   Destination destination;
@@ -1005,7 +1005,7 @@ bool IsMethodPath(absl::string_view p) {
   return p.find('/', slash + 1) == absl::string_view::npos;
 }
 
-void ReadSubsets(Reader& r, const YAML::Node& list, const std::string& path,
+void ReadSubsets(Reader& r, const yaml::Node& list, const std::string& path,
                  std::vector<Subset>* out) {
   if (!list.IsSequence()) {
     r.Error(list.Mark(), path,
@@ -1015,10 +1015,10 @@ void ReadSubsets(Reader& r, const YAML::Node& list, const std::string& path,
   }
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string p = absl::StrCat(path, "[", i, "]");
-    const YAML::Node n = list[i];
+    const yaml::Node n = list[i];
     if (!r.ExpectMap(n, p, {"name", "labels", "circuitBreaker"})) continue;
     Subset sub;
-    const YAML::Node cb = n["circuitBreaker"];
+    const yaml::Node cb = n["circuitBreaker"];
     if (cb.IsDefined() && !cb.IsNull() &&
         r.ExpectMap(cb, p + ".circuitBreaker", {"maxRequests"})) {
       r.Uint(cb, "maxRequests", p + ".circuitBreaker", true, 1, 1000000,
@@ -1029,7 +1029,7 @@ void ReadSubsets(Reader& r, const YAML::Node& list, const std::string& path,
               absl::StrCat("must be a DNS label, got ",
                            Reader::Quote(sub.name)));
     }
-    const YAML::Node labels = n["labels"];
+    const yaml::Node labels = n["labels"];
     if (!labels.IsDefined() || !labels.IsMap() || labels.size() == 0) {
       r.Error(labels.IsDefined() ? labels.Mark() : n.Mark(), p + ".labels",
               "must be a non-empty map of label to value");
@@ -1052,7 +1052,7 @@ void ReadSubsets(Reader& r, const YAML::Node& list, const std::string& path,
   }
 }
 
-void ReadHeaderMatch(Reader& r, const YAML::Node& n, const std::string& p,
+void ReadHeaderMatch(Reader& r, const yaml::Node& n, const std::string& p,
                      HeaderMatch* h) {
   if (!r.ExpectMap(n, p, {"name", "exact", "prefix", "regex", "present",
                           "absent", "invert"})) {
@@ -1099,7 +1099,7 @@ void ReadHeaderMatch(Reader& r, const YAML::Node& n, const std::string& p,
     }
   }
   for (const char* k : {"present", "absent"}) {
-    const YAML::Node b = n[k];
+    const yaml::Node b = n[k];
     if (!b.IsDefined()) continue;
     ++kinds;
     if (!b.IsScalar() || b.Scalar() != "true") {
@@ -1113,7 +1113,7 @@ void ReadHeaderMatch(Reader& r, const YAML::Node& n, const std::string& p,
     r.Error(n.Mark(), p,
             "set exactly one of exact, prefix, regex, present, absent");
   }
-  const YAML::Node inv = n["invert"];
+  const yaml::Node inv = n["invert"];
   if (inv.IsDefined()) {
     if (!inv.IsScalar() || (inv.Scalar() != "true" && inv.Scalar() != "false")) {
       r.Error(inv.Mark(), p + ".invert", "must be true or false");
@@ -1126,7 +1126,7 @@ void ReadHeaderMatch(Reader& r, const YAML::Node& n, const std::string& p,
 std::string CallerPatternError(absl::string_view p);
 
 // A route's `match.source`: which callers it applies to.
-void ReadSourceMatch(Reader& r, const YAML::Node& n, const std::string& p,
+void ReadSourceMatch(Reader& r, const yaml::Node& n, const std::string& p,
                      SourceMatch* m) {
   if (!r.ExpectMap(n, p, {"service", "namespace", "labels", "locality",
                           "identity"})) {
@@ -1171,7 +1171,7 @@ void ReadSourceMatch(Reader& r, const YAML::Node& n, const std::string& p,
   }
 }
 
-void ReadMatch(Reader& r, const YAML::Node& n, const std::string& p,
+void ReadMatch(Reader& r, const yaml::Node& n, const std::string& p,
                RouteMatch* m) {
   if (!r.ExpectMap(n, p, {"method", "prefix", "headers", "percent", "source"})) {
     return;
@@ -1196,7 +1196,7 @@ void ReadMatch(Reader& r, const YAML::Node& n, const std::string& p,
   if (!m->method.empty() && !m->prefix.empty()) {
     r.Error(n.Mark(), p, "set method or prefix, not both");
   }
-  const YAML::Node hs = n["headers"];
+  const yaml::Node hs = n["headers"];
   if (hs.IsDefined() && !hs.IsNull()) {
     if (!hs.IsSequence()) {
       r.Error(hs.Mark(), p + ".headers", "must be a list of header matches");
@@ -1211,7 +1211,7 @@ void ReadMatch(Reader& r, const YAML::Node& n, const std::string& p,
   r.Uint(n, "percent", p, false, 0, 100, &m->percent);
 }
 
-void ReadDestination(Reader& r, const YAML::Node& n, const std::string& p,
+void ReadDestination(Reader& r, const yaml::Node& n, const std::string& p,
                      bool weighted, const std::string& service,
                      Destination* d, std::vector<PendingDestination>* pending) {
   std::vector<absl::string_view> keys = {"service", "subset"};
@@ -1232,7 +1232,7 @@ int64_t ParseStatusCode(const std::string& s) {
   return -1;
 }
 
-void ReadRoute(Reader& r, const YAML::Node& n, const std::string& p,
+void ReadRoute(Reader& r, const yaml::Node& n, const std::string& p,
                const std::string& service, Route* route,
                std::vector<PendingDestination>* pending) {
   route->line = n.Mark().is_null() ? 0 : n.Mark().line + 1;
@@ -1257,7 +1257,7 @@ void ReadRoute(Reader& r, const YAML::Node& n, const std::string& p,
     ReadDestination(r, n["to"], p + ".to", false, service, &d, pending);
     route->destinations.push_back(d);
   } else {
-    const YAML::Node split = n["split"];
+    const yaml::Node split = n["split"];
     if (!split.IsSequence() || split.size() < 2) {
       r.Error(split.Mark(), p + ".split",
               "must be a list of at least two weighted destinations");
@@ -1286,14 +1286,14 @@ void ReadRoute(Reader& r, const YAML::Node& n, const std::string& p,
             "calls after 0.1ms); set a deadline on each call "
             "(ClientContext::set_deadline) instead");
   }
-  const YAML::Node re = n["retries"];
+  const yaml::Node re = n["retries"];
   if (re.IsDefined() && !re.IsNull()) {
     const std::string rp = p + ".retries";
     if (r.ExpectMap(re, rp, {"on", "numRetries", "backoff"})) {
       route->has_retries = true;
       RetryPolicy& rt = route->retries;
       rt.on.clear();
-      const YAML::Node on = re["on"];
+      const yaml::Node on = re["on"];
       if (!on.IsDefined() || !on.IsSequence() || on.size() == 0) {
         r.Error(on.IsDefined() ? on.Mark() : re.Mark(), rp + ".on",
                 absl::StrCat("must be a non-empty list of: ",
@@ -1315,7 +1315,7 @@ void ReadRoute(Reader& r, const YAML::Node& n, const std::string& p,
       }
       // gRPC caps attempts at 5 (4 retries); say so rather than cap.
       r.Uint(re, "numRetries", rp, false, 1, 4, &rt.num_retries);
-      const YAML::Node bo = re["backoff"];
+      const yaml::Node bo = re["backoff"];
       if (bo.IsDefined() && !bo.IsNull() &&
           r.ExpectMap(bo, rp + ".backoff", {"base", "max"})) {
         Duration(r, bo, "base", rp + ".backoff", 1, 10000, &rt.base_ms);
@@ -1328,11 +1328,11 @@ void ReadRoute(Reader& r, const YAML::Node& n, const std::string& p,
       }
     }
   }
-  const YAML::Node f = n["fault"];
+  const yaml::Node f = n["fault"];
   if (f.IsDefined() && !f.IsNull()) {
     const std::string fp = p + ".fault";
     if (r.ExpectMap(f, fp, {"delay", "abort"})) {
-      const YAML::Node d = f["delay"];
+      const yaml::Node d = f["delay"];
       if (d.IsDefined() && r.ExpectMap(d, fp + ".delay", {"fixed", "percent"})) {
         if (!Duration(r, d, "fixed", fp + ".delay", 1, 3600000,
                       &route->fault.delay_ms)) {
@@ -1343,7 +1343,7 @@ void ReadRoute(Reader& r, const YAML::Node& n, const std::string& p,
         r.Uint(d, "percent", fp + ".delay", true, 1, 100,
                &route->fault.delay_percent);
       }
-      const YAML::Node a = f["abort"];
+      const yaml::Node a = f["abort"];
       if (a.IsDefined() && r.ExpectMap(a, fp + ".abort", {"status", "percent"})) {
         std::string st;
         if (r.String(a, "status", fp + ".abort", true, &st)) {
@@ -1367,7 +1367,7 @@ void ReadRoute(Reader& r, const YAML::Node& n, const std::string& p,
   }
 }
 
-void ReadRoutes(Reader& r, const YAML::Node& list, const std::string& path,
+void ReadRoutes(Reader& r, const yaml::Node& list, const std::string& path,
                 const std::string& service, std::vector<Route>* out,
                 std::vector<PendingDestination>* pending) {
   if (!list.IsSequence()) {
@@ -1436,11 +1436,11 @@ std::string MethodPatternError(absl::string_view p) {
   return "";
 }
 
-void ReadPatterns(Reader& r, const YAML::Node& n, absl::string_view key,
+void ReadPatterns(Reader& r, const yaml::Node& n, absl::string_view key,
                   const std::string& p, bool required,
                   std::string (*check)(absl::string_view),
                   std::vector<std::string>* out) {
-  const YAML::Node list = n[std::string(key)];
+  const yaml::Node list = n[std::string(key)];
   const std::string path = Reader::Join(p, key);
   if (!list.IsDefined() || list.IsNull()) {
     if (required) r.Error(n.Mark(), path, "required field is missing");
@@ -1469,11 +1469,11 @@ void ReadPatterns(Reader& r, const YAML::Node& n, absl::string_view key,
   }
 }
 
-void ReadAuthorization(Reader& r, const YAML::Node& n, const std::string& p,
+void ReadAuthorization(Reader& r, const yaml::Node& n, const std::string& p,
                        Authorization* out) {
   if (!r.ExpectMap(n, p, {"allow"})) return;
   out->set = true;
-  const YAML::Node allow = n["allow"];
+  const yaml::Node allow = n["allow"];
   const std::string ap = p + ".allow";
   if (!allow.IsDefined() || allow.IsNull()) {
     r.Error(n.Mark(), ap,
@@ -1500,7 +1500,7 @@ void ReadAuthorization(Reader& r, const YAML::Node& n, const std::string& p,
   }
 }
 
-void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
+void ReadService(Reader& r, const yaml::Node& node, const std::string& path,
                  Service* svc, std::vector<PendingDestination>* pending) {
   if (!r.ExpectMap(node, path, {"name", "namespace", "hostname", "port",
                                 "endpoints", "dns", "localityPolicy", "healthCheck",
@@ -1570,7 +1570,7 @@ void ReadService(Reader& r, const YAML::Node& node, const std::string& path,
   if (node["dns"].IsDefined() && !node["dns"].IsNull()) {
     ReadDns(r, node["dns"], path + ".dns", &svc->dns);
   }
-  const YAML::Node eps = node["endpoints"];
+  const yaml::Node eps = node["endpoints"];
   if (!eps.IsDefined() || eps.IsNull()) return;  // No instances (yet).
   ReadEndpointList(r, eps, Reader::Join(path, "endpoints"), &svc->endpoints);
 }
@@ -1608,15 +1608,16 @@ size_t SecondDocumentLine(absl::string_view yaml) {
   return 0;
 }
 
-// YAML text to a node, with the checks and messages every document gets.
-absl::StatusOr<YAML::Node> LoadYaml(absl::string_view yaml,
-                                    absl::string_view filename) {
+// YAML text to a document, with the checks and messages every document
+// gets.
+absl::StatusOr<yaml::Document> LoadYaml(absl::string_view yaml,
+                                        absl::string_view filename) {
   if (yaml.size() > kMaxConfigBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat(filename, ": file is ", yaml.size(),
                      " bytes, larger than the limit of ", kMaxConfigBytes));
   }
-  // Binary data is not a config (and yaml-cpp's messages stop at a NUL).
+  // Binary data is not a config.
   if (const size_t nul = yaml.find('\0'); nul != absl::string_view::npos) {
     const absl::string_view before = yaml.substr(0, nul);
     const size_t line = std::count(before.begin(), before.end(), '\n') + 1;
@@ -1627,24 +1628,18 @@ absl::StatusOr<YAML::Node> LoadYaml(absl::string_view yaml,
         absl::StrCat(filename, ":", line, ":", col,
                      ": contains a NUL byte: a config must be text"));
   }
-  try {
-    if (const size_t line = SecondDocumentLine(yaml); line > 0) {
-      // Only the first would be used: refuse rather than ignore the rest.
-      return absl::InvalidArgumentError(absl::StrCat(
-          filename, ":", line, ":1: a second YAML document (after '---'): a "
-          "file holds exactly one document (put each endpoint set in its "
-          "own file or etcd key)"));
-    }
-    return YAML::Load(std::string(yaml));
-  } catch (const YAML::Exception& e) {
-    // e.mark is 0-based; e.msg is yaml-cpp's own text.
-    return absl::InvalidArgumentError(Printable(
-        e.mark.is_null()
-            ? absl::StrCat(filename, ": YAML syntax error: ", e.msg)
-            : absl::StrCat(filename, ":", e.mark.line + 1, ":",
-                           e.mark.column + 1, ": YAML syntax error: ",
-                           e.msg)));
+  if (const size_t line = SecondDocumentLine(yaml); line > 0) {
+    // Only the first would be used: refuse rather than ignore the rest.
+    return absl::InvalidArgumentError(absl::StrCat(
+        filename, ":", line, ":1: a second YAML document (after '---'): a "
+        "file holds exactly one document (put each endpoint set in its "
+        "own file or etcd key)"));
   }
+  absl::StatusOr<yaml::Document> doc = yaml::Document::Parse(yaml, filename);
+  if (!doc.ok()) {
+    return absl::InvalidArgumentError(Printable(doc.status().message()));
+  }
+  return doc;
 }
 
 // YAML double-quoted scalar (JSON escapes are valid YAML).
@@ -1667,12 +1662,12 @@ std::string YamlQuote(absl::string_view s) {
 
 absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
     absl::string_view yaml, absl::string_view filename) {
-  absl::StatusOr<YAML::Node> loaded = LoadYaml(yaml, filename);
+  absl::StatusOr<yaml::Document> loaded = LoadYaml(yaml, filename);
   if (!loaded.ok()) return loaded.status();
-  const YAML::Node root = *std::move(loaded);
+  const yaml::Node root = loaded->root();
   Reader r(filename);
   auto cfg = std::make_shared<MeshConfig>();
-  try {
+  {
     if (!root.IsDefined() || root.IsNull()) {
       return absl::InvalidArgumentError(
           absl::StrCat(filename, ": the file is empty (a config needs at "
@@ -1693,11 +1688,11 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
                              "letters, digits, '.', '-', '_'), got ",
                              Reader::Quote(cfg->trust_domain)));
       }
-      const YAML::Node reg = root["registration"];
+      const yaml::Node reg = root["registration"];
       if (reg.IsDefined() && !reg.IsNull()) {
         ReadRegistration(r, reg, "registration", &cfg->removal_guard);
       }
-      const YAML::Node svcs = root["services"];
+      const yaml::Node svcs = root["services"];
       if (svcs.IsDefined() && !svcs.IsNull()) {
         if (!svcs.IsSequence()) {
           r.Error(svcs.Mark(), "services",
@@ -1745,10 +1740,6 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
         }
       }
     }
-  } catch (const YAML::Exception& e) {
-    // Not expected after a successful Load, but yaml-cpp may still throw
-    // (e.g. on conversions); never let it reach the host.
-    r.Error(e.mark, "", absl::StrCat("YAML error: ", e.msg));
   }
   if (r.has_errors()) return absl::InvalidArgumentError(Printable(r.Report()));
   return std::shared_ptr<const MeshConfig>(std::move(cfg));
@@ -1764,9 +1755,9 @@ namespace {
 absl::StatusOr<EndpointSet> ParseEndpointDocument(absl::string_view yaml,
                                                   absl::string_view filename,
                                                   bool instance) {
-  absl::StatusOr<YAML::Node> loaded = LoadYaml(yaml, filename);
+  absl::StatusOr<yaml::Document> loaded = LoadYaml(yaml, filename);
   if (!loaded.ok()) return loaded.status();
-  const YAML::Node root = *std::move(loaded);
+  const yaml::Node root = loaded->root();
   const std::string want = instance ? "Instance" : "EndpointSet";
   if (!root.IsDefined() || root.IsNull()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -1778,7 +1769,7 @@ absl::StatusOr<EndpointSet> ParseEndpointDocument(absl::string_view yaml,
   Reader r(filename);
   EndpointSet set;
   set.instance = instance;
-  try {
+  {
     std::vector<absl::string_view> keys = {"apiVersion", "kind", "service",
                                      "endpoints"};
     if (instance) keys.insert(keys.end(), {"identity", "started"});
@@ -1816,7 +1807,7 @@ absl::StatusOr<EndpointSet> ParseEndpointDocument(absl::string_view yaml,
                                Reader::Quote(set.service)));
         }
       }
-      const YAML::Node eps = root["endpoints"];
+      const yaml::Node eps = root["endpoints"];
       if (!eps.IsDefined() || eps.IsNull()) {
         r.Error(root.Mark(), "endpoints",
                 "required field is missing (an empty list is allowed)");
@@ -1829,8 +1820,6 @@ absl::StatusOr<EndpointSet> ParseEndpointDocument(absl::string_view yaml,
         }
       }
     }
-  } catch (const YAML::Exception& e) {
-    r.Error(e.mark, "", absl::StrCat("YAML error: ", e.msg));
   }
   if (r.has_errors()) return absl::InvalidArgumentError(Printable(r.Report()));
   return set;

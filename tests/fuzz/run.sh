@@ -25,7 +25,7 @@ sources() {
 }
 echo "[fuzz] building config_fuzzer and svid_fuzzer" >&2
 $CXX tests/fuzz/config_fuzzer.cc $(sources //tests/fuzz:config_corpus_test) \
-  -lyaml-cpp -lre2 -lcrypto $ABSL -o "$OUT/config_fuzzer"
+  -lyaml -lre2 -lcrypto $ABSL -o "$OUT/config_fuzzer"
 $CXX tests/fuzz/svid_fuzzer.cc $(sources //tests/fuzz:svid_corpus_test) \
   -lcrypto $ABSL -o "$OUT/svid_fuzzer"
 # fuzz NAME CORPUS_DIR...: run NAME on a scratch copy of the seeds.

@@ -228,6 +228,32 @@ python3 bench/suite_report.py --closed "$RESULTS" --failover "$WORK/failover" \
   echo
   cat "$WORK/discovery.md"
 } >> "$REPORT"
+# The report's shape (the scale issue found a cold start heading over the
+# propagation table, and that section twice): each section once, in order,
+# each heading over its own table.
+if ! shape=$(python3 - "$REPORT" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+want = [("### F: failover", "| failure |"), ("### G: cold start", "| variant |"),
+        ("### H: config propagation", "| source | endpoints |"),
+        ("### Pure stages", "| benchmark |"), ("### I: registration", "|")]
+heads = [i for i, l in enumerate(lines) if l.startswith("### ")]
+bad = []
+order = [next((w for w, _ in want if lines[i].startswith(w)), lines[i]) for i in heads]
+if order != [w for w, _ in want]:
+    bad.append("sections %s, expected %s" % (order, [w for w, _ in want]))
+for i in heads:
+    for head, table in want:
+        if lines[i].startswith(head):
+            first = next((l for l in lines[i + 1:] if l.startswith("|") or l.startswith("### ")), "")
+            if not first.startswith(table):
+                bad.append("%r is followed by %r" % (head, first[:60]))
+print("; ".join(bad))
+sys.exit(1 if bad else 0)
+PY
+); then
+  problems+=("the report's sections are out of shape: $shape")
+fi
 if [ -n "$OUT" ]; then
   cp "$REPORT" "$OUT"
 elif [ $SHORT = 1 ]; then

@@ -62,7 +62,7 @@ TEST(HostileInputTest, TooLargeTooDeepLoopsAndDirectoriesFailCleanly) {
   EXPECT_EQ(huge.status().message(),
             dir + "/huge.yaml: file is larger than the limit of 16777216 "
                   "bytes");
-  // Deep nesting: yaml-cpp's depth guard, reported as a syntax error.
+  // Deep nesting: the YAML tree's depth limit, reported as a syntax error.
   for (const std::string& deep :
        {std::string(100000, '['), std::string(50000, '{') + "a: b",
         [] {

@@ -276,7 +276,7 @@ class Reader {
   // `required`) or not a scalar.
   bool String(const yaml::Node& map, absl::string_view key,
               absl::string_view path, bool required, std::string* out) {
-    const yaml::Node v = map[std::string(key)];
+    const yaml::Node v = map[key];
     const std::string field = Join(path, key);
     if (!v.IsDefined() || v.IsNull()) {
       if (required) Error(map.Mark(), field, "required field is missing");
@@ -299,7 +299,7 @@ class Reader {
   bool Uint(const yaml::Node& map, absl::string_view key,
             absl::string_view path, bool required, uint32_t min, uint32_t max,
             uint32_t* out) {
-    const yaml::Node v = map[std::string(key)];
+    const yaml::Node v = map[key];
     const std::string field = Join(path, key);
     if (!v.IsDefined() || v.IsNull()) {
       if (required) Error(map.Mark(), field, "required field is missing");
@@ -616,7 +616,7 @@ bool ReadPattern(Reader& r, const yaml::Node& node, const std::string& path,
 bool Duration(Reader& r, const yaml::Node& map, absl::string_view key,
               absl::string_view path, int64_t min_ms, int64_t max_ms,
               int64_t* out) {
-  const yaml::Node v = map[std::string(key)];
+  const yaml::Node v = map[key];
   if (!v.IsDefined() || v.IsNull()) return false;
   absl::Duration d;
   const std::string field = Reader::Join(path, key);
@@ -1576,8 +1576,8 @@ void ReadService(Reader& r, const yaml::Node& node, const std::string& path,
 }
 
 // The 1-based line where a second YAML document starts, or 0 if there is
-// none. Found in the text, without parsing (yaml-cpp's LoadAll builds every
-// document first: a file of a million "---" lines is a million nodes).
+// none. Found in the text, without parsing (parsing every document first
+// would make a file of a million "---" lines a million documents).
 // Sound because document markers are only markers at column 0, where the
 // YAML spec forbids them inside any scalar: "---" (or "...") followed by a
 // blank or the end of the line. A first "---" before any content opens the
@@ -1667,75 +1667,73 @@ absl::StatusOr<std::shared_ptr<const MeshConfig>> ParseConfig(
   const yaml::Node root = loaded->root();
   Reader r(filename);
   auto cfg = std::make_shared<MeshConfig>();
-  {
-    if (!root.IsDefined() || root.IsNull()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(filename, ": the file is empty (a config needs at "
-                                 "least apiVersion and trustDomain)"));
+  if (!root.IsDefined() || root.IsNull()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(filename, ": the file is empty (a config needs at "
+                               "least apiVersion and trustDomain)"));
+  }
+  if (r.ExpectMap(root, "",
+                  {"apiVersion", "trustDomain", "services", "registration"})) {
+    std::string api;
+    if (r.String(root, "apiVersion", "", true, &api) && api != kApiVersion) {
+      r.Error(root["apiVersion"].Mark(), "apiVersion",
+              absl::StrCat("must be \"", kApiVersion, "\", got ",
+                           Reader::Quote(api)));
     }
-    if (r.ExpectMap(root, "",
-                    {"apiVersion", "trustDomain", "services", "registration"})) {
-      std::string api;
-      if (r.String(root, "apiVersion", "", true, &api) && api != kApiVersion) {
-        r.Error(root["apiVersion"].Mark(), "apiVersion",
-                absl::StrCat("must be \"", kApiVersion, "\", got ",
-                             Reader::Quote(api)));
-      }
-      if (r.String(root, "trustDomain", "", true, &cfg->trust_domain) &&
-          !IsTrustDomain(cfg->trust_domain)) {
-        r.Error(root["trustDomain"].Mark(), "trustDomain",
-                absl::StrCat("must be a SPIFFE trust domain (lowercase "
-                             "letters, digits, '.', '-', '_'), got ",
-                             Reader::Quote(cfg->trust_domain)));
-      }
-      const yaml::Node reg = root["registration"];
-      if (reg.IsDefined() && !reg.IsNull()) {
-        ReadRegistration(r, reg, "registration", &cfg->removal_guard);
-      }
-      const yaml::Node svcs = root["services"];
-      if (svcs.IsDefined() && !svcs.IsNull()) {
-        if (!svcs.IsSequence()) {
-          r.Error(svcs.Mark(), "services",
-                  absl::StrCat("must be a list, got ", Reader::Kind(svcs)));
-        } else {
-          std::map<std::string, size_t> names, hosts;
-          std::vector<PendingDestination> pending;
-          for (size_t i = 0; i < svcs.size(); ++i) {
-            const std::string p = absl::StrCat("services[", i, "]");
-            Service svc;
-            ReadService(r, svcs[i], p, &svc, &pending);
-            const std::string name =
-                absl::StrCat(svc.namespace_name, "/", svc.name);
-            if (!svc.name.empty() && !names.emplace(name, i).second) {
-              r.Error(svcs[i]["name"].Mark(), p + ".name",
-                      absl::StrCat("duplicate service ", name, " (also "
-                                   "services[", names[name], "])"));
-            }
-            if (!svc.hostname.empty() &&
-                !hosts.emplace(svc.hostname, i).second) {
-              r.Error(svcs[i]["hostname"].Mark(), p + ".hostname",
-                      absl::StrCat("duplicate hostname ", svc.hostname,
-                                   " (also services[", hosts[svc.hostname],
-                                   "])"));
-            }
-            cfg->services.push_back(std::move(svc));
+    if (r.String(root, "trustDomain", "", true, &cfg->trust_domain) &&
+        !IsTrustDomain(cfg->trust_domain)) {
+      r.Error(root["trustDomain"].Mark(), "trustDomain",
+              absl::StrCat("must be a SPIFFE trust domain (lowercase "
+                           "letters, digits, '.', '-', '_'), got ",
+                           Reader::Quote(cfg->trust_domain)));
+    }
+    const yaml::Node reg = root["registration"];
+    if (reg.IsDefined() && !reg.IsNull()) {
+      ReadRegistration(r, reg, "registration", &cfg->removal_guard);
+    }
+    const yaml::Node svcs = root["services"];
+    if (svcs.IsDefined() && !svcs.IsNull()) {
+      if (!svcs.IsSequence()) {
+        r.Error(svcs.Mark(), "services",
+                absl::StrCat("must be a list, got ", Reader::Kind(svcs)));
+      } else {
+        std::map<std::string, size_t> names, hosts;
+        std::vector<PendingDestination> pending;
+        for (size_t i = 0; i < svcs.size(); ++i) {
+          const std::string p = absl::StrCat("services[", i, "]");
+          Service svc;
+          ReadService(r, svcs[i], p, &svc, &pending);
+          const std::string name =
+              absl::StrCat(svc.namespace_name, "/", svc.name);
+          if (!svc.name.empty() && !names.emplace(name, i).second) {
+            r.Error(svcs[i]["name"].Mark(), p + ".name",
+                    absl::StrCat("duplicate service ", name, " (also "
+                                 "services[", names[name], "])"));
           }
-          // Route destinations, now that every service is known.
-          for (const PendingDestination& d : pending) {
-            const std::string name = d.destination.service.empty()
-                                         ? d.from_service
-                                         : d.destination.service;
-            const Service* target = cfg->FindByName(name);
-            if (target == nullptr) {
-              r.Error(d.mark, d.path + ".service",
-                      absl::StrCat("unknown service ", Reader::Quote(name)));
-            } else if (!d.destination.subset.empty() &&
-                       target->FindSubset(d.destination.subset) == nullptr) {
-              r.Error(d.mark, d.path + ".subset",
-                      absl::StrCat("service ", target->namespace_name, "/",
-                                   target->name, " has no subset ",
-                                   Reader::Quote(d.destination.subset)));
-            }
+          if (!svc.hostname.empty() &&
+              !hosts.emplace(svc.hostname, i).second) {
+            r.Error(svcs[i]["hostname"].Mark(), p + ".hostname",
+                    absl::StrCat("duplicate hostname ", svc.hostname,
+                                 " (also services[", hosts[svc.hostname],
+                                 "])"));
+          }
+          cfg->services.push_back(std::move(svc));
+        }
+        // Route destinations, now that every service is known.
+        for (const PendingDestination& d : pending) {
+          const std::string name = d.destination.service.empty()
+                                       ? d.from_service
+                                       : d.destination.service;
+          const Service* target = cfg->FindByName(name);
+          if (target == nullptr) {
+            r.Error(d.mark, d.path + ".service",
+                    absl::StrCat("unknown service ", Reader::Quote(name)));
+          } else if (!d.destination.subset.empty() &&
+                     target->FindSubset(d.destination.subset) == nullptr) {
+            r.Error(d.mark, d.path + ".subset",
+                    absl::StrCat("service ", target->namespace_name, "/",
+                                 target->name, " has no subset ",
+                                 Reader::Quote(d.destination.subset)));
           }
         }
       }
@@ -1769,55 +1767,53 @@ absl::StatusOr<EndpointSet> ParseEndpointDocument(absl::string_view yaml,
   Reader r(filename);
   EndpointSet set;
   set.instance = instance;
-  {
-    std::vector<absl::string_view> keys = {"apiVersion", "kind", "service",
-                                     "endpoints"};
-    if (instance) keys.insert(keys.end(), {"identity", "started"});
-    if (r.ExpectMap(root, "", keys)) {
-      std::string api, kind;
-      if (r.String(root, "apiVersion", "", true, &api) && api != kApiVersion) {
-        r.Error(root["apiVersion"].Mark(), "apiVersion",
-                absl::StrCat("must be \"", kApiVersion, "\", got ",
-                             Reader::Quote(api)));
+  std::vector<absl::string_view> keys = {"apiVersion", "kind", "service",
+                                   "endpoints"};
+  if (instance) keys.insert(keys.end(), {"identity", "started"});
+  if (r.ExpectMap(root, "", keys)) {
+    std::string api, kind;
+    if (r.String(root, "apiVersion", "", true, &api) && api != kApiVersion) {
+      r.Error(root["apiVersion"].Mark(), "apiVersion",
+              absl::StrCat("must be \"", kApiVersion, "\", got ",
+                           Reader::Quote(api)));
+    }
+    if (r.String(root, "kind", "", true, &kind) && kind != want) {
+      r.Error(root["kind"].Mark(), "kind",
+              absl::StrCat("must be \"", want, "\", got ",
+                           Reader::Quote(kind)));
+    }
+    if (instance &&
+        r.String(root, "identity", "", true, &set.identity)) {
+      absl::StatusOr<identity::SpiffeId> id =
+          identity::ParseSpiffeId(set.identity);
+      if (!id.ok()) {
+        r.Error(root["identity"].Mark(), "identity", id.status().message());
       }
-      if (r.String(root, "kind", "", true, &kind) && kind != want) {
-        r.Error(root["kind"].Mark(), "kind",
-                absl::StrCat("must be \"", want, "\", got ",
-                             Reader::Quote(kind)));
+    }
+    if (instance) r.String(root, "started", "", true, &set.started);
+    if (r.String(root, "service", "", true, &set.service)) {
+      const std::vector<std::string> parts =
+          absl::StrSplit(set.service, '/');
+      if (parts.size() == 1) set.service = "default/" + set.service;
+      const bool ok = parts.size() <= 2 &&
+                      std::all_of(parts.begin(), parts.end(), IsDnsLabel);
+      if (!ok) {
+        r.Error(root["service"].Mark(), "service",
+                absl::StrCat("must be \"name\" or \"namespace/name\" "
+                             "(DNS labels), got ",
+                             Reader::Quote(set.service)));
       }
-      if (instance &&
-          r.String(root, "identity", "", true, &set.identity)) {
-        absl::StatusOr<identity::SpiffeId> id =
-            identity::ParseSpiffeId(set.identity);
-        if (!id.ok()) {
-          r.Error(root["identity"].Mark(), "identity", id.status().message());
-        }
-      }
-      if (instance) r.String(root, "started", "", true, &set.started);
-      if (r.String(root, "service", "", true, &set.service)) {
-        const std::vector<std::string> parts =
-            absl::StrSplit(set.service, '/');
-        if (parts.size() == 1) set.service = "default/" + set.service;
-        const bool ok = parts.size() <= 2 &&
-                        std::all_of(parts.begin(), parts.end(), IsDnsLabel);
-        if (!ok) {
-          r.Error(root["service"].Mark(), "service",
-                  absl::StrCat("must be \"name\" or \"namespace/name\" "
-                               "(DNS labels), got ",
-                               Reader::Quote(set.service)));
-        }
-      }
-      const yaml::Node eps = root["endpoints"];
-      if (!eps.IsDefined() || eps.IsNull()) {
-        r.Error(root.Mark(), "endpoints",
-                "required field is missing (an empty list is allowed)");
-      } else {
-        ReadEndpointList(r, eps, "endpoints", &set.endpoints);
-        if (instance && eps.IsSequence() && eps.size() != 1) {
-          r.Error(eps.Mark(), "endpoints",
-                  absl::StrCat("an instance has exactly one endpoint, got ",
-                               eps.size()));
-        }
+    }
+    const yaml::Node eps = root["endpoints"];
+    if (!eps.IsDefined() || eps.IsNull()) {
+      r.Error(root.Mark(), "endpoints",
+              "required field is missing (an empty list is allowed)");
+    } else {
+      ReadEndpointList(r, eps, "endpoints", &set.endpoints);
+      if (instance && eps.IsSequence() && eps.size() != 1) {
+        r.Error(eps.Mark(), "endpoints",
+                absl::StrCat("an instance has exactly one endpoint, got ",
+                             eps.size()));
       }
     }
   }

@@ -51,7 +51,7 @@ enum class OpenFlow { kNone, kSequence, kMap };
 // writer thinks of them (the words of the reader this one replaced, which
 // the bad-config corpus pins). `offset` is the problem's byte offset; `at`
 // may be moved to where the mistake starts.
-std::string Problem(const yaml_parser_t& p, const std::string& text,
+std::string Problem(const yaml_parser_t& p, absl::string_view text,
                     size_t offset, OpenFlow flow, Mark* at) {
   const absl::string_view problem = p.problem == nullptr ? "" : p.problem;
   const absl::string_view context = p.context == nullptr ? "" : p.context;
@@ -96,14 +96,14 @@ std::string Problem(const yaml_parser_t& p, const std::string& text,
 }
 
 // Line and column (0-based) of byte `offset`.
-Mark MarkAt(const std::string& text, size_t offset) {
+Mark MarkAt(absl::string_view text, size_t offset) {
   offset = std::min(offset, text.size());
   Mark m;
   m.line = static_cast<int>(std::count(text.begin(), text.begin() + offset,
                                        '\n'));
   const size_t nl = text.rfind('\n', offset == 0 ? 0 : offset - 1);
   m.column = static_cast<int>(
-      nl == std::string::npos || offset == 0 ? offset : offset - nl - 1);
+      nl == absl::string_view::npos || offset == 0 ? offset : offset - nl - 1);
   return m;
 }
 
@@ -210,12 +210,9 @@ Node Document::root() const {
                          : Node(this, static_cast<uint32_t>(impl_->root));
 }
 
-absl::StatusOr<Document> Document::Parse(absl::string_view text_view,
+absl::StatusOr<Document> Document::Parse(absl::string_view text,
                                          absl::string_view filename,
                                          int max_depth) {
-  // libyaml reads from the buffer as given; the copy keeps the offsets of
-  // reader errors resolvable against the same bytes.
-  const std::string text(text_view);
   Parser parser;
   yaml_parser_set_input_string(
       &parser.p, reinterpret_cast<const unsigned char*>(text.data()),
@@ -289,8 +286,8 @@ absl::StatusOr<Document> Document::Parse(absl::string_view text_view,
         break;
       case YAML_SCALAR_EVENT: {
         const auto& s = e->data.scalar;
-        const bool plain = s.style == YAML_PLAIN_SCALAR_STYLE &&
-                           (s.tag == nullptr || s.plain_implicit);
+        const bool plain =
+            s.style == YAML_PLAIN_SCALAR_STYLE && s.tag == nullptr;
         const absl::string_view value(reinterpret_cast<const char*>(s.value),
                                       s.length);
         const bool null_tag =

@@ -4,12 +4,13 @@
 // builds a compact tree of nodes, each with its line and column, and the
 // readers walk it (mesh/config/config.cc, the admin page, meshctl).
 //
-// Why our own tree and not libyaml's yaml_parser_load: its loader recurses
-// once per nesting level (a hostile file of 100,000 '[' would exhaust the
-// stack), it has no depth limit in Debian's 0.2.5, and the readers want a
-// lookup by key and a null test with YAML 1.1's plain-scalar rules, which
-// the tree gives directly. libyaml's parser itself keeps explicit stacks.
-//
+// Why our own tree and not libyaml's yaml_parser_load: the loader has no
+// depth limit in Debian's 0.2.5 and its time grows with the square of the
+// nesting (100,000 levels of '[' took 21 s, 200,000 did not finish in 60 s);
+// this tree refuses more than kMaxDepth levels as soon as it sees them. The
+// readers also want a lookup by key and a null test with YAML 1.1's
+// plain-scalar rules, which the tree gives directly.
+
 // Semantics kept from the yaml-cpp reader this replaced (the bad-config
 // corpus pins them): a plain `~`, `null`, `Null`, `NULL` or empty scalar is
 // null; an alias is the anchored node itself (shared, so `&a [*a]` is a

@@ -23,22 +23,14 @@ bazel build -c opt --platform_suffix=opt //bench:mtls_cost \
   //examples/greeter:greeter_server //:meshctl 2>&1 | grep -E '^(ERROR|FAILED)' || true
 BIN=bazel-bin
 WORK=$(mktemp -d /tmp/mesh-mtls-cost-XXXXXX)
-PIDS=()
+source tests/testlib.sh  # PIDS, stop_started, free_port
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_started
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 $BIN/mesh/cli/meshctl dev-certs --dir "$WORK" --trust-domain bench.local \
   bench-server bench-client > /dev/null
-free_port() {  # a port nothing listens on
-  local p
-  while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
-    ss -Hltn "sport = :$p" | grep -q . || { echo $p; return; }
-  done
-}
 LAST=$(( $(nproc) - 1 ))
 declare -A PORT SPID
 for mode in mtls plaintext; do

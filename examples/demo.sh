@@ -25,10 +25,9 @@ MESH_BIN=bazel-bin/mesh/cli/meshctl
   { echo "build failed: run 'bazel build //examples/greeter:all //:meshctl'"; exit 1; }
 
 WORK=$(mktemp -d /tmp/mesh-demo-XXXXXX)
-PIDS=()
+source tests/testlib.sh  # PIDS, stop_started, free_port
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_started
   [ "${MESH_DEMO_KEEP:-0}" = 1 ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -94,11 +93,7 @@ echo "   4 greeter servers serving"
 
 say "client in cluster-1: batches of 20 calls to greeter.mesh.internal every 100 ms"
 # The client's admin endpoint (metrics, status, live status page).
-while :; do
-  ADMIN_PORT=$(( 20000 + RANDOM % 30000 ))
-  ss -Hltn "sport = :$ADMIN_PORT" | grep -q . || break
-done
-ADMIN=127.0.0.1:$ADMIN_PORT
+ADMIN=127.0.0.1:$(free_port)
 MESH_LOG_QUIET=1 $BIN/greeter_client --config="$WORK/mesh.yaml" $(ID greeter-client) \
   --admin="$ADMIN" \
   --locality=us-east/us-east-a/cluster-1 --batches=1500 --batch_size=20 \
@@ -228,13 +223,6 @@ else
 fi
 [ "${MESH_DEMO_DISCOVERY:-1}" = 1 ] || exit "$client_rc"
 
-free_port() {  # a free loopback TCP port
-  local p
-  while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
-    ss -Hltn "sport = :$p" | grep -q . || { echo $p; return; }
-  done
-}
 say "step 8: discovery: a real etcd; servers register themselves (no endpoint in the config)"
 ETCD_PORT=$(free_port); ETCD_PEER=$(free_port)
 ETCD=127.0.0.1:$ETCD_PORT

@@ -84,15 +84,21 @@ start_etcd() {
   ETCD_PID=$!
   PIDS+=($ETCD_PID)
 }
-etcd_healthy() {  # etcd's /health over bash's /dev/tcp
-  exec 3<>"/dev/tcp/127.0.0.1/$ETCD_PORT" 2>/dev/null || return 1
+etcd_healthy() {  # etcd's /health over bash's /dev/tcp (the refusals unsaid)
+  { exec 3<>"/dev/tcp/127.0.0.1/$ETCD_PORT"; } 2>/dev/null || return 1
   printf 'GET /health HTTP/1.0\r\n\r\n' >&3
   grep -q '"health":"true"' <&3; local rc=$?
   exec 3<&-
   return $rc
 }
+etcd_died() {  # an etcd this script did not kill has exited: say why, fail
+  echo "FAIL: etcd (pid $ETCD_PID, client port $ETCD_PORT, peer port $ETCD_PEER) exited by itself; its log:"
+  tail -20 "$WORK/etcd.log"
+  exit 1
+}
 start_etcd
-for _ in $(seq 1 300); do etcd_healthy && break; sleep 0.05; done
+for _ in $(seq 1 300); do etcd_healthy && break; kill -0 "$ETCD_PID" 2>/dev/null || etcd_died; sleep 0.05; done
+etcd_healthy || { echo "FAIL: etcd did not become healthy in 15 s; its log:"; tail -20 "$WORK/etcd.log"; exit 1; }
 write_config
 id() { echo "--cert=$WORK/$1.pem --key=$WORK/$1.key --bundle=$WORK/ca.pem"; }
 declare -A STATE   # up | down | hung
@@ -141,7 +147,7 @@ while [ "$(date +%s)" -lt "$end" ]; do
        ACTIONS[config]=$(( ${ACTIONS[config]:-0} + 1 )) ;;
     5) agent=$(pgrep -P $CLIENT_PID | head -1 || true)
        if [ -n "$agent" ]; then kill -9 "$agent"; ACTIONS[agent]=$(( ${ACTIONS[agent]:-0} + 1 )); fi ;;
-    6) kill -9 "$ETCD_PID"; wait "$ETCD_PID" 2>/dev/null || true
+    6) kill -9 "$ETCD_PID" 2>/dev/null || etcd_died; wait "$ETCD_PID" 2>/dev/null || true
        start_etcd; ACTIONS[etcd_restart]=$(( ${ACTIONS[etcd_restart]:-0} + 1 )) ;;
   esac
   # Wake hung servers whose time has come.

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <atomic>
 #include <deque>
 #include <cstdio>
@@ -426,6 +427,12 @@ class Mesh::Impl {
 
   ~Impl() {
     admin_.reset();  // No more requests reading our state.
+    {
+      // The application may still hold some of them; they keep their last
+      // routing (Mesh's destructor says so).
+      internal::MutexLock lock(&channels_mu_);
+      channels_.clear();
+    }
     bool identity_kept = false;
     {
       internal::MutexLock lock(&mu_);
@@ -612,6 +619,19 @@ class Mesh::Impl {
   ServingLogger* serving_logger() { return &serving_logger_; }
   std::string identity_dir() const { return IdentityDir(socket_); }
   telemetry::CallMetrics* metrics() { return &metrics_; }
+
+  // The channels CreateChannel made, by hostname and arguments (see there).
+  std::shared_ptr<grpc::Channel> CachedChannel(const std::string& key) {
+    internal::MutexLock lock(&channels_mu_);
+    auto it = channels_.find(key);
+    return it == channels_.end() ? nullptr : it->second;
+  }
+  // The channel kept for `key`: `made`, or one another thread kept first.
+  std::shared_ptr<grpc::Channel> KeepChannel(
+      const std::string& key, std::shared_ptr<grpc::Channel> made) {
+    internal::MutexLock lock(&channels_mu_);
+    return channels_.emplace(key, std::move(made)).first->second;
+  }
 
   absl::Status StartAdmin() {
     if (options_.admin_address.empty()) return absl::OkStatus();
@@ -1285,6 +1305,10 @@ class Mesh::Impl {
   std::deque<std::pair<absl::Time,
                        std::map<std::string, telemetry::CallMetrics::Totals>>>
       samples_ ABSL_GUARDED_BY(mu_);
+  // Never held with another lock.
+  internal::Mutex channels_mu_;
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_
+      ABSL_GUARDED_BY(channels_mu_);
   // Taken after mu_ when both are held.
   internal::Mutex authz_mu_;
   // By listening address. An address without one denies every call.
@@ -1517,8 +1541,52 @@ grpc::Status AuthzProcessor::Process(const InputMetadata& md,
   return impl_->Authorize(addresses_, caller, method);
 }
 
+namespace {
+
+// What identifies a channel's arguments, for sharing it: every argument's
+// key, type and value, in key order; "" if one is a pointer (a resource
+// quota, a socket mutator: not comparable by value, so never shared).
+std::string ChannelArgsKey(const grpc_channel_args& a) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < a.num_args; ++i) {
+    const grpc_arg& arg = a.args[i];
+    switch (arg.type) {
+      case GRPC_ARG_INTEGER:
+        parts.push_back(absl::StrCat(arg.key, "=i", arg.value.integer));
+        break;
+      case GRPC_ARG_STRING:
+        parts.push_back(absl::StrCat(arg.key, "=s", arg.value.string));
+        break;
+      default:
+        return "";
+    }
+  }
+  std::sort(parts.begin(), parts.end());
+  return absl::StrJoin(parts, "\n");
+}
+
+}  // namespace
+
 std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
     absl::string_view hostname, const grpc::ChannelArguments& args) const {
+  // One channel per hostname and arguments, kept for the Mesh's life: gRPC
+  // 1.51's xDS client forgets a resource when its last watcher goes (a
+  // channel destroyed) and, if a new channel watches it again before the
+  // client's next request is sent, that request can look like a plain ACK,
+  // so the control plane cannot know to send it again: the new channel then
+  // waits for resources that never come (calls hung until their deadline;
+  // tests/channel_sharing_test.cc). A kept channel keeps its resources
+  // watched, and a call on a new stub needs no xDS exchange at all.
+  grpc_channel_args caller_args;
+  args.SetChannelArgs(&caller_args);
+  const std::string args_key = ChannelArgsKey(caller_args);
+  const std::string key =
+      args_key.empty() && caller_args.num_args > 0
+          ? ""
+          : absl::StrCat(hostname, "\n", args_key);
+  if (!key.empty()) {
+    if (auto kept = impl_->CachedChannel(key)) return kept;
+  }
   // Defaults, each applied only if the caller did not set it. Reconnect
   // backoff: gRPC's default (1 s x 1.6^n up to 120 s) can keep a recovered
   // locality unused for minutes; we cap it at 1 s. gRPC gives a connection
@@ -1527,23 +1595,24 @@ std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
   // connect timeout: a small value fails every slower connection forever.
   // 5 s (Envoy's default connect timeout; gRPC's is 20 s) gives up on a
   // black-holed endpoint sooner. Keepalive finds dead connections that
-  // never close.
+  // never close. No idle timeout: an idle channel drops its resolver, and
+  // with it its xDS watches (the hazard above, on its next call).
   const std::pair<const char*, int> defaults[] = {
       {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100},
       {GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000},
       {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000},
       {GRPC_ARG_KEEPALIVE_TIME_MS, 10000},
       {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000},
+      {GRPC_ARG_CLIENT_IDLE_TIMEOUT_MS, INT_MAX},
   };
   grpc::ChannelArguments merged = args;
-  grpc_channel_args c_args;
-  args.SetChannelArgs(&c_args);
-  for (const auto& [key, value] : defaults) {
+  const grpc_channel_args& c_args = caller_args;
+  for (const auto& [arg_key, value] : defaults) {
     bool set = false;
     for (size_t i = 0; i < c_args.num_args; ++i) {
-      set = set || strcmp(c_args.args[i].key, key) == 0;
+      set = set || strcmp(c_args.args[i].key, arg_key) == 0;
     }
-    if (!set) merged.SetInt(key, value);
+    if (!set) merged.SetInt(arg_key, value);
   }
   const std::string target = absl::StrCat("xds:///", hostname);
   bool metrics = impl_->options().call_metrics;
@@ -1553,17 +1622,21 @@ std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
       metrics = c_args.args[i].value.integer != 0;
     }
   }
+  std::shared_ptr<grpc::Channel> made;
   if (!metrics) {
-    return grpc::CreateCustomChannel(target, ChannelCredentials(), merged);
+    made = grpc::CreateCustomChannel(target, ChannelCredentials(), merged);
+  } else {
+    std::vector<std::unique_ptr<
+        grpc::experimental::ClientInterceptorFactoryInterface>>
+        interceptors;
+    // Metrics are kept per hostname, without a declared port.
+    interceptors.push_back(impl_->metrics()->InterceptorFor(
+        std::string(hostname.substr(0, hostname.rfind(':')))));
+    made = grpc::experimental::CreateCustomChannelWithInterceptors(
+        target, ChannelCredentials(), merged, std::move(interceptors));
   }
-  std::vector<
-      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
-      interceptors;
-  // Metrics are kept per hostname, without a declared port.
-  interceptors.push_back(impl_->metrics()->InterceptorFor(
-      std::string(hostname.substr(0, hostname.rfind(':')))));
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      target, ChannelCredentials(), merged, std::move(interceptors));
+  if (key.empty()) return made;
+  return impl_->KeepChannel(key, std::move(made));
 }
 
 std::unique_ptr<grpc::XdsServerBuilder> Mesh::NewServerBuilder() const {

@@ -354,6 +354,11 @@ class Mesh final {
   // hostname the config does not know fails calls with UNAVAILABLE (the
   // control plane reports it as not existing). `args` are added to the
   // mesh's defaults (docs/config.md, "Built-in defaults") and win over them.
+  // Shared: calls with the same hostname and arguments return the same
+  // channel, kept open (never idle) for the Mesh's life, so a new stub per
+  // call costs nothing and waits for no xDS exchange. Arguments holding a
+  // pointer (a resource quota, a socket mutator) give a new channel each
+  // time. Why: docs/config.md, "Channels".
   std::shared_ptr<grpc::Channel> CreateChannel(
       absl::string_view hostname,
       const grpc::ChannelArguments& args = grpc::ChannelArguments()) const;

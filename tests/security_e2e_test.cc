@@ -486,14 +486,18 @@ TEST_F(SecurityE2eTest, RotationUnderLoadLosesNoCallAndNewConnectionsUseIt) {
       [&](const MeshStatus& s) { return s.identity_serial == new_serial; },
       absl::Seconds(10)));
   // gRPC re-reads the files every second: new connections (a channel with
-  // its own subchannel pool) soon present and see the new certificate.
-  grpc::ChannelArguments fresh;
-  fresh.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // its own subchannel pool; a new one each time, as CreateChannel shares
+  // a channel per set of args) soon present and see the new certificate.
   std::string server_serial, seen_by_server;
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline &&
-         (server_serial != new_serial ||
-          seen_by_server != absl::StrCat(kTd, "greeter ", new_serial))) {
+  for (int attempt = 0;
+       absl::Now() < deadline &&
+       (server_serial != new_serial ||
+        seen_by_server != absl::StrCat(kTd, "greeter ", new_serial));
+       ++attempt) {
+    grpc::ChannelArguments fresh;
+    fresh.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    fresh.SetInt("mesh.test.attempt", attempt);
     HelloReply r;
     grpc::Status st =
         Call("greeter.mesh.internal", &r, false, fresh, &server_serial);
@@ -601,9 +605,11 @@ TEST_F(SecurityE2eTest, BadBundleIsRefusedAndThePreviousOneKept) {
                                 "the previous trust bundle stays in force"))
       << s.last_error;
   EXPECT_EQ(s.identity_serial, serial);
-  // New connections still work with the previous bundle.
+  // New connections still work with the previous bundle (a channel no
+  // other test has, so a new one: its own subchannel pool).
   grpc::ChannelArguments fresh;
   fresh.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  fresh.SetInt("mesh.test.bad_bundle", 1);
   grpc::Status st = Call("greeter.mesh.internal", &reply, false, fresh);
   EXPECT_TRUE(st.ok()) << st.error_message();
   WriteFile(*dir_ + "/ca.pem", ca_->cert_pem());

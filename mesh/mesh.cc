@@ -19,12 +19,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <atomic>
+#include <climits>
 #include <deque>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -1544,9 +1545,9 @@ grpc::Status AuthzProcessor::Process(const InputMetadata& md,
 namespace {
 
 // What identifies a channel's arguments, for sharing it: every argument's
-// key, type and value, in key order; "" if one is a pointer (a resource
+// key, type and value, in key order; none if one is a pointer (a resource
 // quota, a socket mutator: not comparable by value, so never shared).
-std::string ChannelArgsKey(const grpc_channel_args& a) {
+std::optional<std::string> ChannelArgsKey(const grpc_channel_args& a) {
   std::vector<std::string> parts;
   for (size_t i = 0; i < a.num_args; ++i) {
     const grpc_arg& arg = a.args[i];
@@ -1558,7 +1559,7 @@ std::string ChannelArgsKey(const grpc_channel_args& a) {
         parts.push_back(absl::StrCat(arg.key, "=s", arg.value.string));
         break;
       default:
-        return "";
+        return std::nullopt;
     }
   }
   std::sort(parts.begin(), parts.end());
@@ -1577,15 +1578,12 @@ std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
   // waits for resources that never come (calls hung until their deadline;
   // tests/channel_sharing_test.cc). A kept channel keeps its resources
   // watched, and a call on a new stub needs no xDS exchange at all.
-  grpc_channel_args caller_args;
-  args.SetChannelArgs(&caller_args);
-  const std::string args_key = ChannelArgsKey(caller_args);
-  const std::string key =
-      args_key.empty() && caller_args.num_args > 0
-          ? ""
-          : absl::StrCat(hostname, "\n", args_key);
-  if (!key.empty()) {
-    if (auto kept = impl_->CachedChannel(key)) return kept;
+  grpc_channel_args c_args;
+  args.SetChannelArgs(&c_args);
+  std::optional<std::string> key = ChannelArgsKey(c_args);
+  if (key.has_value()) {
+    *key = absl::StrCat(hostname, "\n", *key);
+    if (auto kept = impl_->CachedChannel(*key)) return kept;
   }
   // Defaults, each applied only if the caller did not set it. Reconnect
   // backoff: gRPC's default (1 s x 1.6^n up to 120 s) can keep a recovered
@@ -1606,7 +1604,6 @@ std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
       {GRPC_ARG_CLIENT_IDLE_TIMEOUT_MS, INT_MAX},
   };
   grpc::ChannelArguments merged = args;
-  const grpc_channel_args& c_args = caller_args;
   for (const auto& [arg_key, value] : defaults) {
     bool set = false;
     for (size_t i = 0; i < c_args.num_args; ++i) {
@@ -1635,8 +1632,8 @@ std::shared_ptr<grpc::Channel> Mesh::CreateChannel(
     made = grpc::experimental::CreateCustomChannelWithInterceptors(
         target, ChannelCredentials(), merged, std::move(interceptors));
   }
-  if (key.empty()) return made;
-  return impl_->KeepChannel(key, std::move(made));
+  if (!key.has_value()) return made;
+  return impl_->KeepChannel(*key, std::move(made));
 }
 
 std::unique_ptr<grpc::XdsServerBuilder> Mesh::NewServerBuilder() const {

@@ -356,7 +356,7 @@ class Mesh final {
   // mesh's defaults (docs/config.md, "Built-in defaults") and win over them.
   // Shared: calls with the same hostname and arguments return the same
   // channel, kept open (never idle) for the Mesh's life, so a new stub per
-  // call costs nothing and waits for no xDS exchange. Arguments holding a
+  // call needs no new connection and no xDS exchange. Arguments holding a
   // pointer (a resource quota, a socket mutator) give a new channel each
   // time. Why: docs/config.md, "Channels".
   std::shared_ptr<grpc::Channel> CreateChannel(

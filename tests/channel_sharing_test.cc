@@ -1,9 +1,10 @@
 // Mesh::CreateChannel shares one channel per hostname and arguments for the
 // Mesh's life. gRPC 1.51's xDS client forgets a resource when its last
 // watcher goes and can ask for it again in a request that looks like a
-// plain ACK; a new channel then waited for resources that never came (one
-// in a few hundred under ASan while endpoints changed: calls hung until
-// their deadline). Real mesh, real greeter server on loopback.
+// plain ACK; a new channel then waited for resources that never came
+// (under ASan, with a new channel per call while endpoints changed: 1-2 of
+// 2000 calls hung until their deadline, in 5 of 6 runs). Real mesh, real
+// greeter server on loopback.
 
 #include <atomic>
 #include <fstream>
